@@ -1,0 +1,24 @@
+# berth: the two commands a new machine needs are `make daemon` and `make test`.
+.PHONY: deps daemon test lint bench
+
+deps:
+	./scripts/install-deps.sh
+
+# Builds and runs berthd with its defaults: root /var/lib/berth, state /run/berth,
+# socket /run/berth/berthd.sock. Run as root.
+daemon: deps
+	cargo build --release -p berthd
+	./target/release/berthd
+
+# The whole suite: unit tests and integration tests against the real daemon, runc and socket.
+test: deps
+	cargo build --workspace --bins
+	cargo test --workspace
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+bench: deps
+	cargo build --release --workspace --bins
+	./target/release/berth-bench

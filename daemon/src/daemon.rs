@@ -1,0 +1,162 @@
+//! Running the daemon: directories, the root lock, the store, the socket, and orderly shutdown.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::UnixListener;
+
+use crate::api::{self, server::Limits};
+use crate::app::{App, Paths};
+use crate::config::{Config, ConfigError};
+use crate::service::events::EventBus;
+use crate::store::{Store, StoreError};
+
+/// Why the daemon could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("creating {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another berthd is already running on root {0} (it holds {0}/berthd.lock)")]
+    Locked(PathBuf),
+    #[error("locking {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("binding the socket {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Everything `berthd` is told on its command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub root: PathBuf,
+    pub state: PathBuf,
+    pub socket: PathBuf,
+    pub config: Config,
+}
+
+/// The exclusive hold on a root directory; released when dropped (or when the process dies).
+pub struct RootLock(#[allow(dead_code)] Flock<File>);
+
+fn mkdir(path: &Path, mode: u32) -> Result<(), DaemonError> {
+    let dir_err = |source| DaemonError::Dir {
+        path: path.to_owned(),
+        source,
+    };
+    fs::create_dir_all(path).map_err(dir_err)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(dir_err)
+}
+
+/// Takes the root's lock file, failing at once if another daemon holds it.
+pub fn lock_root(root: &Path) -> Result<RootLock, DaemonError> {
+    let path = root.join("berthd.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| DaemonError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(RootLock(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(DaemonError::Locked(root.to_owned())),
+        Err((_, e)) => Err(DaemonError::Lock {
+            path,
+            source: e.into(),
+        }),
+    }
+}
+
+/// Binds the socket with mode 0660, owner root and the configured group. A stale socket file
+/// from a daemon that died is replaced (the root lock proves no daemon is using it).
+fn bind_socket(path: &Path, gid: Option<u32>) -> Result<UnixListener, DaemonError> {
+    let bind_err = |source| DaemonError::Bind {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        mkdir_keep_mode(parent)?;
+    }
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(bind_err(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(bind_err)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o660)).map_err(bind_err)?;
+    std::os::unix::fs::chown(path, Some(0), Some(gid.unwrap_or(0))).map_err(bind_err)?;
+    Ok(listener)
+}
+
+/// Creates a directory the socket lives in without changing the mode of one that exists.
+fn mkdir_keep_mode(path: &Path) -> Result<(), DaemonError> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    mkdir(path, 0o711)
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(opts: Options) -> Result<(), DaemonError> {
+    mkdir(&opts.root, 0o711)?;
+    mkdir(&opts.state, 0o711)?;
+    let _lock = lock_root(&opts.root)?;
+    let gid = opts.config.socket_gid()?;
+    let bus = EventBus::default();
+    let publisher = bus.clone();
+    let store = Store::open(
+        &opts.root.join("meta.db"),
+        Arc::new(move |events| publisher.publish(events)),
+    )?;
+    let paths = Paths {
+        root: opts.root.clone(),
+        state: opts.state.clone(),
+        socket: opts.socket.clone(),
+    };
+    let app = App::new(paths, store.clone(), bus);
+    let module = api::build_module(app);
+    let listener = bind_socket(&opts.socket, gid)?;
+    tracing::info!(socket = %opts.socket.display(), root = %opts.root.display(), "berthd serving");
+    let limits = Limits {
+        gid,
+        max_request_bytes: opts.config.max_request_bytes,
+        max_connections: opts.config.max_connections,
+    };
+    api::server::serve(listener, module, limits, shutdown_signal()).await;
+    let _ = fs::remove_file(&opts.socket);
+    store.close();
+    tracing::info!("berthd stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop berthd with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}

@@ -1,0 +1,12 @@
+//! berthd: containers as metadata, tasks driven by runc, JSON-RPC 2.0 on one unix socket.
+//!
+//! Layers (dependencies point down): `api` (transports, thin handlers) -> `service` (the
+//! rules) -> `store` (SQLite). `app` wires them; `daemon` runs them.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod daemon;
+pub mod filter;
+pub mod service;
+pub mod store;

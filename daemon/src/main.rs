@@ -1,0 +1,72 @@
+//! `berthd [--root DIR] [--state DIR] [--socket PATH] [--config FILE] [--log-level L]`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use berthd::config::Config;
+use berthd::daemon::{self, Options};
+use clap::Parser;
+
+/// berth's daemon: containers as metadata, tasks run by runc, JSON-RPC 2.0 on a unix socket.
+#[derive(Parser, Debug)]
+#[command(name = "berthd", version)]
+struct Args {
+    /// Persistent data: the metadata database, content, snapshots.
+    #[arg(long, default_value = "/var/lib/berth")]
+    root: PathBuf,
+    /// Volatile data: bundles, FIFOs, runc state. Default socket lives here.
+    #[arg(long, default_value = "/run/berth")]
+    state: PathBuf,
+    /// The socket to serve on [default: <state>/berthd.sock].
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// A TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// trace, debug, info, warn or error (or a tracing filter directive).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match args.config.as_deref().map(Config::load).transpose() {
+        Ok(c) => c.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("berthd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = Options {
+        socket: args
+            .socket
+            .unwrap_or_else(|| args.state.join("berthd.sock")),
+        root: args.root,
+        state: args.state,
+        config,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("berthd")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berthd: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(daemon::run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berthd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

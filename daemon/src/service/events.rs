@@ -1,0 +1,190 @@
+//! Events: every change is recorded with a seq in its own transaction (see `store`); this
+//! module lists them and fans them out live. A subscriber that falls behind by more than the
+//! bus capacity is dropped with `resource_exhausted` instead of growing memory without bound;
+//! it can resubscribe with `since` and miss nothing that is still retained.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use schema::{Event, EventList, EventListParams};
+use tokio::sync::broadcast;
+
+use super::{Error, Result};
+use crate::filter::{self, Adaptor, Filter};
+use crate::store::{self, Store};
+
+/// Live events buffered per subscriber before it counts as too slow.
+pub const BUS_CAPACITY: usize = 4096;
+/// Default and maximum page of `events.list`.
+pub const MAX_LIST: u32 = 10_000;
+
+/// Fan-out of committed events. Fed by the store's commit hook, in seq order.
+#[derive(Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<Arc<Event>>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        EventBus {
+            tx: broadcast::channel(BUS_CAPACITY).0,
+        }
+    }
+}
+
+impl EventBus {
+    pub fn publish(&self, events: &[Event]) {
+        for ev in events {
+            // No subscriber is not an error.
+            let _ = self.tx.send(Arc::new(ev.clone()));
+        }
+    }
+}
+
+/// Lets filters see an event's fields: `topic`, `namespace`, `event.<field>...`.
+struct EventFields<'a>(&'a Event);
+
+impl Adaptor for EventFields<'_> {
+    fn field(&self, path: &[String]) -> Option<Cow<'_, str>> {
+        match path {
+            [f] if f == "topic" => Some(Cow::Borrowed(&self.0.topic)),
+            [f] if f == "namespace" => Some(Cow::Borrowed(&self.0.namespace)),
+            [f, rest @ ..] if f == "event" && !rest.is_empty() => {
+                let mut v = &self.0.event;
+                for key in rest {
+                    v = v.get(key)?;
+                }
+                match v {
+                    serde_json::Value::String(s) => Some(Cow::Borrowed(s)),
+                    serde_json::Value::Null => None,
+                    other => Some(Cow::Owned(other.to_string())),
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Events {
+    store: Store,
+    bus: EventBus,
+}
+
+impl Events {
+    pub fn new(store: Store, bus: EventBus) -> Self {
+        Events { store, bus }
+    }
+
+    pub fn list(&self, p: &EventListParams) -> Result<EventList> {
+        let filter = filter::parse(&p.filters)?;
+        let limit = p.limit.unwrap_or(1000).clamp(1, MAX_LIST) as usize;
+        let mut since = p.since;
+        let mut events = Vec::new();
+        // Filtered lists read forward in pages until the page is full or the log ends.
+        loop {
+            let page = self
+                .store
+                .read(|c| store::events::list_since(c, since, MAX_LIST))?;
+            let done = page.len() < MAX_LIST as usize;
+            for ev in page {
+                since = ev.seq;
+                if filter.matches(&EventFields(&ev)) {
+                    events.push(ev);
+                    if events.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if done || events.len() == limit {
+                break;
+            }
+        }
+        let last_seq = self.store.read(store::events::last_seq)?;
+        Ok(EventList { events, last_seq })
+    }
+
+    /// Starts a subscription: stored events after `since` (if given), then live ones.
+    pub fn subscribe(&self, filters: &[String], since: Option<i64>) -> Result<Subscription> {
+        let filter = filter::parse(filters)?;
+        // Subscribe before reading the store: nothing committed in between can be missed.
+        let live = self.bus.tx.subscribe();
+        Ok(Subscription {
+            store: self.store.clone(),
+            filter,
+            live,
+            replay: Vec::new(),
+            replay_from: since,
+            delivered: since.unwrap_or(0),
+        })
+    }
+}
+
+/// One subscriber's stream of events.
+pub struct Subscription {
+    store: Store,
+    filter: Filter,
+    live: broadcast::Receiver<Arc<Event>>,
+    /// Stored events read but not yet handed out, newest last.
+    replay: Vec<Event>,
+    /// Where the next replay page starts; `None` once replay has caught up.
+    replay_from: Option<i64>,
+    /// Highest seq handed out (or skipped by filter); live events at or below it are dups.
+    delivered: i64,
+}
+
+impl Subscription {
+    /// The next matching event. Fails with `resource_exhausted` when the subscriber fell behind.
+    pub async fn next(&mut self) -> Result<Arc<Event>> {
+        loop {
+            if let Some(ev) = self.next_replayed()? {
+                return Ok(ev);
+            }
+            let ev = match self.live.recv().await {
+                Ok(ev) => ev,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    return Err(Error::ResourceExhausted(format!(
+                        "event subscriber too slow: {n} events were dropped; \
+                         subscribe again with since={} to resume",
+                        self.delivered
+                    )))
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err(Error::Unavailable("berthd is shutting down".into()))
+                }
+            };
+            if ev.seq <= self.delivered {
+                continue;
+            }
+            self.delivered = ev.seq;
+            if self.filter.matches(&EventFields(&ev)) {
+                return Ok(ev);
+            }
+        }
+    }
+
+    fn next_replayed(&mut self) -> Result<Option<Arc<Event>>> {
+        loop {
+            if let Some(ev) = self.replay.pop() {
+                self.delivered = ev.seq;
+                if self.filter.matches(&EventFields(&ev)) {
+                    return Ok(Some(Arc::new(ev)));
+                }
+                continue;
+            }
+            let Some(from) = self.replay_from else {
+                return Ok(None);
+            };
+            let mut page = self
+                .store
+                .read(|c| store::events::list_since(c, from, 1000))?;
+            if page.is_empty() {
+                self.replay_from = None;
+                return Ok(None);
+            }
+            self.replay_from = page.last().map(|e| e.seq);
+            page.reverse();
+            self.replay = page;
+        }
+    }
+}

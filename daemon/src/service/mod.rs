@@ -1,0 +1,100 @@
+//! Domain services: the rules of berth's objects. They validate input, decide what a request
+//! means, and call the store; they never see JSON-RPC or HTTP.
+
+pub mod containers;
+pub mod events;
+pub mod namespaces;
+
+use schema::{identifiers, ErrorKind, Labels};
+
+use crate::filter::FilterError;
+use crate::store::StoreError;
+
+/// A domain error: what the caller did wrong or what state refused the request.
+/// The API layer maps each variant to its stable JSON-RPC code via [`Error::kind`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or breaks a rule (identifier, size, update mask...).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The named object does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The named object exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The object's state does not allow the request now.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A limit was hit (a slow subscriber, a size limit).
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The daemon cannot serve this now (shutting down).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure below; the message says where.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
+            Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
+            Error::ResourceExhausted(_) => ErrorKind::ResourceExhausted,
+            Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::Internal(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => Error::NotFound(m),
+            StoreError::AlreadyExists(m) => Error::AlreadyExists(m),
+            StoreError::FailedPrecondition(m) => Error::FailedPrecondition(m),
+            StoreError::InvalidArgument(m) => Error::InvalidArgument(m),
+            StoreError::Closed => Error::Unavailable(e.to_string()),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<FilterError> for Error {
+    fn from(e: FilterError) -> Self {
+        Error::InvalidArgument(e.to_string())
+    }
+}
+
+/// Checks an identifier; `what` names it in the message (`container id "../x"`).
+pub fn check_id(what: &str, value: &str) -> Result<()> {
+    identifiers::validate(value)
+        .map_err(|e| Error::InvalidArgument(format!("{what} \"{value}\" {e}")))
+}
+
+/// Largest label key+value, in bytes (containerd's limit).
+pub const MAX_LABEL_BYTES: usize = 4096;
+
+/// Checks every label of `owner` against the size limit.
+pub fn check_labels(owner: &str, labels: &Labels) -> Result<()> {
+    for (k, v) in labels {
+        if k.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "{owner}: label keys must not be empty"
+            )));
+        }
+        if k.len() + v.len() > MAX_LABEL_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "{owner}: label \"{k}\" is {} bytes (key + value), the limit is {MAX_LABEL_BYTES}",
+                k.len() + v.len()
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! The containers table and its label index.
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, Connection, Row};
+use schema::{Container, Runtime};
+
+use super::{is_unique_violation, namespaces, not_found, Result, StoreError, Tx};
+
+const COLUMNS: &str = "c.id, c.image, c.labels, c.runtime_name, c.runtime_options, c.spec, \
+                       c.snapshotter, c.snapshot_key, c.extensions, c.created_at, c.updated_at";
+
+fn missing(ns: &str, id: &str) -> String {
+    format!("container \"{id}\" not found in namespace \"{ns}\"")
+}
+
+fn from_row(r: &Row<'_>) -> Result<Container> {
+    let text = |i: usize| -> Result<String> { Ok(r.get::<_, String>(i)?) };
+    Ok(Container {
+        id: text(0)?,
+        image: text(1)?,
+        labels: serde_json::from_str(&text(2)?)?,
+        runtime: Runtime {
+            name: text(3)?,
+            options: serde_json::from_str(&text(4)?)?,
+        },
+        spec: serde_json::from_str(&text(5)?)?,
+        snapshotter: text(6)?,
+        snapshot_key: text(7)?,
+        extensions: serde_json::from_str(&text(8)?)?,
+        created_at: text(9)?,
+        updated_at: text(10)?,
+    })
+}
+
+fn write_labels(conn: &Connection, pk: i64, c: &Container) -> Result<()> {
+    conn.prepare_cached("DELETE FROM container_labels WHERE container = ?1")?
+        .execute([pk])?;
+    let mut ins = conn.prepare_cached(
+        "INSERT INTO container_labels (container, key, value) VALUES (?1, ?2, ?3)",
+    )?;
+    for (k, v) in &c.labels {
+        ins.execute(params![pk, k, v])?;
+    }
+    Ok(())
+}
+
+/// Inserts a new container (creating its namespace on first use) and records
+/// `/containers/create`.
+pub fn insert(tx: &mut Tx<'_>, ns: &str, c: &Container) -> Result<()> {
+    namespaces::ensure(tx, ns)?;
+    let conn = tx.conn();
+    let res = conn
+        .prepare_cached(
+            "INSERT INTO containers (namespace, id, image, labels, runtime_name, runtime_options, \
+             spec, snapshotter, snapshot_key, extensions, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?
+        .execute(params![
+            ns,
+            c.id,
+            c.image,
+            serde_json::to_string(&c.labels)?,
+            c.runtime.name,
+            serde_json::to_string(&c.runtime.options)?,
+            serde_json::to_string(&c.spec)?,
+            c.snapshotter,
+            c.snapshot_key,
+            serde_json::to_string(&c.extensions)?,
+            c.created_at,
+            c.updated_at,
+        ]);
+    match res {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(StoreError::AlreadyExists(format!(
+                "container \"{}\" already exists in namespace \"{ns}\"",
+                c.id
+            )))
+        }
+        other => other?,
+    };
+    write_labels(conn, conn.last_insert_rowid(), c)?;
+    tx.emit(
+        ns,
+        "/containers/create",
+        serde_json::json!({ "id": c.id, "image": c.image, "runtime": c.runtime }),
+    )
+}
+
+pub fn get(conn: &Connection, ns: &str, id: &str) -> Result<Container> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM containers c WHERE c.namespace = ?1 AND c.id = ?2"
+    ))?;
+    let mut rows = stmt.query(params![ns, id])?;
+    match rows.next()? {
+        Some(row) => from_row(row),
+        None => Err(StoreError::NotFound(missing(ns, id))),
+    }
+}
+
+/// One page of containers in id order. `filter` is a boolean SQL expression over alias `c`
+/// (from [`crate::filter::Filter::to_sql`]) with its parameters.
+pub fn list(
+    conn: &Connection,
+    ns: &str,
+    filter: (&str, Vec<SqlValue>),
+    after: Option<&str>,
+    limit: Option<u32>,
+) -> Result<Vec<Container>> {
+    let (cond, filter_params) = filter;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM containers c WHERE c.namespace = ? AND c.id > ? AND ({cond}) \
+         ORDER BY c.id LIMIT ?"
+    );
+    let mut all: Vec<SqlValue> = vec![ns.to_owned().into(), after.unwrap_or("").to_owned().into()];
+    all.extend(filter_params);
+    all.push(limit.map_or(-1, i64::from).into());
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(all))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(from_row(row)?);
+    }
+    Ok(out)
+}
+
+/// Reads the container, lets `change` compute its new state, stores it and records
+/// `/containers/update`, all in the caller's transaction (no lost updates).
+pub fn update(
+    tx: &mut Tx<'_>,
+    ns: &str,
+    id: &str,
+    change: impl FnOnce(Container) -> Result<Container>,
+) -> Result<Container> {
+    let conn = tx.conn();
+    let current = get(conn, ns, id)?;
+    let pk: i64 = not_found(
+        conn.prepare_cached("SELECT pk FROM containers WHERE namespace = ?1 AND id = ?2")?
+            .query_row(params![ns, id], |r| r.get(0)),
+        || missing(ns, id),
+    )?;
+    let c = change(current)?;
+    conn.prepare_cached(
+        "UPDATE containers SET image = ?2, labels = ?3, spec = ?4, snapshot_key = ?5, \
+         extensions = ?6, updated_at = ?7 WHERE pk = ?1",
+    )?
+    .execute(params![
+        pk,
+        c.image,
+        serde_json::to_string(&c.labels)?,
+        serde_json::to_string(&c.spec)?,
+        c.snapshot_key,
+        serde_json::to_string(&c.extensions)?,
+        c.updated_at,
+    ])?;
+    write_labels(conn, pk, &c)?;
+    tx.emit(
+        ns,
+        "/containers/update",
+        serde_json::json!({
+            "id": c.id, "image": c.image, "labels": c.labels, "snapshot_key": c.snapshot_key,
+        }),
+    )?;
+    Ok(c)
+}
+
+/// Deletes the container (labels cascade) and records `/containers/delete`.
+pub fn delete(tx: &mut Tx<'_>, ns: &str, id: &str) -> Result<Container> {
+    let c = get(tx.conn(), ns, id)?;
+    tx.conn()
+        .prepare_cached("DELETE FROM containers WHERE namespace = ?1 AND id = ?2")?
+        .execute(params![ns, id])?;
+    tx.emit(ns, "/containers/delete", serde_json::json!({ "id": id }))?;
+    Ok(c)
+}
+
+pub fn count(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT count(*) FROM containers", [], |r| r.get(0))?)
+}

@@ -1,0 +1,61 @@
+//! Schema changes: the numbered files in `migrations/`, applied in order at start-up, each in a
+//! transaction that also bumps `PRAGMA user_version`, so a crash mid-migration leaves the old
+//! schema intact.
+
+use rusqlite::Connection;
+
+/// Every migration, in order; the position (1-based) is the schema version it produces.
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_foundation.sql",
+    include_str!("../../../migrations/0001_foundation.sql"),
+)];
+
+/// Applies the migrations the database has not seen yet.
+pub fn apply(conn: &mut Connection) -> Result<(), String> {
+    let current: usize = conn
+        .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+        .map_err(|e| e.to_string())?
+        .try_into()
+        .map_err(|_| "negative user_version".to_owned())?;
+    if current > MIGRATIONS.len() {
+        return Err(format!(
+            "database schema version {current} is newer than this berthd knows ({}); \
+             refusing to touch it",
+            MIGRATIONS.len()
+        ));
+    }
+    for (i, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction().map_err(|e| e.to_string())?;
+        tx.execute_batch(sql)
+            .map_err(|e| format!("migration {name}: {e}"))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())?;
+        tracing::info!(migration = name, "applied schema migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applies_every_migration_once_and_records_the_version() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        apply(&mut conn).expect("first");
+        apply(&mut conn).expect("second is a no-op");
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(v as usize, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.pragma_update(None, "user_version", 999).expect("set");
+        let err = apply(&mut conn).expect_err("newer");
+        assert!(err.contains("newer"), "{err}");
+    }
+}

@@ -1,0 +1,22 @@
+//! berth's wire contract: the JSON objects and method parameters that the daemon, the client
+//! and the tests exchange, plus the OpenRPC document served by `rpc.discover`.
+//!
+//! This crate does no I/O and knows nothing of tokio or SQLite: it is the shared vocabulary.
+//! Field names follow `API.md`; new fields may be added, existing ones are never renamed.
+
+pub mod error;
+pub mod identifiers;
+pub mod spec;
+pub mod types;
+
+pub use error::ErrorKind;
+pub use types::*;
+
+/// The OpenRPC document describing every method berthd serves.
+pub const OPENRPC: &str = include_str!("../openrpc.json");
+
+/// The API version string reported by `system.version`.
+pub const API_VERSION: &str = "v1";
+
+/// The namespace used when a request does not name one.
+pub const DEFAULT_NAMESPACE: &str = "default";

@@ -1,0 +1,214 @@
+//! Objects and method parameters as they travel on the wire.
+//!
+//! Parameter structs deny unknown fields so that a typo (`lables`) is an `invalid_argument`
+//! instead of a silently ignored request. Every one of them accepts `namespace`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub type Labels = BTreeMap<String, String>;
+
+fn default_namespace() -> String {
+    crate::DEFAULT_NAMESPACE.to_owned()
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Which OCI runtime runs a container's tasks, and its runtime-specific options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runtime {
+    pub name: String,
+    #[serde(default)]
+    pub options: Value,
+}
+
+/// A container: pure metadata, no runtime state (the seed's design note).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    pub labels: Labels,
+    pub image: String,
+    pub runtime: Runtime,
+    /// The OCI runtime spec, stored exactly as given.
+    pub spec: Value,
+    pub snapshotter: String,
+    pub snapshot_key: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub extensions: BTreeMap<String, Value>,
+}
+
+/// The container fields a client sends to `containers.create` and `containers.update`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerInput {
+    pub id: String,
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub runtime: Option<Runtime>,
+    #[serde(default)]
+    pub spec: Option<Value>,
+    #[serde(default)]
+    pub snapshotter: String,
+    #[serde(default)]
+    pub snapshot_key: String,
+    #[serde(default)]
+    pub extensions: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Namespace {
+    pub name: String,
+    pub labels: Labels,
+    pub created_at: String,
+}
+
+/// An event as stored and delivered: `seq` orders all events of the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: i64,
+    pub timestamp: String,
+    pub namespace: String,
+    pub topic: String,
+    pub event: Value,
+}
+
+/// Parameters that carry nothing but the namespace.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceCreateParams {
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub labels: Labels,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceDeleteParams {
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerCreateParams {
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub container: ContainerInput,
+    /// Options for the spec the daemon builds when `container.spec` is absent.
+    #[serde(default)]
+    pub spec_options: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerGetParams {
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerListParams {
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(default)]
+    pub filters: Vec<String>,
+    /// Page size; absent means everything.
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// Resume after this container id (the previous page's `next`).
+    #[serde(default)]
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerList {
+    pub containers: Vec<Container>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerUpdateParams {
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub container: ContainerInput,
+    #[serde(default)]
+    pub update_mask: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerDeleteParams {
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub keep_snapshot: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventListParams {
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(default)]
+    pub filters: Vec<String>,
+    #[serde(default)]
+    pub since: i64,
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventList {
+    pub events: Vec<Event>,
+    pub last_seq: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSubscribeParams {
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(default)]
+    pub filters: Vec<String>,
+    /// Replay stored events with a greater seq before live ones.
+    #[serde(default)]
+    pub since: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_default_the_namespace_and_reject_unknown_fields() {
+        let p: ContainerGetParams = serde_json::from_str(r#"{"id":"web"}"#).expect("parse");
+        assert_eq!(p.namespace, "default");
+        let err = serde_json::from_str::<ContainerGetParams>(r#"{"id":"web","idd":1}"#)
+            .expect_err("unknown field");
+        assert!(err.to_string().contains("idd"), "{err}");
+    }
+}

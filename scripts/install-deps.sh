@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the system packages berth and its tests need, if any is missing (Debian/Ubuntu).
+# runc runs tasks; busybox-static builds the test image; socat and curl are the clients the
+# integration tests drive the socket with; umoci and skopeo build and push OCI images.
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have runc || need+=(runc)
+[ -x /bin/busybox ] || need+=(busybox-static)
+have socat || need+=(socat)
+have curl || need+=(curl)
+have jq || need+=(jq)
+have umoci || need+=(umoci)
+have skopeo || need+=(skopeo)
+have setpriv || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi

@@ -1,0 +1,237 @@
+//! berthd as a process: the root lock, clean shutdown on signals, persistence across a
+//! restart and across `kill -9` in the middle of concurrent writes.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use berth_tests::{container, Ndjson, TestDaemon};
+use serde_json::{json, Value};
+
+/// Every stored event, paging through `events.list` with `since`.
+fn all_events(d: &TestDaemon) -> Vec<Value> {
+    let mut events: Vec<Value> = Vec::new();
+    loop {
+        let since = events.last().map_or(0, |e| e["seq"].as_u64().expect("seq"));
+        let reply = d.rpc_ok("events.list", json!({"since": since, "limit": 500}));
+        let page = reply["events"].as_array().expect("events array").clone();
+        if page.is_empty() {
+            return events;
+        }
+        events.extend(page);
+    }
+}
+
+#[test]
+fn second_daemon_on_the_same_root_is_refused() {
+    let d = TestDaemon::start();
+    let (status, stderr) = d.run_second_daemon();
+    assert!(
+        !status.success(),
+        "second berthd must fail; stderr:\n{stderr}"
+    );
+    let lower = stderr.to_lowercase();
+    assert!(
+        lower.contains("lock") || stderr.contains(&d.root().display().to_string()),
+        "says the root is locked: {stderr}"
+    );
+    d.rpc_ok("system.version", json!({}));
+}
+
+#[test]
+fn sigterm_removes_the_socket_and_exits_zero() {
+    let mut d = TestDaemon::start();
+    d.rpc_ok(
+        "containers.create",
+        json!({"container": container("before-stop")}),
+    );
+    let status = d.stop();
+    assert!(
+        status.success(),
+        "exit status {status}; stderr:\n{}",
+        d.stderr()
+    );
+    assert!(
+        !d.socket().exists(),
+        "socket {} left behind",
+        d.socket().display()
+    );
+}
+
+#[test]
+fn sigint_also_stops_cleanly() {
+    let mut d = TestDaemon::start();
+    let status = d.stop_with(libc::SIGINT);
+    assert!(
+        status.success(),
+        "exit status {status}; stderr:\n{}",
+        d.stderr()
+    );
+    assert!(
+        !d.socket().exists(),
+        "socket {} left behind",
+        d.socket().display()
+    );
+}
+
+#[test]
+fn data_survives_a_restart() {
+    let mut d = TestDaemon::start();
+    let mut c = container("keeper");
+    c["labels"] = json!({"k": "v"});
+    let created = d.rpc_ok("containers.create", json!({"container": c}))["container"].clone();
+    d.rpc_ok(
+        "namespaces.create",
+        json!({"name": "kept", "labels": {"x": "y"}}),
+    );
+    let events_before = all_events(&d);
+    assert!(d.stop().success());
+
+    d.restart();
+    let got = d.rpc_ok("containers.get", json!({"id": "keeper"}))["container"].clone();
+    assert_eq!(got, created);
+    let spaces = d.rpc_ok("namespaces.list", json!({}));
+    assert!(
+        spaces["namespaces"]
+            .as_array()
+            .expect("namespaces")
+            .iter()
+            .any(|n| n["name"] == json!("kept")),
+        "{spaces}"
+    );
+    assert_eq!(all_events(&d), events_before, "the event log survives");
+
+    let last = events_before.last().expect("events before the restart")["seq"].as_u64();
+    d.rpc_ok(
+        "containers.create",
+        json!({"container": container("after")}),
+    );
+    let newest = all_events(&d).last().expect("an event")["seq"].as_u64();
+    assert!(
+        newest > last,
+        "seq continues after a restart: {last:?} -> {newest:?}"
+    );
+}
+
+#[test]
+fn kill9_during_concurrent_creates_keeps_every_acknowledged_container() {
+    let mut d = TestDaemon::start();
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let socket = d.socket().to_path_buf();
+    let writers: Vec<_> = (0..6)
+        .map(|t| {
+            let (acked, socket) = (Arc::clone(&acked), socket.clone());
+            thread::spawn(move || {
+                let Ok(mut conn) = Ndjson::connect(&socket) else {
+                    return;
+                };
+                for n in 0.. {
+                    let id = format!("w{t}-{n}");
+                    let params = json!({"container": container(&id)});
+                    match conn.try_call("containers.create", params) {
+                        Ok(Ok(_)) => acked.lock().expect("acked list").push(id),
+                        Ok(Err(e)) => panic!("create {id} refused while the daemon ran: {e}"),
+                        Err(_) => return, // the daemon died under us
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.lock().expect("acked list").len() < 60 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    d.kill9();
+    for w in writers {
+        w.join().expect("writer thread");
+    }
+    let acked = acked.lock().expect("acked list").clone();
+    assert!(
+        acked.len() >= 60,
+        "burst too small to mean anything: {}",
+        acked.len()
+    );
+
+    d.restart();
+    let mut stored = BTreeSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut params = json!({"limit": 200});
+        if let Some(a) = &after {
+            params["after"] = json!(a);
+        }
+        let page = d.rpc_ok("containers.list", params);
+        for c in page["containers"].as_array().expect("containers") {
+            stored.insert(c["id"].as_str().expect("id").to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged but lost after kill -9: {lost:?}"
+    );
+
+    let events = all_events(&d);
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs.first(), Some(&1), "the log starts at seq 1");
+    for pair in seqs.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "no gap or repeat in the event log: {seqs:?}"
+        );
+    }
+    let created: BTreeSet<String> = events
+        .iter()
+        .filter(|e| e["topic"] == json!("/containers/create"))
+        .map(|e| e["event"]["id"].as_str().expect("event id").to_owned())
+        .collect();
+    assert_eq!(
+        created, stored,
+        "one create event per stored container, and no other"
+    );
+
+    d.rpc_ok(
+        "containers.create",
+        json!({"container": container("after-crash")}),
+    );
+    let newest = all_events(&d).last().expect("an event")["seq"].as_u64();
+    assert_eq!(
+        newest,
+        seqs.last().map(|s| s + 1),
+        "seq continues after the crash"
+    );
+}
+
+#[test]
+fn system_info_reports_paths_and_counts() {
+    let d = TestDaemon::start();
+    for id in ["one", "two"] {
+        d.rpc_ok("containers.create", json!({"container": container(id)}));
+    }
+    let info = d.rpc_ok("system.info", json!({}));
+    let path = |p: &std::path::Path| json!(p.display().to_string());
+    assert_eq!(info["root"], path(d.root()), "{info}");
+    assert_eq!(info["state"], path(d.state()), "{info}");
+    assert_eq!(info["socket"], path(d.socket()), "{info}");
+    assert!(info["snapshotters"].is_array(), "{info}");
+    assert_eq!(info["counts"]["containers"], json!(2), "{info}");
+    assert!(
+        info["counts"]["events"].as_u64().is_some_and(|n| n >= 2),
+        "{info}"
+    );
+    assert!(
+        info["counts"]["namespaces"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{info}"
+    );
+}

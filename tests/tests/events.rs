@@ -1,0 +1,350 @@
+//! The event log: what container and namespace changes publish, `events.list` paging and
+//! filters, and `events.subscribe` replaying from `since` then streaming live events on
+//! every streaming transport (raw NDJSON, socat, WebSocket).
+
+use std::time::{Duration, Instant};
+
+use berth_tests::{container, is_rfc3339_nanos, process::Pipe, Ndjson, TestDaemon, WebSocket};
+use serde_json::{json, Value};
+
+fn list_events(d: &TestDaemon, params: Value) -> (Vec<Value>, Value) {
+    let reply = d.rpc_ok("events.list", params);
+    let events = reply["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no events array: {reply}"))
+        .clone();
+    (events, reply["last_seq"].clone())
+}
+
+fn seq(e: &Value) -> u64 {
+    e["seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no numeric seq in {e}"))
+}
+
+fn seq_of(d: &TestDaemon, topic: &str, id: &str) -> u64 {
+    let (events, _) = list_events(d, json!({}));
+    events
+        .iter()
+        .find(|e| e["topic"] == json!(topic) && e["event"]["id"] == json!(id))
+        .map(seq)
+        .unwrap_or_else(|| panic!("no {topic} event for {id} in {events:?}"))
+}
+
+#[track_caller]
+fn assert_strictly_increasing(events: &[Value]) {
+    for pair in events.windows(2) {
+        assert!(
+            seq(&pair[0]) < seq(&pair[1]),
+            "seq goes up: {} then {}",
+            pair[0],
+            pair[1]
+        );
+    }
+}
+
+#[test]
+fn container_changes_publish_events_with_increasing_seq() {
+    let d = TestDaemon::start();
+    let mut c = container("ev");
+    c["image"] = json!("busybox:latest");
+    d.rpc_ok("containers.create", json!({"container": c}));
+    d.rpc_ok(
+        "containers.update",
+        json!({"container": {"id": "ev", "labels": {"k": "v"}}, "update_mask": ["labels"]}),
+    );
+    d.rpc_ok("containers.delete", json!({"id": "ev"}));
+
+    let (events, last_seq) = list_events(&d, json!({}));
+    assert_strictly_increasing(&events);
+    assert_eq!(
+        Some(&last_seq),
+        events.last().map(|e| &e["seq"]),
+        "last_seq is the newest"
+    );
+    for e in &events {
+        assert!(
+            is_rfc3339_nanos(e["timestamp"].as_str().unwrap_or("")),
+            "timestamp of {e}"
+        );
+    }
+    let ours: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["topic"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("/containers/"))
+        })
+        .collect();
+    let topics: Vec<&str> = ours
+        .iter()
+        .map(|e| e["topic"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        topics,
+        [
+            "/containers/create",
+            "/containers/update",
+            "/containers/delete"
+        ]
+    );
+    for e in &ours {
+        assert_eq!(e["namespace"], json!("default"), "{e}");
+        assert_eq!(e["event"]["id"], json!("ev"), "{e}");
+    }
+    assert_eq!(
+        ours[0]["event"]["image"],
+        json!("busybox:latest"),
+        "{}",
+        ours[0]
+    );
+    assert!(
+        !ours[0]["event"]["runtime"].is_null(),
+        "create names the runtime: {}",
+        ours[0]
+    );
+    assert_eq!(ours[1]["event"]["labels"], json!({"k": "v"}), "{}", ours[1]);
+}
+
+#[test]
+fn namespace_changes_publish_events() {
+    let d = TestDaemon::start();
+    d.rpc_ok(
+        "namespaces.create",
+        json!({"name": "team", "labels": {"a": "b"}}),
+    );
+    d.rpc_ok("namespaces.delete", json!({"name": "team"}));
+    let (events, _) = list_events(&d, json!({"filters": ["event.name==team"]}));
+    let topics: Vec<&str> = events
+        .iter()
+        .map(|e| e["topic"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        topics,
+        ["/namespaces/create", "/namespaces/delete"],
+        "{events:?}"
+    );
+    assert_eq!(events[0]["event"]["labels"], json!({"a": "b"}));
+}
+
+#[test]
+fn events_list_honours_since_limit_and_filters() {
+    let d = TestDaemon::start();
+    for i in 0..5 {
+        d.rpc_ok(
+            "containers.create",
+            json!({"container": container(&format!("e{i}"))}),
+        );
+    }
+    d.rpc_ok(
+        "containers.create",
+        json!({"namespace": "other", "container": container("e9")}),
+    );
+    d.rpc_ok("containers.delete", json!({"id": "e4"}));
+    let (all, last_seq) = list_events(&d, json!({}));
+    assert!(all.len() >= 7, "{all:?}");
+    assert_strictly_increasing(&all);
+
+    let since = seq(&all[1]);
+    let (after, _) = list_events(&d, json!({"since": since}));
+    assert_eq!(
+        after,
+        all[2..].to_vec(),
+        "since resumes right after that seq"
+    );
+
+    let (page, page_last) = list_events(&d, json!({"since": since, "limit": 2}));
+    assert_eq!(page, all[2..4].to_vec(), "limit takes the oldest first");
+    assert_eq!(
+        page_last, last_seq,
+        "last_seq is the store's newest, whatever the page"
+    );
+
+    let (creates, _) = list_events(&d, json!({"filters": ["topic==/containers/create"]}));
+    let ids: Vec<&str> = creates
+        .iter()
+        .map(|e| e["event"]["id"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(ids, ["e0", "e1", "e2", "e3", "e4", "e9"]);
+
+    let (one, _) = list_events(&d, json!({"filters": ["event.id==e4"]}));
+    let topics: Vec<&str> = one
+        .iter()
+        .map(|e| e["topic"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(topics, ["/containers/create", "/containers/delete"]);
+
+    let (other, _) = list_events(
+        &d,
+        json!({"filters": ["namespace==other,topic~=^/containers/", "event.id==e0"]}),
+    );
+    let ids: Vec<&str> = other
+        .iter()
+        .map(|e| e["event"]["id"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(ids, ["e0", "e9"], "OR of two filters, oldest first");
+    assert!(other
+        .iter()
+        .all(|e| e["namespace"] == json!("other") || e["event"]["id"] == json!("e0")));
+}
+
+/// A streaming connection of any transport.
+enum Stream {
+    Raw(Ndjson),
+    Socat(Pipe),
+    Ws(WebSocket),
+}
+
+impl Stream {
+    fn send(&mut self, msg: &Value) {
+        match self {
+            Stream::Raw(c) => c.send(msg),
+            Stream::Socat(p) => p.write(format!("{msg}\n").as_bytes()),
+            Stream::Ws(ws) => ws.send_json(msg),
+        }
+    }
+
+    fn recv(&mut self, timeout: Duration) -> Option<Value> {
+        match self {
+            Stream::Raw(c) => c.recv(timeout).ok(),
+            Stream::Socat(p) => p.read_line(timeout).map(|l| {
+                serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}"))
+            }),
+            Stream::Ws(ws) => ws.recv_json(timeout),
+        }
+    }
+}
+
+/// Subscribes with `since` = the seq of the first container's create, then creates one more
+/// container live; the stream must carry exactly the stored events after `since`, in order,
+/// the replayed ones and the live one with no gap or duplicate between them.
+fn subscribe_replays_since_then_streams_live(d: &TestDaemon, mut stream: Stream) {
+    for id in ["s1", "s2", "s3"] {
+        d.rpc_ok("containers.create", json!({"container": container(id)}));
+    }
+    let since = seq_of(d, "/containers/create", "s1");
+    stream.send(
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "events.subscribe",
+                        "params": {"since": since}}),
+    );
+    let mut subscription = None;
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut created_live = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = stream
+            .recv(left)
+            .unwrap_or_else(|| panic!("stream ended or timed out; got {got:?}"));
+        if msg["id"] == json!(1) {
+            assert!(msg.get("error").is_none(), "subscribe failed: {msg}");
+            subscription = Some(msg["result"].clone());
+        } else {
+            assert_eq!(msg["method"], json!("events.event"), "{msg}");
+            got.push(msg["params"].clone());
+        }
+        let replayed_s3 = got
+            .iter()
+            .any(|p| p["result"]["event"]["id"] == json!("s3"));
+        if subscription.is_some() && replayed_s3 && !created_live {
+            d.rpc_ok("containers.create", json!({"container": container("live")}));
+            created_live = true;
+        }
+        if got
+            .iter()
+            .any(|p| p["result"]["event"]["id"] == json!("live"))
+        {
+            break;
+        }
+    }
+    let subscription = subscription.expect("a subscribe reply");
+    assert!(
+        got.iter().all(|p| p["subscription"] == subscription),
+        "{got:?}"
+    );
+    let streamed: Vec<Value> = got.into_iter().map(|p| p["result"].clone()).collect();
+    let (stored, _) = list_events(d, json!({"since": since}));
+    let live_seq = seq_of(d, "/containers/create", "live");
+    let stored: Vec<Value> = stored.into_iter().filter(|e| seq(e) <= live_seq).collect();
+    assert_eq!(streamed, stored, "the stream is the stored log after since");
+    assert!(
+        streamed.iter().all(|e| seq(e) > since),
+        "nothing at or before since"
+    );
+}
+
+#[test]
+fn subscribe_with_since_replays_then_streams_live_over_raw_ndjson() {
+    let d = TestDaemon::start();
+    let stream = Stream::Raw(d.ndjson());
+    subscribe_replays_since_then_streams_live(&d, stream);
+}
+
+#[test]
+fn subscribe_with_since_replays_then_streams_live_over_socat() {
+    let d = TestDaemon::start();
+    let stream = Stream::Socat(d.socat_session());
+    subscribe_replays_since_then_streams_live(&d, stream);
+}
+
+#[test]
+fn subscribe_with_since_replays_then_streams_live_over_websocket() {
+    let d = TestDaemon::start();
+    let stream = Stream::Ws(d.websocket());
+    subscribe_replays_since_then_streams_live(&d, stream);
+}
+
+#[test]
+fn subscription_filters_select_live_events() {
+    let d = TestDaemon::start();
+    let mut conn = d.ndjson();
+    conn.call(
+        "events.subscribe",
+        json!({"filters": ["topic==/containers/delete"]}),
+    )
+    .expect("subscribe");
+    d.rpc_ok(
+        "containers.create",
+        json!({"container": container("doomed")}),
+    );
+    d.rpc_ok("containers.delete", json!({"id": "doomed"}));
+    let note = conn
+        .next_notification("events.event", Duration::from_secs(10))
+        .expect("the delete event");
+    let event = &note["params"]["result"];
+    assert_eq!(
+        event["topic"],
+        json!("/containers/delete"),
+        "the create is filtered out: {note}"
+    );
+    assert_eq!(event["event"]["id"], json!("doomed"));
+}
+
+#[test]
+fn unsubscribed_stream_gets_no_more_events() {
+    let d = TestDaemon::start();
+    let mut conn = d.ndjson();
+    let sub = conn.call("events.subscribe", json!({})).expect("subscribe");
+    d.rpc_ok(
+        "containers.create",
+        json!({"container": container("first")}),
+    );
+    conn.next_notification("events.event", Duration::from_secs(10))
+        .expect("an event while subscribed");
+    // Drain whatever else the first create published (e.g. its namespace's creation).
+    while conn
+        .next_notification("events.event", Duration::from_millis(300))
+        .is_some()
+    {}
+    conn.call("events.unsubscribe", json!({"subscription": sub}))
+        .expect("unsubscribe");
+    d.rpc_ok(
+        "containers.create",
+        json!({"container": container("second")}),
+    );
+    assert!(
+        conn.next_notification("events.event", Duration::from_millis(500))
+            .is_none(),
+        "no event after unsubscribe"
+    );
+}
