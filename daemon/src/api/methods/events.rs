@@ -1,0 +1,78 @@
+//! events.list and the events.subscribe subscription.
+
+use jsonrpsee::core::SubscriptionError;
+use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::SubscriptionMessage;
+use schema::{EventListParams, EventSubscribeParams};
+
+use super::{method, Module};
+use crate::api::parse_params;
+use crate::service;
+
+/// Notification method name of `events.subscribe`.
+pub(crate) const EVENTS_NOTIFICATION: &str = "events.event";
+
+pub(super) fn register(m: &mut Module) {
+    method(m, "events.list", |app, p: EventListParams| async move {
+        app.events.list(&p)
+    });
+    register_subscribe(m);
+}
+
+fn subscription_error(e: service::Error) -> SubscriptionError {
+    let obj = ErrorObjectOwned::from(e);
+    match serde_json::value::to_raw_value(&obj) {
+        Ok(raw) => SubscriptionError::from_json(raw),
+        Err(_) => SubscriptionError::from(obj.message()),
+    }
+}
+
+/// How long a notification may wait for a subscriber's connection before it counts as stuck.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn register_subscribe(m: &mut Module) {
+    let registered = m.register_subscription(
+        "events.subscribe",
+        EVENTS_NOTIFICATION,
+        "events.unsubscribe",
+        |params, pending, app, _| async move {
+            let p: EventSubscribeParams = match parse_params(&params) {
+                Ok(p) => p,
+                Err(e) => {
+                    pending.reject(e).await;
+                    return Ok(());
+                }
+            };
+            let mut sub = match app.events.subscribe(&p.filters, p.since) {
+                Ok(s) => s,
+                Err(e) => {
+                    pending.reject(e).await;
+                    return Ok(());
+                }
+            };
+            let Ok(sink) = pending.accept().await else {
+                return Ok(());
+            };
+            loop {
+                let ev = tokio::select! {
+                    _ = sink.closed() => return Ok(()),
+                    ev = sub.next() => ev.map_err(subscription_error)?,
+                };
+                let msg = serde_json::value::to_raw_value(&*ev)
+                    .map_err(|e| SubscriptionError::from(format!("encoding event: {e}")))?;
+                if sink
+                    .send_timeout(SubscriptionMessage::from(msg), SEND_TIMEOUT)
+                    .await
+                    .is_err()
+                {
+                    return Err(subscription_error(service::Error::ResourceExhausted(
+                        "event subscriber stopped reading; subscription dropped".into(),
+                    )));
+                }
+            }
+        },
+    );
+    if let Err(e) = registered {
+        panic!("registering events.subscribe: {e}");
+    }
+}
