@@ -160,7 +160,7 @@ fn events_list_honours_since_limit_and_filters() {
         "last_seq is the store's newest, whatever the page"
     );
 
-    let (creates, _) = list_events(&d, json!({"filters": ["topic==/containers/create"]}));
+    let (creates, _) = list_events(&d, json!({"filters": [r#"topic=="/containers/create""#]}));
     let ids: Vec<&str> = creates
         .iter()
         .map(|e| e["event"]["id"].as_str().unwrap_or(""))
@@ -300,7 +300,7 @@ fn subscription_filters_select_live_events() {
     let mut conn = d.ndjson();
     conn.call(
         "events.subscribe",
-        json!({"filters": ["topic==/containers/delete"]}),
+        json!({"filters": [r#"topic=="/containers/delete""#]}),
     )
     .expect("subscribe");
     d.rpc_ok(

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use berth_tests::{expect_error, message, Ndjson, RecvError, TestDaemon, CLIENT_LIMIT};
+use berth_tests::{expect_error, message, spec, Ndjson, RecvError, TestDaemon, CLIENT_LIMIT};
 use serde_json::{json, Value};
 
 /// Runs a client as `nobody` with no supplementary groups.
@@ -139,7 +139,8 @@ fn oversized_request_is_resource_exhausted_and_the_daemon_keeps_serving() {
     assert!(reply.get("result").is_none(), "{reply}");
 
     // Requests under the limit are still served, on both transports.
-    let fits = json!({"container": {"id": "fits", "labels": {"pad": "x".repeat(3000)}}});
+    let fits =
+        json!({"container": {"id": "fits", "spec": spec(), "labels": {"pad": "x".repeat(2500)}}});
     d.rpc_ok("containers.create", fits);
     let (status, reply) = d.curl(VERSION_LINE);
     assert_eq!(

@@ -18,7 +18,6 @@ use super::parse_params;
 use crate::app::App;
 use crate::service;
 
-
 pub(crate) type Module = RpcModule<App>;
 
 /// Registers `name` as an async method taking params `P` and answering with `R`.

@@ -1,0 +1,321 @@
+//! Opens a task's host stdio paths (FIFOs, regular files, or /dev/null for "")
+//! into file descriptors handed to runc as they are.
+//!
+//! FIFOs are opened so that opening never blocks, whether or not the client
+//! holds the other end (it may have gone away):
+//! - stdout/stderr: first a *reader* `O_RDONLY|O_NONBLOCK` (never blocks), then
+//!   the writer for the container through `/proc/self/fd/N` (same FIFO even if the
+//!   path is replaced meanwhile); it cannot block, a reader exists. The reader is
+//!   kept in [`StdioKeepers`] for the task's life: without it, output written
+//!   before the client opens its end would kill the container with SIGPIPE. It
+//!   is read-only, so the client still sees EOF when the container exits. (If the
+//!   client never reads, the container blocks once the pipe is full, as with
+//!   containerd.)
+//! - stdin: the reader for the container `O_RDONLY|O_NONBLOCK`, made blocking again,
+//!   then a *writer* kept in [`StdioKeepers`], so the container does not read EOF
+//!   before the client has opened its end. `tasks.close_io` drops it
+//!   ([`StdioKeepers::close_stdin`]).
+//!
+//! Regular files are created if missing and appended to; stdin from a regular
+//! file is read from the start.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+
+use super::runc::ProcessStdio;
+
+/// Errors opening a task's stdio.
+#[derive(Debug, thiserror::Error)]
+pub enum StdioError {
+    #[error("cannot open {stream} path {path:?}: {source}")]
+    Open {
+        stream: &'static str,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{stream} path {path:?} is neither a FIFO, a regular file nor a character device")]
+    Unsupported { stream: &'static str, path: String },
+}
+
+/// The task's stdio: `process` goes to runc, `keepers` stays with the task.
+pub struct TaskStdio {
+    pub process: ProcessStdio,
+    pub keepers: StdioKeepers,
+}
+
+/// FIFO ends berthd holds while the task lives (see the module doc). Drop when the
+/// task's process has exited.
+#[derive(Default)]
+pub struct StdioKeepers {
+    stdin_writer: Option<OwnedFd>,
+    output_readers: Vec<OwnedFd>,
+}
+
+impl StdioKeepers {
+    /// Lets the container read EOF once the client closes its end of the stdin FIFO.
+    pub fn close_stdin(&mut self) {
+        self.stdin_writer = None;
+    }
+
+    /// How many FIFO ends are held (for tests and diagnostics).
+    pub fn len(&self) -> usize {
+        self.output_readers.len() + usize::from(self.stdin_writer.is_some())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Opens the three host paths of a task; "" means /dev/null. Never blocks.
+pub fn open(stdin: &str, stdout: &str, stderr: &str) -> Result<TaskStdio, StdioError> {
+    let mut keepers = StdioKeepers::default();
+    let stdin_fd = open_input(stdin, &mut keepers)?;
+    let stdout_fd = open_output("stdout", stdout, &mut keepers)?;
+    let stderr_fd = open_output("stderr", stderr, &mut keepers)?;
+    Ok(TaskStdio {
+        process: ProcessStdio {
+            stdin: Some(stdin_fd),
+            stdout: Some(stdout_fd),
+            stderr: Some(stderr_fd),
+        },
+        keepers,
+    })
+}
+
+enum Kind {
+    Null,
+    Fifo,
+    File,
+    CharDevice,
+}
+
+fn kind(stream: &'static str, path: &str) -> Result<Kind, StdioError> {
+    if path.is_empty() {
+        return Ok(Kind::Null);
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.file_type().is_fifo() => Ok(Kind::Fifo),
+        Ok(m) if m.is_file() => Ok(Kind::File),
+        Ok(m) if m.file_type().is_char_device() => Ok(Kind::CharDevice),
+        Ok(_) => Err(StdioError::Unsupported {
+            stream,
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Kind::File),
+        Err(source) => Err(StdioError::Open {
+            stream,
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn open_input(path: &str, keepers: &mut StdioKeepers) -> Result<OwnedFd, StdioError> {
+    let err = |source| StdioError::Open {
+        stream: "stdin",
+        path: path.to_owned(),
+        source,
+    };
+    let fd: OwnedFd = match kind("stdin", path)? {
+        Kind::Null => OpenOptions::new()
+            .read(true)
+            .open("/dev/null")
+            .map_err(err)?
+            .into(),
+        Kind::File | Kind::CharDevice => OpenOptions::new()
+            .read(true)
+            .open(path)
+            .map_err(err)?
+            .into(),
+        Kind::Fifo => {
+            let reader: OwnedFd = nonblocking(path, true).map_err(err)?;
+            let writer = nonblocking(proc_fd(&reader), false).map_err(err)?;
+            set_blocking(&reader).map_err(err)?;
+            keepers.stdin_writer = Some(writer);
+            reader
+        }
+    };
+    Ok(fd)
+}
+
+fn open_output(
+    stream: &'static str,
+    path: &str,
+    keepers: &mut StdioKeepers,
+) -> Result<OwnedFd, StdioError> {
+    let err = |source| StdioError::Open {
+        stream,
+        path: path.to_owned(),
+        source,
+    };
+    let fd: OwnedFd = match kind(stream, path)? {
+        Kind::Null => OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .map_err(err)?
+            .into(),
+        Kind::CharDevice => OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(err)?
+            .into(),
+        Kind::File => OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o644)
+            .open(path)
+            .map_err(err)?
+            .into(),
+        Kind::Fifo => {
+            let reader = nonblocking(path, true).map_err(err)?;
+            // A reader exists, so this neither blocks nor fails with ENXIO.
+            let writer = nonblocking(proc_fd(&reader), false).map_err(err)?;
+            set_blocking(&writer).map_err(err)?;
+            keepers.output_readers.push(reader);
+            writer
+        }
+    };
+    Ok(fd)
+}
+
+fn proc_fd(fd: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// Opens a FIFO end with O_NONBLOCK (close-on-exec, as std always does).
+fn nonblocking(path: impl AsRef<Path>, read: bool) -> io::Result<OwnedFd> {
+    Ok(OpenOptions::new()
+        .read(read)
+        .write(!read)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?
+        .into())
+}
+
+/// The container expects ordinary blocking stdio.
+fn set_blocking(fd: &OwnedFd) -> io::Result<()> {
+    let flags = OFlag::from_bits_truncate(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    fn mkfifo(path: &Path) {
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    }
+
+    fn is_nonblocking(fd: &OwnedFd) -> bool {
+        let flags = fcntl(fd.as_fd(), FcntlArg::F_GETFL).expect("getfl");
+        OFlag::from_bits_truncate(flags).contains(OFlag::O_NONBLOCK)
+    }
+
+    #[test]
+    fn fifos_without_a_client_open_at_once_and_blocking() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths: Vec<_> = ["in", "out", "err"]
+            .iter()
+            .map(|n| dir.path().join(n))
+            .collect();
+        paths.iter().for_each(|p| mkfifo(p));
+        let strs: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (a, b, c) = (strs[0].clone(), strs[1].clone(), strs[2].clone());
+        // In a thread so a regression shows as a failed timeout, not a hung test run.
+        std::thread::spawn(move || {
+            let _ = tx.send(open(&a, &b, &c));
+        });
+        let task = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("opening FIFOs with no client must not block")
+            .expect("open");
+        assert_eq!(task.keepers.len(), 3);
+        let p = &task.process;
+        for fd in [&p.stdin, &p.stdout, &p.stderr] {
+            assert!(!is_nonblocking(fd.as_ref().expect("fd")));
+        }
+    }
+
+    #[test]
+    fn client_reads_output_and_sees_eof_when_the_writer_closes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        mkfifo(&out);
+        let task = open("", out.to_str().expect("utf8"), "").expect("open");
+        // The client opens late, after output was written: nothing is lost.
+        let mut writer = std::fs::File::from(task.process.stdout.expect("stdout"));
+        writer.write_all(b"early\n").expect("write before client");
+        let mut client = std::fs::File::open(&out).expect("client opens");
+        drop(writer);
+        let mut text = String::new();
+        client
+            .read_to_string(&mut text)
+            .expect("read to EOF despite keeper");
+        assert_eq!(text, "early\n");
+        drop(task.keepers);
+    }
+
+    #[test]
+    fn stdin_fifo_reaches_eof_only_after_close_stdin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("in");
+        mkfifo(&input);
+        let mut task = open(input.to_str().expect("utf8"), "", "").expect("open");
+        let mut client = OpenOptions::new().write(true).open(&input).expect("client");
+        client.write_all(b"line\n").expect("write");
+        drop(client);
+        let reader = task.process.stdin.take().expect("stdin");
+        // The keeper still holds a writer: a non-blocking read finds no EOF yet.
+        let mut probe = std::fs::File::from(reader);
+        let mut buf = [0u8; 16];
+        let n = probe.read(&mut buf).expect("data");
+        assert_eq!(&buf[..n], b"line\n");
+        let flags = OFlag::from_bits_truncate(fcntl(probe.as_fd(), FcntlArg::F_GETFL).expect("fl"));
+        fcntl(probe.as_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).expect("setfl");
+        let again = probe.read(&mut buf);
+        assert_eq!(
+            again.expect_err("no EOF while kept").kind(),
+            io::ErrorKind::WouldBlock
+        );
+        task.keepers.close_stdin();
+        assert_eq!(probe.read(&mut buf).expect("EOF"), 0);
+    }
+
+    #[test]
+    fn regular_files_are_created_and_appended_and_empty_is_dev_null() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        std::fs::write(&log, "old\n").expect("seed");
+        let task = open("", log.to_str().expect("utf8"), "").expect("open");
+        assert!(task.keepers.is_empty());
+        std::fs::File::from(task.process.stdout.expect("stdout"))
+            .write_all(b"new\n")
+            .expect("write");
+        assert_eq!(std::fs::read_to_string(&log).expect("read"), "old\nnew\n");
+        let created = dir.path().join("created");
+        let task = open("", "", created.to_str().expect("utf8")).expect("open");
+        assert!(created.is_file());
+        let mut null = std::fs::File::from(task.process.stdin.expect("stdin"));
+        let mut buf = Vec::new();
+        assert_eq!(null.read_to_end(&mut buf).expect("read /dev/null"), 0);
+    }
+
+    #[test]
+    fn a_directory_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_str().expect("utf8").to_owned();
+        let err = open("", &path, "").err().expect("a directory is not stdio");
+        assert!(err.to_string().contains(&path), "{err}");
+    }
+}
