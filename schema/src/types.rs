@@ -64,6 +64,18 @@ pub struct ContainerInput {
     pub extensions: BTreeMap<String, Value>,
 }
 
+/// A mount as snapshotters return it and tasks apply it to a rootfs (containerd's
+/// `{type, source, options}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub source: String,
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Namespace {
     pub name: String,

@@ -76,6 +76,41 @@ fn sigint_also_stops_cleanly() {
 }
 
 #[test]
+fn sigterm_exits_promptly_after_a_subscriber_disconnected() {
+    let mut d = TestDaemon::start();
+    {
+        let mut conn = d.ndjson();
+        conn.call("events.subscribe", json!({})).expect("subscribe");
+        d.rpc_ok("containers.create", json!({"container": container("seen")}));
+        conn.next_notification("events.event", Duration::from_secs(10))
+            .expect("an event");
+    }
+    let started = Instant::now();
+    assert!(d.stop().success(), "stderr:\n{}", d.stderr());
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "a closed subscriber held up shutdown for {took:?}; stderr:\n{}",
+        d.stderr()
+    );
+}
+
+#[test]
+fn sigterm_does_not_wait_for_idle_connections() {
+    let mut d = TestDaemon::start();
+    let mut idle = d.ndjson();
+    idle.call("system.version", json!({})).expect("served");
+    let started = Instant::now();
+    assert!(d.stop().success(), "stderr:\n{}", d.stderr());
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "an idle connection held up shutdown for {took:?}"
+    );
+    drop(idle);
+}
+
+#[test]
 fn data_survives_a_restart() {
     let mut d = TestDaemon::start();
     let mut c = container("keeper");

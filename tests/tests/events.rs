@@ -320,8 +320,8 @@ fn subscription_filters_select_live_events() {
     assert_eq!(event["event"]["id"], json!("doomed"));
 }
 
-#[test]
-fn unsubscribed_stream_gets_no_more_events() {
+/// Subscribes, sees one event, unsubscribes with `params`, and expects silence after.
+fn unsubscribe_stops_events(unsubscribe_params: impl FnOnce(&Value) -> Value) {
     let d = TestDaemon::start();
     let mut conn = d.ndjson();
     let sub = conn.call("events.subscribe", json!({})).expect("subscribe");
@@ -336,15 +336,24 @@ fn unsubscribed_stream_gets_no_more_events() {
         .next_notification("events.event", Duration::from_millis(300))
         .is_some()
     {}
-    conn.call("events.unsubscribe", json!({"subscription": sub}))
+    let reply = conn
+        .call("events.unsubscribe", unsubscribe_params(&sub))
         .expect("unsubscribe");
+    assert_eq!(reply, json!(true), "unsubscribe succeeded");
     d.rpc_ok(
         "containers.create",
         json!({"container": container("second")}),
     );
-    assert!(
-        conn.next_notification("events.event", Duration::from_millis(500))
-            .is_none(),
-        "no event after unsubscribe"
-    );
+    let late = conn.next_notification("events.event", Duration::from_millis(500));
+    assert!(late.is_none(), "no event after unsubscribe: {late:?}");
+}
+
+#[test]
+fn unsubscribe_by_name_stops_events() {
+    unsubscribe_stops_events(|sub| json!({"subscription": sub}));
+}
+
+#[test]
+fn unsubscribe_positionally_stops_events() {
+    unsubscribe_stops_events(|sub| json!([sub]));
 }
