@@ -51,6 +51,22 @@ pub fn container(id: &str) -> Value {
     json!({"id": id, "spec": spec()})
 }
 
+/// Creates `container` in the default namespace and returns the stored object.
+pub fn create_container(d: &TestDaemon, container: Value) -> Value {
+    d.rpc_ok("containers.create", json!({"container": container}))["container"].clone()
+}
+
+/// The ids `containers.list` returns for `params`, in order.
+pub fn container_ids(d: &TestDaemon, params: Value) -> Vec<String> {
+    let reply = d.rpc_ok("containers.list", params);
+    reply["containers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no containers array: {reply}"))
+        .iter()
+        .map(|c| c["id"].as_str().expect("string id").to_owned())
+        .collect()
+}
+
 /// The JSON-RPC code API.md assigns to a domain error kind.
 pub fn code_of_kind(kind: &str) -> i64 {
     match kind {

@@ -83,6 +83,50 @@ mod tests {
         );
     }
 
+    fn mount_tmpfs(at: &Path) {
+        let target = CString::new(at.as_os_str().as_bytes()).expect("path without NUL");
+        let fstype = CString::new("tmpfs").expect("literal");
+        // SAFETY: every pointer is a valid NUL-terminated string that outlives the call;
+        // data may be null for tmpfs.
+        let rc = unsafe {
+            libc::mount(
+                fstype.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "mount tmpfs on {}: {}",
+            at.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+
+    #[test]
+    fn unmount_below_detaches_nested_mounts_deepest_first() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let outer = dir.path().join("outer");
+        std::fs::create_dir(&outer).expect("mkdir outer");
+        mount_tmpfs(&outer);
+        let inner = outer.join("inner");
+        std::fs::create_dir(&inner).expect("mkdir inner");
+        mount_tmpfs(&inner);
+        let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        assert_eq!(mount_points_below(&info, dir.path()).len(), 2);
+
+        unmount_below(dir.path());
+        let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        assert_eq!(mount_points_below(&info, dir.path()), Vec::<PathBuf>::new());
+        assert!(
+            !inner.exists(),
+            "inner was a directory on the unmounted tmpfs"
+        );
+    }
+
     #[test]
     fn unescape_leaves_plain_text_and_short_escapes_alone() {
         assert_eq!(unescape("/a/b"), "/a/b");

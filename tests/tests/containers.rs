@@ -1,24 +1,11 @@
-//! Container metadata over the wire: the CRUD round trip, validation, update masks,
-//! paging, filters and timestamps.
+//! Container metadata over the wire: the CRUD round trip, validation, update masks and
+//! timestamps.
 
-use std::collections::BTreeSet;
-
-use berth_tests::{container, expect_error, is_rfc3339_nanos, message, spec, TestDaemon};
+use berth_tests::{
+    container, container_ids, create_container, expect_error, is_rfc3339_nanos, message, spec,
+    TestDaemon,
+};
 use serde_json::{json, Value};
-
-fn create(d: &TestDaemon, c: Value) -> Value {
-    d.rpc_ok("containers.create", json!({"container": c}))["container"].clone()
-}
-
-fn list_ids(d: &TestDaemon, params: Value) -> Vec<String> {
-    let reply = d.rpc_ok("containers.list", params);
-    reply["containers"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no containers array: {reply}"))
-        .iter()
-        .map(|c| c["id"].as_str().expect("string id").to_owned())
-        .collect()
-}
 
 #[test]
 fn create_get_list_update_delete_round_trip() {
@@ -26,7 +13,7 @@ fn create_get_list_update_delete_round_trip() {
     let mut c = container("web");
     c["labels"] = json!({"tier": "front"});
     c["extensions"] = json!({"note": {"any": ["json", 1]}});
-    let created = create(&d, c);
+    let created = create_container(&d, c);
     assert_eq!(created["id"], json!("web"));
     assert_eq!(created["labels"], json!({"tier": "front"}));
     assert_eq!(
@@ -39,7 +26,7 @@ fn create_get_list_update_delete_round_trip() {
 
     let got = d.rpc_ok("containers.get", json!({"id": "web"}))["container"].clone();
     assert_eq!(got, created, "get returns what create returned");
-    assert_eq!(list_ids(&d, json!({})), ["web"]);
+    assert_eq!(container_ids(&d, json!({})), ["web"]);
 
     let updated = d.rpc_ok(
         "containers.update",
@@ -60,7 +47,7 @@ fn create_get_list_update_delete_round_trip() {
         json!({})
     );
     expect_error(d.rpc("containers.get", json!({"id": "web"})), "not_found");
-    assert!(list_ids(&d, json!({})).is_empty());
+    assert!(container_ids(&d, json!({})).is_empty());
 }
 
 #[test]
@@ -79,7 +66,10 @@ fn ids_breaking_the_identifier_rule_are_invalid_arguments() {
         );
     }
     let longest = "x".repeat(76);
-    assert_eq!(create(&d, container(&longest))["id"], json!(longest));
+    assert_eq!(
+        create_container(&d, container(&longest))["id"],
+        json!(longest)
+    );
     for bad_ns in ["../ns", "a..b", ""] {
         expect_error(
             d.rpc(
@@ -96,7 +86,7 @@ fn labels_over_4096_bytes_are_rejected_naming_the_key() {
     let d = TestDaemon::start();
     let mut c = container("labelled");
     c["labels"] = json!({"big": "v".repeat(4096 - 3)});
-    create(&d, c);
+    create_container(&d, c);
 
     let mut c = container("overfull");
     c["labels"] = json!({"big": "v".repeat(4096 - 2)});
@@ -137,7 +127,7 @@ fn create_without_an_id_is_invalid_params() {
 #[test]
 fn creating_an_existing_id_is_already_exists() {
     let d = TestDaemon::start();
-    create(&d, container("twice"));
+    create_container(&d, container("twice"));
     let err = expect_error(
         d.rpc(
             "containers.create",
@@ -151,7 +141,7 @@ fn creating_an_existing_id_is_already_exists() {
 #[test]
 fn missing_container_is_not_found_naming_id_and_namespace() {
     let d = TestDaemon::start();
-    create(&d, json!({"id": "present", "spec": spec()}));
+    create_container(&d, json!({"id": "present", "spec": spec()}));
     d.rpc_ok("namespaces.create", json!({"name": "elsewhere"}));
     for (ns, method, params) in [
         ("default", "containers.get", json!({"id": "ghost"})),
@@ -183,7 +173,7 @@ fn update_mask_merges_deletes_and_rejects_unknown_or_immutable_fields() {
     let mut c = container("masked");
     c["labels"] = json!({"a": "1", "b": "2"});
     c["image"] = json!("busybox:latest");
-    let before = create(&d, c);
+    let before = create_container(&d, c);
     let update = |container: Value, mask: Option<Value>| {
         let mut params = json!({"container": container});
         if let Some(mask) = mask {
@@ -267,7 +257,7 @@ fn update_mask_merges_deletes_and_rejects_unknown_or_immutable_fields() {
 #[test]
 fn timestamps_are_rfc3339_nanos_and_updated_at_moves_on_update() {
     let d = TestDaemon::start();
-    let created = create(&d, container("timed"));
+    let created = create_container(&d, container("timed"));
     let (c_at, u_at) = (created["created_at"].clone(), created["updated_at"].clone());
     for t in [&c_at, &u_at] {
         assert!(is_rfc3339_nanos(t.as_str().unwrap_or("")), "bad time {t}");
@@ -288,219 +278,5 @@ fn timestamps_are_rfc3339_nanos_and_updated_at_moves_on_update() {
     assert!(
         new_u > u_at.as_str().unwrap_or(""),
         "updated_at moves forward: {u_at} -> {new_u}"
-    );
-}
-
-#[test]
-fn paging_with_limit_and_after_returns_every_container_once_in_id_order() {
-    let d = TestDaemon::start();
-    let mut want = BTreeSet::new();
-    for i in [
-        13, 2, 24, 0, 7, 19, 5, 11, 22, 1, 16, 9, 3, 20, 14, 8, 23, 4, 18, 10, 6, 21, 12, 17, 15,
-    ] {
-        let id = format!("c{i:02}");
-        create(&d, container(&id));
-        want.insert(id);
-    }
-    let mut seen = Vec::new();
-    let mut after: Option<String> = None;
-    for page in 0.. {
-        assert!(page < 10, "paging does not terminate: {seen:?}");
-        let mut params = json!({"limit": 7});
-        if let Some(a) = &after {
-            params["after"] = json!(a);
-        }
-        let reply = d.rpc_ok("containers.list", params);
-        let ids: Vec<String> = reply["containers"]
-            .as_array()
-            .expect("containers array")
-            .iter()
-            .map(|c| c["id"].as_str().expect("id").to_owned())
-            .collect();
-        assert!(ids.len() <= 7, "limit honoured: {reply}");
-        seen.extend(ids.iter().cloned());
-        match reply.get("next").filter(|n| !n.is_null()) {
-            Some(next) => {
-                assert_eq!(
-                    next.as_str(),
-                    ids.last().map(String::as_str),
-                    "next is the last id"
-                );
-                after = Some(ids.last().expect("a non-empty page before next").clone());
-            }
-            None => break,
-        }
-    }
-    let want: Vec<String> = want.into_iter().collect();
-    assert_eq!(seen, want, "all 25 exactly once, in id order");
-}
-
-#[test]
-fn filters_follow_containerds_grammar() {
-    let d = TestDaemon::start();
-    let mut a = container("fa");
-    a["image"] = json!("busybox:latest");
-    a["labels"] = json!({"a.b": "c", "tier": "web"});
-    let mut b = container("fb");
-    b["image"] = json!("alpine:3");
-    b["labels"] = json!({"a.b": "d"});
-    let mut c = container("fc");
-    c["image"] = json!("busybox:1.36");
-    for x in [a, b, c] {
-        create(&d, x);
-    }
-    let cases: &[(&[&str], &[&str])] = &[
-        (&[r#"labels."a.b"==c"#], &["fa"]),
-        (&["image~=^busy"], &["fa", "fc"]),
-        (&[r#"labels."a.b"==c,image~=^busy"#], &["fa"]),
-        (&[r#"labels."a.b"==d,image~=^busy"#], &[]),
-        (&["labels.tier"], &["fa"]),
-        (&[r#"labels."a.b""#], &["fa", "fb"]),
-        (&["image!=alpine:3"], &["fa", "fc"]),
-        (&[r#"labels."a.b"!=c"#], &["fb", "fc"]),
-        (&["labels.tier==web", "image==alpine:3"], &["fa", "fb"]),
-        (&["id==fc"], &["fc"]),
-        (&["runtime.name==runc"], &["fa", "fb", "fc"]),
-    ];
-    for (filters, want) in cases {
-        let got = list_ids(&d, json!({"filters": filters}));
-        assert_eq!(got, *want, "filters {filters:?}");
-    }
-}
-
-#[test]
-fn malformed_filter_is_invalid_argument_with_its_position() {
-    let d = TestDaemon::start();
-    for bad in [r#"labels."a.b==c"#, "image==busy,", "==x"] {
-        let err = expect_error(
-            d.rpc("containers.list", json!({"filters": [bad]})),
-            "invalid_argument",
-        );
-        let msg = message(&err);
-        assert!(msg.contains("filter"), "says it is the filter: {err}");
-        assert!(
-            msg.bytes().any(|b| b.is_ascii_digit()),
-            "gives the position: {err}"
-        );
-    }
-}
-
-#[test]
-fn same_id_in_two_namespaces_is_two_containers() {
-    let d = TestDaemon::start();
-    for ns in ["alpha", "beta"] {
-        let mut c = container("same");
-        c["labels"] = json!({"ns": ns});
-        d.rpc_ok(
-            "containers.create",
-            json!({"namespace": ns, "container": c}),
-        );
-    }
-    create(&d, container("only-default"));
-    for ns in ["alpha", "beta"] {
-        let got = d.rpc_ok("containers.get", json!({"namespace": ns, "id": "same"}));
-        assert_eq!(got["container"]["labels"], json!({"ns": ns}));
-        assert_eq!(list_ids(&d, json!({"namespace": ns})), ["same"]);
-    }
-    assert_eq!(list_ids(&d, json!({})), ["only-default"]);
-    d.rpc_ok(
-        "containers.delete",
-        json!({"namespace": "alpha", "id": "same"}),
-    );
-    expect_error(
-        d.rpc(
-            "containers.get",
-            json!({"namespace": "alpha", "id": "same"}),
-        ),
-        "not_found",
-    );
-    d.rpc_ok("containers.get", json!({"namespace": "beta", "id": "same"}));
-}
-
-#[test]
-fn namespaces_create_list_delete_and_refuse_to_delete_when_not_empty() {
-    let d = TestDaemon::start();
-    let names = |d: &TestDaemon| -> BTreeSet<String> {
-        let reply = d.rpc_ok("namespaces.list", json!({}));
-        reply["namespaces"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no namespaces array: {reply}"))
-            .iter()
-            .map(|n| n["name"].as_str().expect("name").to_owned())
-            .collect()
-    };
-    let made = d.rpc_ok(
-        "namespaces.create",
-        json!({"name": "team", "labels": {"k": "v"}}),
-    );
-    assert_eq!(made["namespace"]["name"], json!("team"), "{made}");
-    assert_eq!(made["namespace"]["labels"], json!({"k": "v"}), "{made}");
-    assert!(
-        is_rfc3339_nanos(made["namespace"]["created_at"].as_str().unwrap_or("")),
-        "{made}"
-    );
-    assert!(names(&d).contains("team"));
-    let err = expect_error(
-        d.rpc("namespaces.create", json!({"name": "team"})),
-        "already_exists",
-    );
-    assert!(message(&err).contains("team"), "{err}");
-    expect_error(
-        d.rpc("namespaces.create", json!({"name": "../up"})),
-        "invalid_argument",
-    );
-
-    d.rpc_ok(
-        "containers.create",
-        json!({"namespace": "team", "container": container("box")}),
-    );
-    let err = expect_error(
-        d.rpc("namespaces.delete", json!({"name": "team"})),
-        "failed_precondition",
-    );
-    assert!(message(&err).contains("team"), "names the namespace: {err}");
-    assert!(names(&d).contains("team"), "refused delete keeps it");
-
-    d.rpc_ok(
-        "containers.delete",
-        json!({"namespace": "team", "id": "box"}),
-    );
-    assert_eq!(
-        d.rpc_ok("namespaces.delete", json!({"name": "team"})),
-        json!({})
-    );
-    assert!(!names(&d).contains("team"));
-    expect_error(
-        d.rpc("namespaces.delete", json!({"name": "team"})),
-        "not_found",
-    );
-}
-
-#[test]
-fn creating_a_container_creates_its_namespace() {
-    let d = TestDaemon::start();
-    d.rpc_ok(
-        "containers.create",
-        json!({"namespace": "fresh", "container": container("x")}),
-    );
-    let reply = d.rpc_ok("namespaces.list", json!({}));
-    let listed = reply["namespaces"].as_array().expect("namespaces");
-    assert!(
-        listed.iter().any(|n| n["name"] == json!("fresh")),
-        "{reply}"
-    );
-}
-
-#[test]
-fn unknown_namespace_lists_nothing_rather_than_failing() {
-    let d = TestDaemon::start();
-    let reply = d.rpc_ok("containers.list", json!({"namespace": "nobody-here"}));
-    assert_eq!(reply["containers"], json!([]), "{reply}");
-    expect_error(
-        d.rpc(
-            "containers.get",
-            json!({"namespace": "nobody-here", "id": "x"}),
-        ),
-        "not_found",
     );
 }

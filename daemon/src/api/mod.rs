@@ -5,6 +5,7 @@
 mod methods;
 pub mod ndjson;
 pub mod server;
+mod unsubscribe;
 
 use jsonrpsee::types::{ErrorObject, ErrorObjectOwned, Params};
 use schema::ErrorKind;

@@ -45,6 +45,7 @@ pub async fn serve(
     });
     let mut reader = BufReader::new(read);
     let mut buf = Vec::new();
+    let mut forwarders = Vec::new();
     loop {
         buf.clear();
         let read = tokio::select! {
@@ -80,14 +81,19 @@ pub async fn serve(
         }
         for mut rx in subscriptions {
             let out = out_tx.clone();
-            tokio::spawn(async move {
+            forwarders.push(tokio::spawn(async move {
                 while let Some(note) = rx.recv().await {
                     if out.send(note.get().to_owned()).await.is_err() {
                         break;
                     }
                 }
-            });
+            }));
         }
+    }
+    // Dropping the receivers ends their subscriptions (the sink sees it closed) and releases
+    // the outbox senders, so the writer can finish.
+    for f in forwarders {
+        f.abort();
     }
     drop(out_tx);
     let _ = writer.await;
@@ -206,10 +212,15 @@ async fn call(methods: &Methods, msg: &str, subs: &mut Subscriptions) -> Option<
         }
     }
     let is_notification = env.id.is_none();
+    let rewritten = super::unsubscribe::positional(method, env.params);
     let owned;
-    let request = if is_notification {
-        // raw_json_request needs an id; the reply to it is dropped.
-        owned = rebuild_with_id(method, env.params);
+    let request = if is_notification || rewritten.is_some() {
+        // raw_json_request needs an id (a notification's reply is dropped below).
+        owned = rebuild(
+            if is_notification { "0" } else { id },
+            method,
+            rewritten.as_deref().or(env.params),
+        );
         owned.as_str()
     } else {
         msg
@@ -227,14 +238,15 @@ async fn call(methods: &Methods, msg: &str, subs: &mut Subscriptions) -> Option<
     Some(reply.get().to_owned())
 }
 
-fn rebuild_with_id(method: &str, params: Option<&RawValue>) -> String {
+/// Re-serializes a request with the given id and params.
+fn rebuild(id: &str, method: &str, params: Option<&RawValue>) -> String {
     let method = serde_json::Value::String(method.to_owned());
     match params {
         Some(p) => format!(
-            r#"{{"jsonrpc":"2.0","id":0,"method":{method},"params":{}}}"#,
+            r#"{{"jsonrpc":"2.0","id":{id},"method":{method},"params":{}}}"#,
             p.get()
         ),
-        None => format!(r#"{{"jsonrpc":"2.0","id":0,"method":{method}}}"#),
+        None => format!(r#"{{"jsonrpc":"2.0","id":{id},"method":{method}}}"#),
     }
 }
 

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{serve_with_graceful_shutdown, stop_channel, Server, ServerConfig};
 use jsonrpsee::Methods;
 use schema::ErrorKind;
@@ -17,6 +18,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use super::unsubscribe::UnsubscribeByName;
 use super::{error_object, ndjson};
 
 /// How long a new connection may stay silent before it is closed.
@@ -49,6 +51,7 @@ pub async fn serve(
         .build();
     let http = Server::builder()
         .set_config(cfg)
+        .set_rpc_middleware(RpcServiceBuilder::new().layer_fn(UnsubscribeByName))
         .to_service_builder()
         .max_connections(limits.max_connections);
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));

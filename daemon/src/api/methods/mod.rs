@@ -53,3 +53,43 @@ pub fn build_module(app: App) -> Module {
     events::register(&mut m);
     m
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use crate::app::{App, Paths};
+    use crate::service::events::EventBus;
+    use crate::store::Store;
+
+    /// rpc.discover must describe exactly what is served: a method added without documenting
+    /// it, or documented but never registered, fails here.
+    #[test]
+    fn openrpc_document_lists_exactly_the_served_methods() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("meta.db"), Arc::new(|_| {})).expect("store");
+        let paths = Paths {
+            root: dir.path().into(),
+            state: dir.path().into(),
+            socket: dir.path().join("s.sock"),
+        };
+        let module = super::build_module(App::new(paths, store.clone(), EventBus::default()));
+        let served: BTreeSet<String> = module.method_names().map(str::to_owned).collect();
+        let doc: serde_json::Value = serde_json::from_str(schema::OPENRPC).expect("document");
+        let listed: BTreeSet<String> = doc["methods"]
+            .as_array()
+            .expect("methods")
+            .iter()
+            .map(|m| m["name"].as_str().expect("name").to_owned())
+            .collect();
+        let undocumented: Vec<_> = served.difference(&listed).collect();
+        let unserved: Vec<_> = listed.difference(&served).collect();
+        assert!(
+            undocumented.is_empty() && unserved.is_empty(),
+            "served but not in schema/openrpc.json: {undocumented:?}; \
+             documented but not served: {unserved:?} (edit schema/tools/openrpc.py)"
+        );
+        store.close();
+    }
+}

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Writes schema/openrpc.json, the OpenRPC document berthd serves at rpc.discover.
+
+The document is generated from the tables below so that params, results and errors stay
+uniform; edit this file and re-run it (`python3 schema/tools/openrpc.py`) when a method changes.
+A daemon unit test fails if a served method is missing here or a listed one is not served."""
+import json, os
+
+S = lambda t, **kw: dict(type=t, **kw)
+STR, INT, BOOL, OBJ = S("string"), S("integer"), S("boolean"), S("object")
+ARR = lambda item: S("array", items=item)
+REF = lambda name: {"$ref": f"#/components/schemas/{name}"}
+LABELS = S("object", additionalProperties=STR, description="key+value <= 4096 bytes each")
+
+schemas = {
+    "Labels": LABELS,
+    "Runtime": S("object", required=["name"], properties={"name": STR, "options": {}}),
+    "Container": S("object", properties={
+        "id": STR, "labels": REF("Labels"), "image": STR, "runtime": REF("Runtime"),
+        "spec": S("object", description="OCI runtime spec, stored as given"),
+        "snapshotter": STR, "snapshot_key": STR, "created_at": STR, "updated_at": STR,
+        "extensions": OBJ}),
+    "ContainerInput": S("object", required=["id"], additionalProperties=False, properties={
+        "id": STR, "labels": REF("Labels"), "image": STR, "runtime": REF("Runtime"),
+        "spec": OBJ, "snapshotter": STR, "snapshot_key": STR, "extensions": OBJ}),
+    "SpecOptions": S("object", additionalProperties=False, properties={
+        "args": ARR(STR), "env": ARR(STR), "cwd": STR, "user": STR, "tty": BOOL,
+        "net_host": BOOL, "readonly": BOOL,
+        "mounts": ARR(S("string", description="type=bind,src=..,dst=..,options=rbind:ro")),
+        "hostname": STR}),
+    "Namespace": S("object", properties={"name": STR, "labels": REF("Labels"), "created_at": STR}),
+    "Event": S("object", properties={"seq": INT, "timestamp": STR, "namespace": STR,
+                                      "topic": STR, "event": OBJ}),
+    "Mount": S("object", properties={"type": STR, "source": STR, "options": ARR(STR)}),
+    "Filters": ARR(S("string", description="containerd filter grammar")),
+}
+
+NS = {"name": "namespace", "schema": STR, "description": "default \"default\""}
+
+def p(name, schema, required=False, description=None):
+    d = {"name": name, "schema": schema}
+    if required: d["required"] = True
+    if description: d["description"] = description
+    return d
+
+def m(name, summary, params=(), result=OBJ, errors=(), **extra):
+    d = {"name": name, "summary": summary, "paramStructure": "by-name",
+         "params": [NS, *params], "result": {"name": "result", "schema": result}}
+    if errors:
+        d["errors"] = [{"$ref": f"#/components/errors/{e}"} for e in errors]
+    d.update(extra)
+    return d
+
+methods = [
+    m("system.version", "Daemon, API and runtime versions.",
+      result=S("object", properties={"version": STR, "api_version": STR, "runtime": OBJ})),
+    m("system.info", "Paths, snapshotters and object counts.",
+      result=S("object", properties={"root": STR, "state": STR, "socket": STR,
+                                     "snapshotters": ARR(STR), "counts": OBJ})),
+    m("rpc.discover", "This document.", result=OBJ),
+    m("namespaces.list", "All namespaces.",
+      result=S("object", properties={"namespaces": ARR(REF("Namespace"))})),
+    m("namespaces.create", "Creates a namespace.",
+      [p("name", STR, True), p("labels", REF("Labels"))],
+      S("object", properties={"namespace": REF("Namespace")}),
+      ["invalid_argument", "already_exists"]),
+    m("namespaces.delete", "Deletes an empty namespace.", [p("name", STR, True)],
+      errors=["not_found", "failed_precondition"]),
+    m("containers.create", "Creates a container (metadata only).",
+      [p("container", REF("ContainerInput"), True),
+       p("spec_options", REF("SpecOptions"),
+         description="used to build the spec when container.spec is absent")],
+      S("object", properties={"container": REF("Container")}),
+      ["invalid_argument", "already_exists", "not_found"]),
+    m("containers.get", "One container.", [p("id", STR, True)],
+      S("object", properties={"container": REF("Container")}), ["not_found"]),
+    m("containers.list", "Containers in id order, filtered and paged.",
+      [p("filters", REF("Filters")), p("limit", INT), p("after", STR)],
+      S("object", properties={"containers": ARR(REF("Container")), "next": STR}),
+      ["invalid_argument"]),
+    m("containers.update", "Updates a container's mutable fields.",
+      [p("container", REF("ContainerInput"), True),
+       p("update_mask", ARR(STR), description="labels, labels.<key>, image, spec, "
+         "snapshot_key, extensions, extensions.<key>")],
+      S("object", properties={"container": REF("Container")}),
+      ["invalid_argument", "not_found"]),
+    m("containers.delete", "Deletes a container.",
+      [p("id", STR, True), p("keep_snapshot", BOOL)],
+      errors=["not_found", "failed_precondition"]),
+    m("events.list", "Stored events after a seq, oldest first.",
+      [p("filters", REF("Filters")), p("since", INT), p("limit", INT)],
+      S("object", properties={"events": ARR(REF("Event")), "last_seq": INT})),
+    m("events.subscribe", "Stored events after `since`, then live ones, as `events.event` "
+      "notifications. WebSocket and NDJSON only.",
+      [p("filters", REF("Filters")), p("since", INT)],
+      S("string", description="subscription id"),
+      **{"x-notification": "events.event", "x-unsubscribe": "events.unsubscribe"}),
+    {"name": "events.unsubscribe", "summary": "Ends a subscription.",
+     "paramStructure": "either", "params": [p("subscription", STR, True)],
+     "result": {"name": "result", "schema": BOOL}},
+]
+
+KINDS = [("invalid_argument", -32602), ("not_found", -32001), ("already_exists", -32002),
+         ("failed_precondition", -32003), ("unavailable", -32004),
+         ("permission_denied", -32005), ("resource_exhausted", -32006), ("internal", -32603)]
+errors = {k: {"code": c, "message": k, "data": {"kind": k}} for k, c in KINDS}
+
+doc = {
+    "openrpc": "1.2.6",
+    "info": {"title": "berth", "version": "v1",
+             "description": "berthd's JSON-RPC 2.0 API over one unix socket (HTTP, WebSocket, "
+                            "newline-delimited JSON). Every method also takes `namespace`."},
+    "methods": methods,
+    "components": {"schemas": schemas, "errors": errors},
+}
+out = os.path.join(os.path.dirname(__file__), "..", "openrpc.json")
+with open(out, "w") as f:
+    json.dump(doc, f, indent=1)
+    f.write("\n")
