@@ -34,9 +34,10 @@ CREATE TABLE container_labels (
 ) WITHOUT ROWID;
 CREATE INDEX container_labels_by_kv ON container_labels (key, value);
 
--- AUTOINCREMENT: a seq is never reused, even after the newest events are pruned.
+-- seq is the rowid: new rows take max+1, and pruning only ever removes the oldest rows,
+-- so a seq is never reused (AUTOINCREMENT would cost a page write per commit for nothing).
 CREATE TABLE events (
-    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq       INTEGER PRIMARY KEY,
     timestamp TEXT NOT NULL,
     namespace TEXT NOT NULL,
     topic     TEXT NOT NULL,

@@ -28,7 +28,21 @@ struct Args {
     log_level: String,
 }
 
+/// Keeps RSS proportional to live data. glibc raises its mmap threshold after a large block
+/// is freed, so one big reply (a 10,000-container list) would otherwise stay in the heap for
+/// good; a fixed threshold returns such blocks to the kernel at once. Two arenas bound the
+/// per-thread heaps of tokio's workers and the SQLite threads.
+fn tune_malloc() {
+    // SAFETY: mallopt only changes allocator parameters; it is called before any other
+    // thread exists, and glibc documents both parameters as safe to set at any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_malloc();
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 pub type Labels = BTreeMap<String, String>;
@@ -28,14 +29,14 @@ pub struct Runtime {
 }
 
 /// A container: pure metadata, no runtime state (the seed's design note).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Container {
     pub id: String,
     pub labels: Labels,
     pub image: String,
     pub runtime: Runtime,
-    /// The OCI runtime spec, stored exactly as given.
-    pub spec: Value,
+    /// The OCI runtime spec, stored and returned byte for byte as given (never re-encoded).
+    pub spec: Box<RawValue>,
     pub snapshotter: String,
     pub snapshot_key: String,
     pub created_at: String,
@@ -44,7 +45,7 @@ pub struct Container {
 }
 
 /// The container fields a client sends to `containers.create` and `containers.update`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerInput {
     pub id: String,
@@ -55,7 +56,7 @@ pub struct ContainerInput {
     #[serde(default)]
     pub runtime: Option<Runtime>,
     #[serde(default)]
-    pub spec: Option<Value>,
+    pub spec: Option<Box<RawValue>>,
     #[serde(default)]
     pub snapshotter: String,
     #[serde(default)]
@@ -151,6 +152,12 @@ pub struct ContainerListParams {
     /// Resume after this container id (the previous page's `next`).
     #[serde(default)]
     pub after: Option<String>,
+}
+
+/// `{container}`: the reply of containers.create, get and update.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerReply {
+    pub container: Container,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

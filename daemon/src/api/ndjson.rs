@@ -235,7 +235,8 @@ async fn call(methods: &Methods, msg: &str, subs: &mut Subscriptions) -> Option<
     if SUBSCRIBE_METHODS.contains(&method) && !reply.get().contains("\"error\"") {
         subs.push(rx);
     }
-    Some(reply.get().to_owned())
+    // Moves the reply's buffer out instead of copying it (replies can be megabytes).
+    Some(Box::<str>::from(reply).into_string())
 }
 
 /// Re-serializes a request with the given id and params.

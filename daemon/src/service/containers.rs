@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use schema::{Container, ContainerInput, ContainerList, ContainerListParams, Labels, Runtime};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::{check_id, check_labels, Error, Result};
@@ -155,8 +156,8 @@ impl Containers {
     }
 }
 
-fn check_spec(owner: &str, spec: &Value) -> Result<()> {
-    if spec.is_object() {
+fn check_spec(owner: &str, spec: &RawValue) -> Result<()> {
+    if spec.get().starts_with('{') {
         Ok(())
     } else {
         Err(Error::InvalidArgument(format!(
@@ -166,7 +167,7 @@ fn check_spec(owner: &str, spec: &Value) -> Result<()> {
 }
 
 /// The spec of a container created without one: the seed's `ctr run` defaults.
-fn default_spec(ns: &str, input: &ContainerInput, options: Option<Value>) -> Result<Value> {
+fn default_spec(ns: &str, input: &ContainerInput, options: Option<Value>) -> Result<Box<RawValue>> {
     let owner = format!("container \"{}\"", input.id);
     if !input.image.is_empty() {
         // Images arrive with the images service; until one exists nothing can be found.
@@ -190,7 +191,8 @@ fn default_spec(ns: &str, input: &ContainerInput, options: Option<Value>) -> Res
         &schema::spec::EtcFiles::default(),
     )
     .map_err(|e| Error::InvalidArgument(format!("{owner}: {e}")))?;
-    serde_json::to_value(spec).map_err(|e| Error::Internal(format!("encoding the spec: {e}")))
+    serde_json::value::to_raw_value(&spec)
+        .map_err(|e| Error::Internal(format!("encoding the spec: {e}")))
 }
 
 /// A parsed update-mask path.
@@ -320,6 +322,10 @@ fn set_or_remove(target: &mut BTreeMap<String, Value>, given: Option<&Value>, ke
 mod tests {
     use super::*;
 
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).expect("json")
+    }
+
     fn stored() -> Container {
         Container {
             id: "web".into(),
@@ -329,7 +335,7 @@ mod tests {
                 name: "runc".into(),
                 options: Value::Null,
             },
-            spec: serde_json::json!({"ociVersion": "1.0.2"}),
+            spec: raw(r#"{"ociVersion":"1.0.2"}"#),
             snapshotter: "overlayfs".into(),
             snapshot_key: "web".into(),
             created_at: "t0".into(),
@@ -367,7 +373,7 @@ mod tests {
         let c = apply_update(stored(), i, &[]).expect("update");
         assert_eq!(c.labels.len(), 1);
         assert_eq!(c.image, "alpine");
-        assert_eq!(c.spec, serde_json::json!({"ociVersion": "1.0.2"}));
+        assert_eq!(c.spec.get(), r#"{"ociVersion":"1.0.2"}"#);
         assert_eq!(c.snapshot_key, "");
     }
 

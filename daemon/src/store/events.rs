@@ -58,13 +58,12 @@ pub fn list_since(conn: &Connection, since: i64, limit: u32) -> Result<Vec<Event
 /// The newest seq ever assigned (0 when there has been none).
 pub fn last_seq(conn: &Connection) -> Result<i64> {
     let seq: Option<i64> = conn
-        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'events'")?
-        .query_row([], |r| r.get(0))
-        .ok();
+        .prepare_cached("SELECT max(seq) FROM events")?
+        .query_row([], |r| r.get(0))?;
     Ok(seq.unwrap_or(0))
 }
 
-/// Drops the oldest events so that at most `keep` remain.
+/// Drops the oldest events so that at most `keep` remain (never the newest: see the migration).
 pub(crate) fn prune(conn: &Connection, keep: i64) -> Result<usize> {
     let last = last_seq(conn)?;
     Ok(conn

@@ -2,7 +2,7 @@
 
 use schema::{
     ContainerCreateParams, ContainerDeleteParams, ContainerGetParams, ContainerListParams,
-    ContainerUpdateParams,
+    ContainerReply, ContainerUpdateParams,
 };
 use serde_json::json;
 
@@ -17,14 +17,16 @@ pub(super) fn register(m: &mut Module) {
                 .containers
                 .create(p.namespace, p.container, p.spec_options)
                 .await?;
-            Ok(json!({ "container": c }))
+            Ok(ContainerReply { container: c })
         },
     );
     method(
         m,
         "containers.get",
         |app, p: ContainerGetParams| async move {
-            Ok(json!({ "container": app.containers.get(&p.namespace, &p.id)? }))
+            Ok(ContainerReply {
+                container: app.containers.get(&p.namespace, &p.id)?,
+            })
         },
     );
     method(
@@ -40,7 +42,7 @@ pub(super) fn register(m: &mut Module) {
                 .containers
                 .update(p.namespace, p.container, p.update_mask)
                 .await?;
-            Ok(json!({ "container": c }))
+            Ok(ContainerReply { container: c })
         },
     );
     method(

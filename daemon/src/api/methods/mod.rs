@@ -24,7 +24,7 @@ pub(crate) type Module = RpcModule<App>;
 pub(crate) fn method<P, R, F, Fut>(module: &mut Module, name: &'static str, handler: F)
 where
     P: DeserializeOwned + Send + 'static,
-    R: Serialize + 'static,
+    R: Serialize + Clone + Send + 'static,
     F: Fn(Arc<App>, P) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<R, service::Error>> + Send,
 {
@@ -32,10 +32,7 @@ where
         let handler = handler.clone();
         async move {
             let p: P = parse_params(&params)?;
-            let r = handler(app, p).await?;
-            serde_json::to_value(r).map_err(|e| {
-                ErrorObjectOwned::from(service::Error::Internal(format!("encoding result: {e}")))
-            })
+            handler(app, p).await.map_err(ErrorObjectOwned::from)
         }
     });
     if let Err(e) = registered {
