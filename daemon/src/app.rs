@@ -28,6 +28,8 @@ pub struct App {
 
 impl App {
     pub fn new(paths: Paths, store: Store, bus: EventBus) -> App {
+        // Asked now, before any subreaper owns waitpid: std's wait would race it later.
+        runc_version();
         App {
             paths,
             namespaces: Namespaces::new(store.clone()),
@@ -63,8 +65,8 @@ impl App {
     }
 }
 
-/// runc's version line, or "unknown" when the binary is missing. Read once: it never changes
-/// while the daemon runs.
+/// runc's version line, or "unknown" when the binary is missing. Read once, at start-up: it
+/// never changes while the daemon runs.
 fn runc_version() -> &'static str {
     static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     VERSION.get_or_init(|| {

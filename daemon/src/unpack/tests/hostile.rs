@@ -243,7 +243,7 @@ struct BindMount(std::path::PathBuf);
 
 impl Drop for BindMount {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 
@@ -254,13 +254,15 @@ fn whiteouts_never_delete_across_a_mount_inside_the_root() {
     sb.apply(&layer(|b| dir(b, "mnt/")), WhiteoutMode::Delete)
         .expect("layer 1");
     let target = sb.root.join("mnt");
-    let status = std::process::Command::new("mount")
-        .arg("--bind")
-        .arg(&sb.outside)
-        .arg(&target)
-        .status()
-        .expect("mount");
-    assert!(status.success());
+    // mount(2), not mount(8): a child process would race the reaper tests' waitpid(-1).
+    nix::mount::mount(
+        Some(&sb.outside),
+        &target,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .expect("bind mount");
     let _guard = BindMount(target);
     let err = err_of(&sb, &layer(|b| file(b, ".wh.mnt", b"")));
     assert!(err.to_string().contains("\".wh.mnt\""), "{err}");
