@@ -188,3 +188,77 @@ impl Subscription {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, Store, EventBus) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bus = EventBus::default();
+        let publisher = bus.clone();
+        let store = Store::open(
+            &dir.path().join("meta.db"),
+            Arc::new(move |evs| publisher.publish(evs)),
+        )
+        .expect("store");
+        (dir, store, bus)
+    }
+
+    async fn emit(store: &Store, n: usize) {
+        store
+            .write(move |tx| {
+                for i in 0..n {
+                    tx.emit("default", "/test", serde_json::json!({ "i": i }))?;
+                }
+                Ok(())
+            })
+            .await
+            .expect("write");
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_is_dropped_with_resource_exhausted() {
+        let (_dir, store, bus) = setup();
+        let events = Events::new(store.clone(), bus);
+        let mut sub = events.subscribe(&[], None).expect("subscribe");
+        emit(&store, BUS_CAPACITY + 10).await;
+        let err = sub.next().await.expect_err("lagged");
+        assert!(matches!(err, Error::ResourceExhausted(_)), "{err}");
+        assert!(
+            err.to_string().contains("since="),
+            "says how to resume: {err}"
+        );
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn since_replays_stored_events_then_continues_live_without_gaps_or_duplicates() {
+        let (_dir, store, bus) = setup();
+        let events = Events::new(store.clone(), bus);
+        emit(&store, 2500).await;
+        let mut sub = events.subscribe(&[], Some(1000)).expect("subscribe");
+        emit(&store, 5).await;
+        let mut seqs = Vec::new();
+        for _ in 0..1505 {
+            seqs.push(sub.next().await.expect("event").seq);
+        }
+        let expected: Vec<i64> = (1001..=2505).collect();
+        assert_eq!(seqs, expected);
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn filters_apply_to_replayed_and_live_events() {
+        let (_dir, store, bus) = setup();
+        let events = Events::new(store.clone(), bus);
+        emit(&store, 3).await;
+        let mut sub = events
+            .subscribe(&["event.i==1".to_owned()], Some(0))
+            .expect("subscribe");
+        emit(&store, 3).await;
+        assert_eq!(sub.next().await.expect("replayed").seq, 2);
+        assert_eq!(sub.next().await.expect("live").seq, 5);
+        store.close();
+    }
+}

@@ -90,7 +90,7 @@ pub struct CreateArgs {
     pub readonly: bool,
     /// Extra mount: type=bind,src=/a,dst=/b,options=rbind:ro (repeatable)
     #[arg(long = "mount", value_name = "SPEC", value_parser = parse_mount)]
-    pub mounts: Vec<Value>,
+    pub mounts: Vec<String>,
     /// Hostname inside the container
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,

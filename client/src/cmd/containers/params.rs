@@ -140,8 +140,7 @@ mod tests {
                               "runtime": {"name": "runc"}},
                 "spec_options": {"args": ["sh", "-c", "echo hi"], "env": ["X=1"],
                                  "cwd": "/srv", "tty": true, "net_host": true,
-                                 "mounts": [{"type": "bind", "source": "/h",
-                                             "destination": "/c"}]},
+                                 "mounts": ["type=bind,src=/h,dst=/c"]},
             })
         );
     }
