@@ -5,6 +5,7 @@ mod containers;
 mod events;
 mod namespaces;
 mod system;
+mod tasks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -51,5 +52,6 @@ pub fn build_module(app: App) -> Module {
     namespaces::register(&mut m);
     containers::register(&mut m);
     events::register(&mut m);
+    tasks::register(&mut m);
     m
 }
