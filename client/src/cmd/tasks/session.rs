@@ -247,6 +247,16 @@ fn copy_out(mut from: File, to_stderr: bool, done: mpsc::Sender<()>) {
 fn copy_in(ctx: &Ctx, target: Target, mut to: File) {
     let (socket, ns) = (ctx.socket.clone(), ctx.namespace.clone());
     std::thread::spawn(move || {
+        // The process may exit (closing the FIFO's reader) while input is still coming:
+        // that is EPIPE for this thread, not a SIGPIPE that kills berth. SIGPIPE is
+        // thread-directed, so blocking it here keeps `berth | head` behaving elsewhere.
+        // SAFETY: sigset operations on a local set; pthread_sigmask only reads it.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGPIPE);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
         let _ = io::copy(&mut io::stdin().lock(), &mut to);
         drop(to);
         if let Ok(mut client) = Client::connect(&socket, &ns) {

@@ -13,8 +13,9 @@ use serde_json::Value;
 use super::live::LiveTask;
 use super::{check, pty, runc_error, Inner};
 use crate::runtime::console::{self, ConsoleSocket};
+use crate::runtime::mount;
 use crate::runtime::runc::{CreateOpts, ExecOpts, ProcessStdio};
-use crate::runtime::{mount, stdio};
+use crate::runtime::stdio::{self, TaskStdio};
 use crate::service::{Error, Result};
 use crate::store::{self, tasks::ProcessRow};
 
@@ -79,11 +80,12 @@ async fn create_in_bundle(
             .map_err(|e| Error::Internal(format!("encoding config.json: {e}")))?;
         std::fs::write(bundle.join("config.json"), text)
             .map_err(internal("writing config.json"))?;
+        let opened = open_stdio(task, "", (&p.stdin, &p.stdout, &p.stderr))?;
         launch(
             task,
             "",
             p.terminal,
-            (&p.stdin, &p.stdout, &p.stderr),
+            (opened, !p.stdin.is_empty()),
             |s, console| {
                 let opts = CreateOpts {
                     pid_file: bundle.join("init.pid"),
@@ -167,13 +169,21 @@ fn prepare_spec(
     Ok(())
 }
 
-/// Opens stdio (and a console socket for a terminal), runs `run` (runc create or exec)
-/// with them, and records the keepers, pty master and copy threads on the process.
+/// Opens a process's host stdio paths (never blocks, see `runtime::stdio`).
+fn open_stdio(task: &LiveTask, exec_id: &str, (i, o, e): (&str, &str, &str)) -> Result<TaskStdio> {
+    stdio::open(i, o, e).map_err(|err| {
+        let what = store::tasks::describe(&task.ns, &task.id, exec_id);
+        Error::InvalidArgument(format!("{what}: {err}"))
+    })
+}
+
+/// Runs `run` (runc create or exec) with the opened stdio (or a console socket for a
+/// terminal), and records the keepers, pty master and copy threads on the process.
 async fn launch<F, Fut>(
     task: &Arc<LiveTask>,
     exec_id: &str,
     terminal: bool,
-    (stdin, stdout, stderr): (&str, &str, &str),
+    (opened, has_stdin): (TaskStdio, bool),
     run: F,
 ) -> Result<()>
 where
@@ -181,8 +191,6 @@ where
     Fut: std::future::Future<Output = Result<(), crate::runtime::runc::RuncError>>,
 {
     let what = store::tasks::describe(&task.ns, &task.id, exec_id);
-    let opened = stdio::open(stdin, stdout, stderr)
-        .map_err(|e| Error::InvalidArgument(format!("{what}: {e}")))?;
     let (process, keepers) = (opened.process, opened.keepers);
     if !terminal {
         run(process, None).await.map_err(runc_error)?;
@@ -197,7 +205,7 @@ where
         .receive(CONSOLE_TIMEOUT)
         .await
         .map_err(|e| Error::Internal(format!("{what}: {e}")))?;
-    let stdin = (!stdin.is_empty()).then_some(process.stdin).flatten();
+    let stdin = has_stdin.then_some(process.stdin).flatten();
     let stdout_fd = process
         .stdout
         .ok_or_else(|| Error::Internal(format!("{what}: no stdout")))?;
@@ -270,6 +278,8 @@ pub(super) async fn exec(inner: &Arc<Inner>, p: TaskExecParams) -> Result<()> {
         )));
     }
     let task = inner.live_task(ns, id)?;
+    // Opened now, as containerd does, so the client can open its FIFO ends before start.
+    let opened = open_stdio(&task, exec_id, (&p.stdin, &p.stdout, &p.stderr))?;
     let row = ProcessRow {
         namespace: ns.to_owned(),
         container_id: id.to_owned(),
@@ -291,7 +301,7 @@ pub(super) async fn exec(inner: &Arc<Inner>, p: TaskExecParams) -> Result<()> {
         .store
         .write(move |tx| store::tasks::insert(tx, &row))
         .await?;
-    task.with_process(exec_id, |_| ());
+    task.with_process(exec_id, |p| p.stdio = Some(opened));
     Ok(())
 }
 
@@ -320,7 +330,11 @@ pub(super) async fn start_exec(
     let process_file = execs.join(format!("{exec_id}.json"));
     let pid_file = execs.join(format!("{exec_id}.pid"));
     std::fs::write(&process_file, process.to_string()).map_err(internal("writing process.json"))?;
-    let stdio = (row.stdin.as_str(), row.stdout.as_str(), row.stderr.as_str());
+    let opened = match task.process(exec_id, |p| p.stdio.take()).flatten() {
+        Some(opened) => opened,
+        None => open_stdio(&task, exec_id, (&row.stdin, &row.stdout, &row.stderr))?,
+    };
+    let stdio = (opened, !row.stdin.is_empty());
     launch(&task, exec_id, row.terminal, stdio, |s, console| {
         let opts = ExecOpts {
             process: process_file.clone(),

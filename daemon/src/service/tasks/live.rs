@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::pty::PtyCopy;
 use crate::runtime::runc::Runc;
-use crate::runtime::stdio::StdioKeepers;
+use crate::runtime::stdio::{StdioKeepers, TaskStdio};
 
 pub type Key = (String, String);
 
@@ -40,6 +40,8 @@ pub struct LiveProcess {
     /// A size asked for before the pty existed (an exec not yet started).
     pub pending_size: Option<(u16, u16)>,
     pub pty: Option<PtyCopy>,
+    /// An exec process's stdio, opened at `tasks.exec` and handed to runc at start.
+    pub stdio: Option<TaskStdio>,
 }
 
 impl LiveProcess {
@@ -50,6 +52,7 @@ impl LiveProcess {
             console: None,
             pending_size: None,
             pty: None,
+            stdio: None,
         }
     }
 }
