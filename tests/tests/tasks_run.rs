@@ -69,10 +69,8 @@ fn set_size(fd: &OwnedFd, cols: u16, rows: u16) {
         ws_ypixel: 0,
     };
     // SAFETY: TIOCSWINSZ reads a valid winsize from `ws` on an open pty fd.
-    assert_eq!(
-        unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) },
-        0
-    );
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    assert_eq!(rc, 0);
 }
 
 /// Reads from the pty master until `want` shows up (or the time runs out).
