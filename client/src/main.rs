@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
-use cmd::{call, containers, events, namespaces, system, Ctx};
+use cmd::{call, containers, events, namespaces, run, system, tasks, Ctx};
 
 const DEFAULT_SOCKET: &str = "/run/berth/berthd.sock";
 
@@ -49,6 +49,11 @@ enum Command {
     /// Manage containers (metadata)
     #[command(subcommand, visible_alias = "c")]
     Containers(containers::Command),
+    /// Run a container: create it, run its task attached, exit with its status
+    Run(run::RunArgs),
+    /// Manage tasks (running containers)
+    #[command(subcommand, visible_alias = "t")]
+    Tasks(tasks::Command),
     /// Follow events, or list stored ones with `events ls`
     Events(events::EventsArgs),
     /// Print client and daemon versions
@@ -73,6 +78,8 @@ fn main() -> ExitCode {
         json: cli.json,
     };
     let outcome = match cli.command {
+        Command::Run(args) => return exit_with(run::run(&ctx, args)),
+        Command::Tasks(command) => return exit_with(tasks::run(&ctx, command)),
         Command::Namespaces(command) => namespaces::run(&ctx, command),
         Command::Containers(command) => containers::run(&ctx, command),
         Command::Events(args) => events::run(&ctx, args),
@@ -86,6 +93,17 @@ fn main() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Commands that run a process exit with its status (128+N for a signal).
+fn exit_with(outcome: anyhow::Result<i32>) -> ExitCode {
+    match outcome {
+        Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(255)),
         Err(e) => {
             eprintln!("berth: {e:#}");
             ExitCode::FAILURE

@@ -1,12 +1,16 @@
 //! The daemon's object graph: the services every handler reaches, built once at start-up.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::config::Config;
+use crate::runtime::reaper::Reaper;
 use crate::service::containers::Containers;
 use crate::service::events::{EventBus, Events};
 use crate::service::namespaces::Namespaces;
+use crate::service::tasks::{HostRootfs, Tasks};
 use crate::service::Result;
 use crate::store::{self, Store};
 
@@ -24,13 +28,24 @@ pub struct App {
     pub namespaces: Namespaces,
     pub containers: Containers,
     pub events: Events,
+    pub tasks: Tasks,
+    /// The daemon's one reaper: berthd is a child subreaper from start-up.
+    pub reaper: Reaper,
 }
 
 impl App {
-    pub fn new(paths: Paths, store: Store, bus: EventBus) -> App {
-        // Asked now, before any subreaper owns waitpid: std's wait would race it later.
-        runc_version();
+    /// `reaper` must be the process's only one ([`Reaper::start`] at start-up).
+    pub fn new(paths: Paths, store: Store, bus: EventBus, reaper: Reaper, config: &Config) -> App {
+        let tasks = Tasks::new(
+            store.clone(),
+            reaper.clone(),
+            paths.state.clone(),
+            config.clone(),
+            Arc::new(HostRootfs),
+        );
         App {
+            tasks,
+            reaper,
             paths,
             namespaces: Namespaces::new(store.clone()),
             containers: Containers::new(store.clone()),
@@ -65,9 +80,10 @@ impl App {
     }
 }
 
-/// runc's version line, or "unknown" when the binary is missing. Read once, at start-up: it
-/// never changes while the daemon runs.
-fn runc_version() -> &'static str {
+/// runc's version line, or "unknown" when the binary is missing. `daemon::run` reads it
+/// before the reaper starts (std's wait would race the reaper's `waitpid(-1)` later); it never
+/// changes while the daemon runs.
+pub fn runc_version() -> &'static str {
     static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     VERSION.get_or_init(|| {
         std::process::Command::new("runc")

@@ -1,6 +1,7 @@
 //! berthd's configuration file (TOML) and its defaults.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -24,6 +25,17 @@ pub struct Config {
     pub socket_group: Option<Group>,
     pub max_request_bytes: u32,
     pub max_connections: u32,
+    /// OCI runtimes by the name containers give in `runtime.name`: `[runtimes.<name>]
+    /// path = "..."`. "runc" means the `runc` on PATH unless configured here.
+    pub runtimes: BTreeMap<String, RuntimeConfig>,
+}
+
+/// One `[runtimes.<name>]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// The runtime binary: an absolute path or a name looked up on PATH.
+    pub path: PathBuf,
 }
 
 impl Default for Config {
@@ -32,6 +44,7 @@ impl Default for Config {
             socket_group: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            runtimes: BTreeMap::new(),
         }
     }
 }
@@ -50,6 +63,15 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The binary of runtime `name`: configured, or `runc` on PATH for "runc".
+    pub fn runtime_binary(&self, name: &str) -> Option<PathBuf> {
+        match self.runtimes.get(name) {
+            Some(rt) => Some(rt.path.clone()),
+            None if name == "runc" => Some(PathBuf::from("runc")),
+            None => None,
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
@@ -91,5 +113,14 @@ mod tests {
         assert!(toml::from_str::<Config>("sockt_group = 5").is_err());
         let c: Config = toml::from_str("socket_group = \"no-such-group-x\"").expect("ok");
         assert!(matches!(c.socket_gid(), Err(ConfigError::NoSuchGroup(_))));
+    }
+
+    #[test]
+    fn runtimes_map_names_to_binaries_with_runc_as_the_default() {
+        let c: Config = toml::from_str("[runtimes.fast]\npath = \"/opt/crun\"").expect("ok");
+        assert_eq!(c.runtime_binary("fast"), Some(PathBuf::from("/opt/crun")));
+        assert_eq!(c.runtime_binary("runc"), Some(PathBuf::from("runc")));
+        assert_eq!(c.runtime_binary("kata"), None);
+        assert!(toml::from_str::<Config>("[runtimes.x]\nbinary = \"/x\"").is_err());
     }
 }

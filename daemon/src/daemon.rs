@@ -11,6 +11,7 @@ use tokio::net::UnixListener;
 use crate::api::{self, server::Limits};
 use crate::app::{App, Paths};
 use crate::config::{Config, ConfigError};
+use crate::runtime::reaper::{Reaper, ReaperError};
 use crate::service::events::EventBus;
 use crate::store::{Store, StoreError};
 
@@ -38,6 +39,10 @@ pub enum DaemonError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Reaper(ReaperError),
+    #[error("reconciling tasks: {0}")]
+    Recover(crate::service::Error),
 }
 
 /// Everything `berthd` is told on its command line.
@@ -130,7 +135,11 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         state: opts.state.clone(),
         socket: opts.socket.clone(),
     };
-    let app = App::new(paths, store.clone(), bus);
+    // Before the reaper owns waitpid(-1): this one still waits on its child with std.
+    crate::app::runc_version();
+    let reaper = Reaper::start().map_err(DaemonError::Reaper)?;
+    let app = App::new(paths, store.clone(), bus, reaper, &opts.config);
+    app.tasks.recover().await.map_err(DaemonError::Recover)?;
     let module = api::build_module(app);
     let listener = bind_socket(&opts.socket, gid)?;
     tracing::info!(socket = %opts.socket.display(), root = %opts.root.display(), "berthd serving");

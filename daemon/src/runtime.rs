@@ -1,7 +1,10 @@
 //! The OS layer under berth's tasks: the runc client, the one process reaper,
-//! console (pty) sockets and host stdio. Nothing above this layer calls
-//! `waitpid`, opens a FIFO or runs a binary itself.
+//! console (pty) sockets, host stdio, rootfs mounts and pidfds for processes that are
+//! not our children. Nothing above this layer calls `waitpid`, opens a FIFO or runs a
+//! binary itself.
 pub mod console;
+pub mod mount;
+pub mod pidfd;
 pub mod reaper;
 pub mod runc;
 pub mod stdio;

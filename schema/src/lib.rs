@@ -7,9 +7,11 @@
 pub mod error;
 pub mod identifiers;
 pub mod spec;
+pub mod tasks;
 pub mod types;
 
 pub use error::ErrorKind;
+pub use tasks::*;
 pub use types::*;
 
 /// The OpenRPC document describing every method berthd serves.

@@ -6,7 +6,9 @@ pub mod call;
 pub mod containers;
 pub mod events;
 pub mod namespaces;
+pub mod run;
 pub mod system;
+pub mod tasks;
 
 use std::fmt::Display;
 use std::path::PathBuf;

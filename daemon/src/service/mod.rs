@@ -4,6 +4,7 @@
 pub mod containers;
 pub mod events;
 pub mod namespaces;
+pub mod tasks;
 
 use schema::{identifiers, ErrorKind, Labels};
 

@@ -163,9 +163,15 @@ pub fn update(
     Ok(c)
 }
 
-/// Deletes the container (labels cascade) and records `/containers/delete`.
+/// Deletes the container (labels cascade) and records `/containers/delete`. Refused while
+/// the container has a task.
 pub fn delete(tx: &mut Tx<'_>, ns: &str, id: &str) -> Result<Container> {
     let c = get(tx.conn(), ns, id)?;
+    if super::tasks::task_exists(tx.conn(), ns, id)? {
+        return Err(StoreError::FailedPrecondition(format!(
+            "container \"{id}\" in namespace \"{ns}\" has a task; delete the task first"
+        )));
+    }
     tx.conn()
         .prepare_cached("DELETE FROM containers WHERE namespace = ?1 AND id = ?2")?
         .execute(params![ns, id])?;

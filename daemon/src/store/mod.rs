@@ -13,6 +13,7 @@ pub mod containers;
 pub mod events;
 mod migrate;
 pub mod namespaces;
+pub mod tasks;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -174,6 +174,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
             ctx.show(&result, |_| Ok(()))
         }
         Command::Rm { ids, keep_snapshot } => for_each_reporting(&ids, "deletions", |id| {
+            super::tasks::delete_stopped_task(&mut client, id)?;
             let result = client.call("containers.delete", params::delete(id, keep_snapshot))?;
             ctx.show(&result, |_| Ok(()))
         }),

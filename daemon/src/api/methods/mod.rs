@@ -5,6 +5,7 @@ mod containers;
 mod events;
 mod namespaces;
 mod system;
+mod tasks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,6 +49,7 @@ pub fn build_module(app: App) -> Module {
     namespaces::register(&mut m);
     containers::register(&mut m);
     events::register(&mut m);
+    tasks::register(&mut m);
     m
 }
 
@@ -71,7 +73,10 @@ mod tests {
             state: dir.path().into(),
             socket: dir.path().join("s.sock"),
         };
-        let module = super::build_module(App::new(paths, store.clone(), EventBus::default()));
+        let reaper = crate::runtime::reaper::tests::shared_reaper();
+        let config = crate::config::Config::default();
+        let app = App::new(paths, store.clone(), EventBus::default(), reaper, &config);
+        let module = super::build_module(app);
         let served: BTreeSet<String> = module.method_names().map(str::to_owned).collect();
         let doc: serde_json::Value = serde_json::from_str(schema::OPENRPC).expect("document");
         let listed: BTreeSet<String> = doc["methods"]

@@ -1,0 +1,252 @@
+//! `berth run [flags] IMAGE|--rootfs DIR ID [COMMAND ARGS...]`: create a container, run
+//! its task attached to this terminal, and exit with the task's status, like `ctr run`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::{json, Map, Value};
+
+use super::tasks::session::{attach_and_wait, Fifos, Target};
+use super::{put, Ctx};
+use crate::args::{labels_object, parse_label};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Delete the container (not only the task) when the task exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Start the task and return at once, without attaching
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Allocate a terminal; this terminal goes raw while attached
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Environment variable KEY=VALUE (repeatable)
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (one KEY=VALUE a line)
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// Label the container (repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Extra mount: type=bind,src=/a,dst=/b,options=rbind:ro (repeatable)
+    #[arg(long = "mount", value_name = "SPEC")]
+    pub mounts: Vec<String>,
+    /// Share the host's network namespace
+    #[arg(long)]
+    pub net_host: bool,
+    /// Mount the rootfs read-only
+    #[arg(long)]
+    pub readonly: bool,
+    /// Working directory of the process
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<String>,
+    /// User (name, uid or uid:gid) of the process
+    #[arg(short, long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Hostname inside the container
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Runtime name (the daemon maps it to a binary; default runc)
+    #[arg(long, value_name = "NAME")]
+    pub runtime: Option<String>,
+    /// A whole OCI runtime spec (JSON) instead of the built one
+    #[arg(long, value_name = "FILE")]
+    pub runtime_config: Option<PathBuf>,
+    /// Use this host directory as the rootfs instead of an image
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    /// IMAGE ID [COMMAND ARGS...], or with --rootfs: ID [COMMAND ARGS...]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "IMAGE|ID"
+    )]
+    pub words: Vec<String>,
+}
+
+/// The positional words split into image, id and command.
+fn split_words(args: &RunArgs) -> anyhow::Result<(String, String, Vec<String>)> {
+    let mut words = args.words.iter().cloned();
+    let image = match args.rootfs {
+        Some(_) => String::new(),
+        None => words.next().unwrap_or_default(),
+    };
+    let id = words
+        .next()
+        .context("give a container id (berth run IMAGE ID or berth run --rootfs DIR ID)")?;
+    Ok((image, id, words.collect()))
+}
+
+fn env(args: &RunArgs) -> anyhow::Result<Vec<String>> {
+    let mut env = Vec::new();
+    if let Some(path) = &args.env_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read env file {}", path.display()))?;
+        env.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    env.extend(args.env.iter().cloned());
+    Ok(env)
+}
+
+fn spec_options(args: &RunArgs, command: Vec<String>) -> anyhow::Result<schema::spec::SpecOptions> {
+    Ok(schema::spec::SpecOptions {
+        args: command,
+        env: env(args)?,
+        cwd: args.cwd.clone(),
+        user: args.user.clone(),
+        tty: args.tty,
+        net_host: args.net_host,
+        readonly: args.readonly,
+        mounts: args.mounts.clone(),
+        hostname: args.hostname.clone(),
+    })
+}
+
+/// `containers.create` params: a whole spec for --rootfs or --runtime-config, otherwise
+/// the image with spec_options for the daemon to build from.
+pub fn create_params(args: &RunArgs) -> anyhow::Result<(String, Value)> {
+    let (image, id, command) = split_words(args)?;
+    let options = spec_options(args, command)?;
+    let mut container = Map::new();
+    container.insert("id".into(), id.clone().into());
+    put(&mut container, "image", image.clone());
+    put(&mut container, "labels", labels_object(&args.labels));
+    if let Some(name) = &args.runtime {
+        container.insert("runtime".into(), json!({ "name": name }));
+    }
+    let spec = match (&args.runtime_config, &args.rootfs) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read runtime config {}", path.display()))?;
+            Some(serde_json::to_value(schema::spec::custom_spec(&text)?)?)
+        }
+        (None, Some(dir)) => {
+            let etc = schema::spec::EtcFiles {
+                passwd: std::fs::read_to_string(dir.join("etc/passwd")).ok(),
+                group: std::fs::read_to_string(dir.join("etc/group")).ok(),
+            };
+            Some(serde_json::to_value(schema::spec::build(
+                &id, &image, None, &options, &etc,
+            )?)?)
+        }
+        (None, None) => None,
+    };
+    let mut params = Map::new();
+    match spec {
+        Some(mut spec) => {
+            if let Some(dir) = &args.rootfs {
+                let dir = std::fs::canonicalize(dir)
+                    .with_context(|| format!("rootfs {}", dir.display()))?;
+                spec["root"]["path"] = json!(dir);
+            }
+            container.insert("spec".into(), spec);
+        }
+        None => {
+            params.insert("spec_options".into(), serde_json::to_value(&options)?);
+        }
+    }
+    params.insert("container".into(), Value::Object(container));
+    Ok((id, Value::Object(params)))
+}
+
+/// Runs the command; the result is the exit status berth should exit with.
+pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
+    let (id, params) = create_params(&args)?;
+    let mut client = ctx.connect()?;
+    client.call("containers.create", params)?;
+    let status = run_task(ctx, &mut client, &id, args.tty, args.detach);
+    if args.rm && !args.detach {
+        let removed = client.call("containers.delete", json!({ "id": id }));
+        if status.is_ok() {
+            removed?;
+        }
+    }
+    status
+}
+
+/// Creates and starts the task of container `id`; attached, waits for it and deletes
+/// the task (ctr's `run` and `tasks start`).
+pub fn run_task(
+    ctx: &Ctx,
+    client: &mut crate::rpc::Client,
+    id: &str,
+    tty: bool,
+    detach: bool,
+) -> anyhow::Result<i32> {
+    if detach {
+        let p = json!({ "container_id": id, "terminal": tty });
+        client.call("tasks.create", p)?;
+        client.call("tasks.start", json!({ "container_id": id }))?;
+        return Ok(0);
+    }
+    let fifos = Fifos::new(id, tty)?;
+    let mut p = fifos.params();
+    p["container_id"] = json!(id);
+    p["terminal"] = json!(tty);
+    client.call("tasks.create", p)?;
+    let target = Target {
+        container_id: id.to_owned(),
+        exec_id: String::new(),
+    };
+    let status = attach_and_wait(ctx, client, &target, &fifos, tty, |c| {
+        c.call("tasks.start", json!({ "container_id": id }))?;
+        Ok(())
+    });
+    let deleted = client.call("tasks.delete", json!({ "container_id": id, "force": true }));
+    let status = status?;
+    deleted?;
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Harness {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(line: &[&str]) -> RunArgs {
+        let argv = std::iter::once("run").chain(line.iter().copied());
+        Harness::try_parse_from(argv)
+            .map(|h| h.run)
+            .expect("parses")
+    }
+
+    #[test]
+    fn image_form_sends_spec_options() {
+        let args = parse(&["--rm", "-e", "A=1", "busybox", "web", "sh", "-c", "exit 3"]);
+        let (id, p) = create_params(&args).expect("params");
+        assert_eq!(id, "web");
+        assert_eq!(p["container"]["image"], "busybox");
+        assert_eq!(p["spec_options"]["args"], json!(["sh", "-c", "exit 3"]));
+        assert_eq!(p["spec_options"]["env"], json!(["A=1"]));
+        assert!(p["container"].get("spec").is_none());
+    }
+
+    #[test]
+    fn rootfs_form_sends_a_built_spec_rooted_at_the_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_str().expect("utf8");
+        let args = parse(&["--rootfs", d, "--readonly", "web", "echo", "-n", "hi"]);
+        let (id, p) = create_params(&args).expect("params");
+        assert_eq!(id, "web");
+        let spec = &p["container"]["spec"];
+        assert_eq!(spec["root"]["path"], json!(d));
+        assert_eq!(spec["root"]["readonly"], json!(true));
+        assert_eq!(spec["process"]["args"], json!(["echo", "-n", "hi"]));
+        assert!(p.get("spec_options").is_none());
+    }
+}

@@ -1,0 +1,128 @@
+//! Tearing tasks down: `tasks.delete` (force kills and waits), `tasks.delete_process`,
+//! and removing a bundle (unmount the rootfs, then only the files berth made).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use schema::ExitInfo;
+
+use super::{exit_info, Inner};
+use crate::runtime::mount;
+use crate::service::{Error, Result};
+use crate::store;
+
+/// How long a forced delete waits for the killed task to exit.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+pub(super) async fn delete(
+    inner: &Arc<Inner>,
+    ns: &str,
+    id: &str,
+    force: bool,
+) -> Result<ExitInfo> {
+    let row = inner.row(ns, id, "")?;
+    let what = store::tasks::describe(ns, id, "");
+    let task = inner.live.get(ns, id);
+    if row.exit_status.is_none() {
+        let Some(task) = &task else {
+            return Err(Error::FailedPrecondition(format!(
+                "{what} is being created"
+            )));
+        };
+        if !force && row.status != "created" {
+            return Err(Error::FailedPrecondition(format!(
+                "{what} is {}; kill it first or delete with force",
+                row.status
+            )));
+        }
+        let mut exited = task.watch_exit("");
+        if row.status == "paused" {
+            let _ = task.runc.resume(id).await;
+        }
+        if let Err(e) = task.runc.kill(id, libc::SIGKILL, true).await {
+            tracing::debug!(task = id, error = %e, "kill before delete");
+        }
+        let waited = tokio::time::timeout(KILL_WAIT, exited.wait_for(Option::is_some)).await;
+        if !matches!(waited, Ok(Ok(_))) {
+            return Err(Error::Internal(format!(
+                "{what} did not exit within {KILL_WAIT:?} of SIGKILL"
+            )));
+        }
+    }
+    let bundle = inner.bundle(ns, id);
+    if let Some(task) = &task {
+        let _order = task.lock.lock().await;
+        if let Err(e) = task.runc.delete(id, true).await {
+            if !e.to_string().contains("does not exist") {
+                return Err(Error::Internal(format!("{what}: {e}")));
+            }
+        }
+        task.clear();
+    } else {
+        let runc = inner.runc(ns, &row.runtime, &bundle)?;
+        let _ = runc.delete(id, true).await;
+    }
+    remove_bundle(&bundle)?;
+    let (ns2, id2) = (ns.to_owned(), id.to_owned());
+    let row = inner
+        .store
+        .write(move |tx| store::tasks::delete_task(tx, &ns2, &id2))
+        .await?;
+    inner.live.remove(ns, id);
+    exit_info(&row).ok_or_else(|| Error::Internal(format!("{what}: deleted without an exit")))
+}
+
+pub(super) async fn delete_process(
+    inner: &Arc<Inner>,
+    ns: &str,
+    id: &str,
+    exec_id: &str,
+) -> Result<ExitInfo> {
+    let row = inner.row(ns, id, exec_id)?;
+    let what = store::tasks::describe(ns, id, exec_id);
+    if row.exit_status.is_none() && row.status != "created" {
+        return Err(Error::FailedPrecondition(format!(
+            "{what} is {}; kill it first",
+            row.status
+        )));
+    }
+    let (ns2, id2, exec2) = (ns.to_owned(), id.to_owned(), exec_id.to_owned());
+    let row = inner
+        .store
+        .write(move |tx| store::tasks::delete_exec(tx, &ns2, &id2, &exec2))
+        .await?;
+    if let Some(task) = inner.live.get(ns, id) {
+        task.remove_process(exec_id);
+        let execs = task.bundle.join("execs");
+        let _ = std::fs::remove_file(execs.join(format!("{exec_id}.json")));
+        let _ = std::fs::remove_file(execs.join(format!("{exec_id}.pid")));
+    }
+    Ok(ExitInfo {
+        pid: row.pid,
+        exit_status: row.exit_status.unwrap_or(super::UNKNOWN_EXIT_STATUS),
+        exited_at: row.exited_at.unwrap_or_else(store::now),
+    })
+}
+
+/// Unmounts the bundle's rootfs and removes the bundle. The rootfs directory is removed
+/// only once empty, so a mount that would not go away never loses its files.
+pub(super) fn remove_bundle(bundle: &Path) -> Result<()> {
+    if !bundle.exists() {
+        return Ok(());
+    }
+    let rootfs = bundle.join("rootfs");
+    mount::unmount_all(&rootfs).map_err(|e| Error::Internal(e.to_string()))?;
+    match std::fs::remove_dir(&rootfs) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::Internal(format!(
+                "bundle rootfs {} still holds files after unmount: {e}",
+                rootfs.display()
+            )))
+        }
+    }
+    std::fs::remove_dir_all(bundle)
+        .map_err(|e| Error::Internal(format!("removing bundle {}: {e}", bundle.display())))
+}

@@ -1,0 +1,370 @@
+//! Tasks: running containers with an OCI runtime (runc by default), their exec
+//! processes, stdio and terminals, signals, and exit statuses that are never lost.
+//!
+//! The rules: one task per container; an exit is written to SQLite (with its `/tasks/exit`
+//! event) before any waiter is answered; a task stays `stopped` with its status until
+//! `tasks.delete`. The OS work is the `runtime` layer's; this module decides when to do
+//! it and what it means. `create.rs` starts processes, `delete.rs` tears them down,
+//! `recover.rs` reconciles SQLite with runc after a restart.
+
+mod create;
+mod delete;
+mod live;
+mod pty;
+mod recover;
+pub mod rootfs;
+mod signal;
+
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use schema::{ExitInfo, Process, TaskKillParams, TaskListParams};
+use serde_json::{json, Value};
+
+use super::{check_id, Error, Result};
+use crate::config::Config;
+use crate::filter::{self, Adaptor};
+use crate::runtime::console;
+use crate::runtime::reaper::Reaper;
+use crate::runtime::runc::{Runc, RuncError};
+use crate::store::{self, tasks::ProcessRow, Store};
+use live::{LiveTask, Registry};
+pub use rootfs::{HostRootfs, RootfsSource};
+
+/// The exit status recorded for a process whose real status cannot be known: it exited
+/// while berthd was down, or after a restart when it was no longer berthd's child.
+pub const UNKNOWN_EXIT_STATUS: i64 = 255;
+
+/// The task service; cheap to clone.
+#[derive(Clone)]
+pub struct Tasks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    reaper: Reaper,
+    /// berthd's volatile state dir: bundles under `tasks/<ns>/<id>`, runc's root under
+    /// `runc/<ns>`.
+    state: PathBuf,
+    config: Config,
+    rootfs: Arc<dyn RootfsSource>,
+    live: Registry,
+}
+
+impl Tasks {
+    pub fn new(
+        store: Store,
+        reaper: Reaper,
+        state: PathBuf,
+        config: Config,
+        rootfs: Arc<dyn RootfsSource>,
+    ) -> Tasks {
+        Tasks {
+            inner: Arc::new(Inner {
+                store,
+                reaper,
+                state,
+                config,
+                rootfs,
+                live: Registry::default(),
+            }),
+        }
+    }
+
+    pub async fn create(&self, p: schema::TaskCreateParams) -> Result<Process> {
+        create::create(&self.inner, p).await
+    }
+
+    pub async fn start(&self, ns: &str, id: &str, exec_id: &str) -> Result<i64> {
+        check(ns, id, exec_id)?;
+        if exec_id.is_empty() {
+            create::start(&self.inner, ns, id).await
+        } else {
+            create::start_exec(&self.inner, ns, id, exec_id).await
+        }
+    }
+
+    pub async fn exec(&self, p: schema::TaskExecParams) -> Result<()> {
+        create::exec(&self.inner, p).await
+    }
+
+    pub async fn delete(&self, ns: &str, id: &str, force: bool) -> Result<ExitInfo> {
+        check(ns, id, "")?;
+        delete::delete(&self.inner, ns, id, force).await
+    }
+
+    pub async fn delete_process(&self, ns: &str, id: &str, exec_id: &str) -> Result<ExitInfo> {
+        check(ns, id, exec_id)?;
+        if exec_id.is_empty() {
+            return Err(Error::InvalidArgument(
+                "delete_process needs an exec_id; delete the task's init with tasks.delete".into(),
+            ));
+        }
+        delete::delete_process(&self.inner, ns, id, exec_id).await
+    }
+
+    /// Reconciles stored tasks with the runtime after a (re)start.
+    pub async fn recover(&self) -> Result<()> {
+        recover::recover(&self.inner).await
+    }
+
+    pub fn get(&self, ns: &str, id: &str, exec_id: &str) -> Result<Process> {
+        check(ns, id, exec_id)?;
+        Ok(self.inner.row(ns, id, exec_id)?.to_process())
+    }
+
+    pub fn list(&self, p: &TaskListParams) -> Result<Vec<Process>> {
+        check_id("namespace", &p.namespace)?;
+        let filter = filter::parse(&p.filters)?;
+        let rows = self
+            .inner
+            .store
+            .read(|c| store::tasks::list_tasks(c, &p.namespace))?;
+        Ok(rows
+            .iter()
+            .map(ProcessRow::to_process)
+            .filter(|p| filter.matches(&ProcessFields(p)))
+            .collect())
+    }
+
+    pub async fn kill(&self, p: &TaskKillParams) -> Result<()> {
+        let (ns, id, exec_id) = (&p.namespace, &p.container_id, &p.exec_id);
+        check(ns, id, exec_id)?;
+        let signal = signal::parse(p.signal.as_ref())?;
+        let row = self.inner.row(ns, id, exec_id)?;
+        let finished = || {
+            Error::NotFound(format!(
+                "{}: process already finished",
+                store::tasks::describe(ns, id, exec_id)
+            ))
+        };
+        if row.exit_status.is_some() {
+            return Err(finished());
+        }
+        if !exec_id.is_empty() {
+            if row.status == "created" {
+                return Err(Error::FailedPrecondition(format!(
+                    "{} has not been started",
+                    store::tasks::describe(ns, id, exec_id)
+                )));
+            }
+            let pid = nix::unistd::Pid::from_raw(row.pid as i32);
+            let sig = nix::sys::signal::Signal::try_from(signal)
+                .map_err(|e| Error::InvalidArgument(format!("signal {signal}: {e}")))?;
+            return nix::sys::signal::kill(pid, sig).map_err(|_| finished());
+        }
+        let task = self.inner.live_task(ns, id)?;
+        match task.runc.kill(id, signal, p.all).await {
+            Ok(()) => Ok(()),
+            Err(e) => match self.inner.row(ns, id, "")?.exit_status {
+                Some(_) => Err(finished()),
+                None => Err(runc_error(e)),
+            },
+        }
+    }
+
+    /// Blocks until the process has exited and its status is stored.
+    pub async fn wait(&self, ns: &str, id: &str, exec_id: &str) -> Result<ExitInfo> {
+        check(ns, id, exec_id)?;
+        let row = self.inner.row(ns, id, exec_id)?;
+        if let Some(info) = exit_info(&row) {
+            return Ok(info);
+        }
+        let task = self.inner.live_task(ns, id)?;
+        let mut rx = task.watch_exit(exec_id);
+        // The exit may have been recorded between the read above and the subscription.
+        if let Some(info) = exit_info(&self.inner.row(ns, id, exec_id)?) {
+            return Ok(info);
+        }
+        let seen = rx.wait_for(Option::is_some).await.map_err(|_| {
+            Error::Unavailable(format!(
+                "{} was deleted or berthd is stopping before it exited",
+                store::tasks::describe(ns, id, exec_id)
+            ))
+        })?;
+        seen.clone()
+            .ok_or_else(|| Error::Internal("exit watch yielded nothing".into()))
+    }
+
+    pub fn resize_pty(&self, ns: &str, id: &str, exec_id: &str, w: u16, h: u16) -> Result<()> {
+        check(ns, id, exec_id)?;
+        let row = self.inner.row(ns, id, exec_id)?;
+        let what = store::tasks::describe(ns, id, exec_id);
+        if !row.terminal {
+            return Err(Error::FailedPrecondition(format!("{what} has no terminal")));
+        }
+        let task = self.inner.live_task(ns, id)?;
+        let master = task.with_process(exec_id, |p| match &p.console {
+            Some(master) => Some(Arc::clone(master)),
+            None => {
+                p.pending_size = Some((w, h));
+                None
+            }
+        });
+        match master {
+            Some(master) => console::resize(master.as_fd(), w, h)
+                .map_err(|e| Error::FailedPrecondition(format!("{what}: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    pub fn close_io(&self, ns: &str, id: &str, exec_id: &str) -> Result<()> {
+        check(ns, id, exec_id)?;
+        self.inner.row(ns, id, exec_id)?;
+        let task = self.inner.live_task(ns, id)?;
+        task.process(exec_id, |p| {
+            if let Some(k) = p.keepers.as_mut() {
+                k.close_stdin();
+            }
+        });
+        Ok(())
+    }
+
+    pub async fn pause(&self, ns: &str, id: &str, paused: bool) -> Result<()> {
+        check(ns, id, "")?;
+        let row = self.inner.row(ns, id, "")?;
+        let want = if paused { "running" } else { "paused" };
+        if row.status != want {
+            return Err(Error::FailedPrecondition(format!(
+                "{} is {}, not {want}",
+                store::tasks::describe(ns, id, ""),
+                row.status
+            )));
+        }
+        let task = self.inner.live_task(ns, id)?;
+        let res = if paused {
+            task.runc.pause(id).await
+        } else {
+            task.runc.resume(id).await
+        };
+        res.map_err(runc_error)?;
+        let (ns2, id2) = (ns.to_owned(), id.to_owned());
+        self.inner
+            .store
+            .write(move |tx| store::tasks::set_paused(tx, &ns2, &id2, paused))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn pids(&self, ns: &str, id: &str) -> Result<Value> {
+        check(ns, id, "")?;
+        self.running_row(ns, id)?;
+        let task = self.inner.live_task(ns, id)?;
+        let pids = task.runc.ps(id).await.map_err(runc_error)?;
+        let processes: Vec<Value> = pids.into_iter().map(|pid| json!({ "pid": pid })).collect();
+        Ok(json!({ "processes": processes }))
+    }
+
+    /// cgroup figures as runc reports them (it reads cgroup v1 or v2 alike).
+    pub async fn metrics(&self, ns: &str, id: &str) -> Result<Value> {
+        check(ns, id, "")?;
+        self.running_row(ns, id)?;
+        let task = self.inner.live_task(ns, id)?;
+        let stats = task.runc.stats(id).await.map_err(runc_error)?;
+        let d = &stats.data;
+        Ok(json!({
+            "container_id": id,
+            "timestamp": store::now(),
+            "cgroup": cgroup_version(),
+            "cpu": d.get("cpu").cloned().unwrap_or(Value::Null),
+            "memory": d.get("memory").cloned().unwrap_or(Value::Null),
+            "pids": d.get("pids").cloned().unwrap_or(Value::Null),
+        }))
+    }
+
+    fn running_row(&self, ns: &str, id: &str) -> Result<ProcessRow> {
+        let row = self.inner.row(ns, id, "")?;
+        if row.exit_status.is_some() {
+            return Err(Error::FailedPrecondition(format!(
+                "{} is stopped",
+                store::tasks::describe(ns, id, "")
+            )));
+        }
+        Ok(row)
+    }
+}
+
+impl Inner {
+    fn row(&self, ns: &str, id: &str, exec_id: &str) -> Result<ProcessRow> {
+        Ok(self.store.read(|c| store::tasks::get(c, ns, id, exec_id))?)
+    }
+
+    fn live_task(&self, ns: &str, id: &str) -> Result<Arc<LiveTask>> {
+        self.live.get(ns, id).ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "{} is not managed by this berthd (it is being created or deleted)",
+                store::tasks::describe(ns, id, "")
+            ))
+        })
+    }
+
+    fn bundle(&self, ns: &str, id: &str) -> PathBuf {
+        self.state.join("tasks").join(ns).join(id)
+    }
+
+    fn runc(&self, ns: &str, runtime: &str, bundle: &std::path::Path) -> Result<Runc> {
+        let binary = self.config.runtime_binary(runtime).ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "runtime \"{runtime}\" is not configured (add [runtimes.{runtime}] path = \
+                 \"...\" to berthd's config)"
+            ))
+        })?;
+        Ok(Runc::new(binary, self.reaper.clone())
+            .root(self.state.join("runc").join(ns))
+            .log(bundle.join("log.json"))
+            .log_format_json())
+    }
+}
+
+fn check(ns: &str, id: &str, exec_id: &str) -> Result<()> {
+    check_id("namespace", ns)?;
+    check_id("container id", id)?;
+    if !exec_id.is_empty() {
+        check_id("exec id", exec_id)?;
+    }
+    Ok(())
+}
+
+fn exit_info(row: &ProcessRow) -> Option<ExitInfo> {
+    Some(ExitInfo {
+        pid: row.pid,
+        exit_status: row.exit_status?,
+        exited_at: row.exited_at.clone()?,
+    })
+}
+
+/// A runc failure as a domain error: refusals in the current state are preconditions.
+fn runc_error(e: RuncError) -> Error {
+    match e {
+        RuncError::CommandFailed { .. } => Error::FailedPrecondition(e.to_string()),
+        other => Error::Internal(other.to_string()),
+    }
+}
+
+fn cgroup_version() -> u8 {
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        2
+    } else {
+        1
+    }
+}
+
+/// Filter fields of a task: `id`/`container_id`, `exec_id`, `status`, `pid`.
+struct ProcessFields<'a>(&'a Process);
+
+impl Adaptor for ProcessFields<'_> {
+    fn field(&self, path: &[String]) -> Option<std::borrow::Cow<'_, str>> {
+        let p = self.0;
+        let v: std::borrow::Cow<'_, str> = match path {
+            [f] if f == "id" || f == "container_id" => p.container_id.as_str().into(),
+            [f] if f == "exec_id" => p.exec_id.as_str().into(),
+            [f] if f == "status" => p.status.as_str().into(),
+            [f] if f == "pid" => p.pid.to_string().into(),
+            [f] if f == "exit_status" => p.exit_status?.to_string().into(),
+            _ => return None,
+        };
+        (!v.is_empty()).then_some(v)
+    }
+}

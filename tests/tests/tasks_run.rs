@@ -1,0 +1,448 @@
+//! `berth run` and the tasks API against the real berthd and runc, on a busybox rootfs
+//! directory: output, exit statuses, stdin, a real pty with resizing, exec, signals,
+//! pause/resume, read-only rootfs, bind mounts, network namespaces and a daemon restart.
+//! Every test checks that nothing was left behind.
+
+mod tasks_support;
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use berth_tests::{unique_id, TestDaemon};
+use serde_json::{json, Value};
+use tasks_support::{assert_clean, berth, berth_out, stdout, Cleanup, Rootfs};
+
+fn run(
+    d: &TestDaemon,
+    rootfs: &Rootfs,
+    flags: &[&str],
+    id: &str,
+    cmd: &[&str],
+) -> std::process::Output {
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(flags);
+    let r = rootfs.arg();
+    args.extend_from_slice(&["--rootfs", &r, id]);
+    args.extend_from_slice(cmd);
+    berth_out(d, &args, b"")
+}
+
+#[test]
+fn run_prints_output_and_exits_with_the_task_status() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let (a, b) = (unique_id("echo"), unique_id("exit"));
+    let out = run(&d, &rootfs, &[], &a, &["echo", "hello", "berth"]);
+    assert_eq!(stdout(&out), "hello berth\n", "{out:?}");
+    assert_eq!(out.status.code(), Some(0));
+    let out = run(
+        &d,
+        &rootfs,
+        &[],
+        &b,
+        &["sh", "-c", "echo oops >&2; exit 42"],
+    );
+    assert_eq!(out.status.code(), Some(42), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+    assert_clean(&d, &[a, b]);
+}
+
+#[test]
+fn stdin_is_piped_through_cat() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let id = unique_id("cat");
+    let r = rootfs.arg();
+    let input = b"line one\nline two\n".repeat(2000);
+    let out = berth_out(&d, &["run", "--rm", "--rootfs", &r, &id, "cat"], &input);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, input);
+    assert_clean(&d, &[id]);
+}
+
+fn set_size(fd: &OwnedFd, cols: u16, rows: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a valid winsize from `ws` on an open pty fd.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    assert_eq!(rc, 0);
+}
+
+/// Reads from the pty master until `want` shows up (or the time runs out).
+fn read_until(master: &mut std::fs::File, want: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline && !seen.contains(want) {
+        let mut pfd = libc::pollfd {
+            fd: master.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 100) } <= 0 {
+            continue;
+        }
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    seen
+}
+
+#[test]
+fn a_real_pty_follows_resizes_and_the_exit_status_comes_back() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let id = unique_id("tty");
+    let (mut master_fd, mut slave_fd) = (-1, -1);
+    // SAFETY: openpty writes two fds into the given ints; the other pointers may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master_fd,
+            &mut slave_fd,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0);
+    // SAFETY: openpty just returned these fds to us.
+    let (master, slave) = unsafe {
+        (
+            OwnedFd::from_raw_fd(master_fd),
+            OwnedFd::from_raw_fd(slave_fd),
+        )
+    };
+    set_size(&master, 100, 30);
+    let mut cmd = berth(&d);
+    cmd.args(["run", "--rm", "-t", "--rootfs", &rootfs.arg(), &id, "sh"]);
+    let dup = || Stdio::from(slave.try_clone().expect("dup slave"));
+    cmd.stdin(dup()).stdout(dup()).stderr(dup());
+    // SAFETY: only async-signal-safe calls (setsid, ioctl) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn berth run -t");
+    drop(slave);
+    let mut m = std::fs::File::from(master.try_clone().expect("dup master"));
+    std::io::Write::write_all(&mut m, b"stty size\n").expect("write");
+    let seen = read_until(&mut m, "30 100", Duration::from_secs(20));
+    assert!(seen.contains("30 100"), "{seen:?}");
+    set_size(&master, 132, 50);
+    std::thread::sleep(Duration::from_millis(300));
+    std::io::Write::write_all(&mut m, b"stty size\n").expect("write");
+    let seen = read_until(&mut m, "50 132", Duration::from_secs(20));
+    assert!(seen.contains("50 132"), "{seen:?}");
+    std::io::Write::write_all(&mut m, b"exit 7\n").expect("write");
+    let status = berth_tests::process::wait_within(&mut child, Duration::from_secs(30));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_eq!(status.and_then(|s| s.code()), Some(7));
+    assert_clean(&d, &[id]);
+}
+
+/// Creates and starts a task the way `berth run -d --rootfs` does; returns its process.
+fn create_task(d: &TestDaemon, rootfs: &Rootfs, id: &str, args: &[&str]) -> Value {
+    let r = rootfs.arg();
+    let mut argv = vec!["run", "-d", "--rootfs", r.as_str(), id];
+    argv.extend_from_slice(args);
+    let out = berth_out(d, &argv, b"");
+    assert!(out.status.success(), "{out:?}");
+    d.rpc_ok("tasks.get", json!({"container_id": id}))["process"].clone()
+}
+
+#[test]
+fn exec_runs_in_a_running_container_and_reports_its_status() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let id = unique_id("exec");
+    let _cleanup = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    create_task(&d, &rootfs, &id, &["sleep", "1000"]);
+    let out = berth_out(
+        &d,
+        &[
+            "t",
+            "exec",
+            "--exec-id",
+            "e1",
+            &id,
+            "sh",
+            "-c",
+            "echo inside $(hostname); exit 3",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(stdout(&out), format!("inside {id}\n"));
+    let err = d
+        .rpc("tasks.get", json!({"container_id": id, "exec_id": "e1"}))
+        .expect_err("deleted");
+    assert_eq!(err["data"]["kind"], "not_found");
+    let out = berth_out(&d, &["t", "kill", "-s", "KILL", &id], b"");
+    assert!(out.status.success(), "{out:?}");
+    let out = berth_out(&d, &["t", "wait", &id], b"");
+    assert_eq!(out.status.code(), Some(137));
+    assert!(berth_out(&d, &["t", "rm", &id], b"").status.success());
+    assert!(berth_out(&d, &["c", "rm", &id], b"").status.success());
+    assert_clean(&d, &[id]);
+}
+
+#[test]
+fn kill_and_wait_report_sigterm_and_sigkill_and_waits_before_start_see_the_exit() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let id = unique_id("kill");
+    let _cleanup = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    let r = rootfs.arg();
+    let out = berth_out(
+        &d,
+        &["run", "-d", "--rootfs", &r, &id, "sleep", "1000"],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    // An exec process (not the namespace's init) dies of SIGTERM: 128 + 15.
+    let process = json!({"args": ["sleep", "1000"], "cwd": "/", "env": ["PATH=/bin"],
+                         "user": {"uid": 0, "gid": 0}});
+    d.rpc_ok(
+        "tasks.exec",
+        json!({"container_id": id, "exec_id": "s", "process": process}),
+    );
+    d.rpc_ok("tasks.start", json!({"container_id": id, "exec_id": "s"}));
+    let socket = d.socket().to_owned();
+    let id2 = id.clone();
+    let waiter = std::thread::spawn(move || {
+        let mut c = berth_tests::Ndjson::connect(&socket).expect("connect");
+        c.call("tasks.wait", json!({"container_id": id2}))
+    });
+    d.rpc_ok(
+        "tasks.kill",
+        json!({"container_id": id, "exec_id": "s", "signal": "SIGTERM"}),
+    );
+    let exit = d.rpc_ok("tasks.wait", json!({"container_id": id, "exec_id": "s"}));
+    assert_eq!(exit["exit_status"], 143);
+    d.rpc_ok("tasks.kill", json!({"container_id": id, "signal": 9}));
+    let exit = d.rpc_ok("tasks.wait", json!({"container_id": id}));
+    assert_eq!(exit["exit_status"], 137);
+    assert_eq!(
+        waiter.join().expect("waiter").expect("wait"),
+        exit,
+        "many waiters agree"
+    );
+    let again = d.rpc_ok("tasks.wait", json!({"container_id": id}));
+    assert_eq!(
+        again, exit,
+        "a wait after the exit returns the stored status"
+    );
+    let err = d
+        .rpc("tasks.kill", json!({"container_id": id}))
+        .expect_err("finished");
+    assert_eq!(err["data"]["kind"], "not_found");
+    let events = d.rpc_ok(
+        "events.list",
+        json!({"filters": ["topic==\"/tasks/exit\""]}),
+    );
+    let exits: Vec<&Value> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .collect();
+    assert_eq!(exits.len(), 2, "{exits:?}");
+    assert_eq!(exits[1]["event"]["exit_status"], 137);
+    assert!(exits[1]["event"]["pid"].as_i64().unwrap_or(0) > 0);
+    assert!(exits[1]["event"]["exited_at"].is_string());
+
+    // A wait issued before start sees the exit of the started task.
+    let id3 = unique_id("prestart");
+    let _c3 = Cleanup {
+        d: &d,
+        ids: vec![id3.clone()],
+    };
+    let spec = d.rpc_ok("containers.get", json!({"id": id}))["container"]["spec"].clone();
+    let mut spec3 = spec.clone();
+    spec3["process"]["args"] = json!(["sh", "-c", "exit 5"]);
+    d.rpc_ok(
+        "containers.create",
+        json!({"container": {"id": id3, "spec": spec3}}),
+    );
+    d.rpc_ok("tasks.create", json!({"container_id": id3}));
+    let socket = d.socket().to_owned();
+    let id4 = id3.clone();
+    let early = std::thread::spawn(move || {
+        let mut c = berth_tests::Ndjson::connect(&socket).expect("connect");
+        c.call("tasks.wait", json!({"container_id": id4}))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    d.rpc_ok("tasks.start", json!({"container_id": id3}));
+    assert_eq!(early.join().expect("join").expect("wait")["exit_status"], 5);
+    let err = d
+        .rpc("containers.delete", json!({"id": id3}))
+        .expect_err("task exists");
+    assert_eq!(err["data"]["kind"], "failed_precondition");
+    drop(_c3);
+    drop(_cleanup);
+    assert_clean(&d, &[id, id3]);
+}
+
+#[test]
+fn pause_and_resume_freeze_and_thaw_the_task() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let id = unique_id("pause");
+    let _cleanup = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    create_task(&d, &rootfs, &id, &["sleep", "1000"]);
+    assert!(berth_out(&d, &["t", "pause", &id], b"").status.success());
+    let p = d.rpc_ok("tasks.get", json!({"container_id": id}));
+    assert_eq!(p["process"]["status"], "paused");
+    let listed = d.rpc_ok("tasks.list", json!({"filters": ["status==paused"]}));
+    assert_eq!(listed["tasks"].as_array().map(Vec::len), Some(1));
+    let freezer = std::fs::read_to_string(format!("/sys/fs/cgroup/freezer/{id}/freezer.state"))
+        .unwrap_or_default();
+    assert_eq!(freezer.trim(), "FROZEN");
+    assert!(berth_out(&d, &["t", "resume", &id], b"").status.success());
+    let p = d.rpc_ok("tasks.get", json!({"container_id": id}));
+    assert_eq!(p["process"]["status"], "running");
+    let pids = d.rpc_ok("tasks.pids", json!({"container_id": id}));
+    assert_eq!(pids["processes"][0]["pid"], p["process"]["pid"]);
+    let m = d.rpc_ok("tasks.metrics", json!({"container_id": id}));
+    assert_eq!(m["pids"]["current"], 1, "{m}");
+    assert!(m["memory"].is_object() && m["cpu"].is_object(), "{m}");
+    let topics: Vec<String> = d.rpc_ok("events.list", json!({}))["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["topic"].as_str().unwrap_or("").to_owned())
+        .collect();
+    for t in [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/paused",
+        "/tasks/resumed",
+    ] {
+        assert!(topics.iter().any(|x| x == t), "{t} missing in {topics:?}");
+    }
+    d.rpc_ok("tasks.delete", json!({"container_id": id, "force": true}));
+    d.rpc_ok("containers.delete", json!({"id": id}));
+    assert_clean(&d, &[id]);
+}
+
+#[test]
+fn readonly_rootfs_is_enforced_and_bind_mounts_are_visible() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let (a, b) = (unique_id("ro"), unique_id("bind"));
+    let out = run(&d, &rootfs, &["--readonly"], &a, &["touch", "/written"]);
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Read-only"),
+        "{out:?}"
+    );
+    assert!(!rootfs.path().join("written").exists());
+    let host = tempfile::tempdir().expect("host dir");
+    std::fs::write(host.path().join("note"), "from the host").expect("write");
+    let mount = format!(
+        "type=bind,src={},dst=/data,options=rbind:ro",
+        host.path().display()
+    );
+    let out = run(
+        &d,
+        &rootfs,
+        &["--mount", &mount],
+        &b,
+        &["cat", "/data/note"],
+    );
+    assert_eq!(stdout(&out), "from the host", "{out:?}");
+    assert_clean(&d, &[a, b]);
+}
+
+#[test]
+fn net_host_shares_the_host_network_namespace_and_the_default_has_its_own() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let (a, b) = (unique_id("nethost"), unique_id("netns"));
+    let host = std::fs::read_link("/proc/self/ns/net").expect("host netns");
+    let host = host.display().to_string();
+    let out = run(
+        &d,
+        &rootfs,
+        &["--net-host"],
+        &a,
+        &["readlink", "/proc/self/ns/net"],
+    );
+    assert_eq!(stdout(&out).trim(), host, "{out:?}");
+    let out = run(&d, &rootfs, &[], &b, &["readlink", "/proc/self/ns/net"]);
+    let own = stdout(&out);
+    assert!(own.starts_with("net:[") && own.trim() != host, "{out:?}");
+    assert_clean(&d, &[a, b]);
+}
+
+#[test]
+fn exit_status_survives_a_daemon_restart_and_deaths_while_down_are_recorded() {
+    let (mut d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let (a, b) = (unique_id("kept"), unique_id("orphan"));
+    let r = rootfs.arg();
+    let out = berth_out(
+        &d,
+        &["run", "-d", "--rootfs", &r, &a, "sh", "-c", "exit 42"],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        d.rpc_ok("tasks.wait", json!({"container_id": a}))["exit_status"],
+        42
+    );
+    let out = berth_out(&d, &["run", "-d", "--rootfs", &r, &b, "sleep", "1000"], b"");
+    assert!(out.status.success(), "{out:?}");
+    let pid = d.rpc_ok("tasks.get", json!({"container_id": b}))["process"]["pid"]
+        .as_i64()
+        .expect("pid") as libc::pid_t;
+    d.stop();
+    // The task dies while berthd is down; its real status goes to whoever reaps it.
+    // SAFETY: kill(2) with plain integers; `pid` is the container's init.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let gone = Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z"))
+            .unwrap_or(false)
+        && Instant::now() < gone
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d.restart();
+    let p = d.rpc_ok("tasks.get", json!({"container_id": a}))["process"].clone();
+    assert_eq!(
+        (p["status"].clone(), p["exit_status"].clone()),
+        (json!("stopped"), json!(42))
+    );
+    let p = d.rpc_ok("tasks.get", json!({"container_id": b}))["process"].clone();
+    assert_eq!(
+        (p["status"].clone(), p["exit_status"].clone()),
+        (json!("stopped"), json!(255))
+    );
+    for id in [&a, &b] {
+        let out = berth_out(&d, &["c", "rm", id], b"");
+        assert!(
+            out.status.success(),
+            "containers rm deletes the stopped task first: {out:?}"
+        );
+    }
+    assert_clean(&d, &[a, b]);
+}

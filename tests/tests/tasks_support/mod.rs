@@ -1,0 +1,160 @@
+//! Shared by the task tests: a busybox rootfs directory, the `berth` CLI pointed at a
+//! test daemon, and the check that nothing was left behind (mounts, FIFOs, cgroups, runc
+//! state, bundles, processes).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use berth_tests::process::output_within;
+use berth_tests::TestDaemon;
+
+const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "sleep", "true", "stty", "id", "hostname", "ip", "ls", "touch",
+    "readlink", "kill", "ps",
+];
+
+/// A busybox root filesystem in a temp dir (copied binary + applet symlinks).
+pub struct Rootfs {
+    dir: tempfile::TempDir,
+}
+
+impl Rootfs {
+    pub fn new() -> Rootfs {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-rootfs-")
+            .tempdir_in("/tmp")
+            .expect("rootfs dir");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).expect("bin");
+        for d in ["proc", "dev", "sys", "tmp", "etc"] {
+            std::fs::create_dir_all(dir.path().join(d)).expect("dir");
+        }
+        std::fs::copy("/bin/busybox", bin.join("busybox")).expect("copy busybox");
+        for applet in APPLETS {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("symlink");
+        }
+        Rootfs { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn arg(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+}
+
+/// The `berth` binary next to berthd.
+pub fn berth_binary() -> PathBuf {
+    TestDaemon::binary().with_file_name("berth")
+}
+
+pub fn berth(d: &TestDaemon) -> Command {
+    let mut cmd = Command::new(berth_binary());
+    cmd.arg("--socket").arg(d.socket());
+    cmd
+}
+
+/// Runs `berth ARGS` with `input` as stdin; bounded.
+pub fn berth_out(d: &TestDaemon, args: &[&str], input: &[u8]) -> Output {
+    output_within(berth(d).args(args), input, Duration::from_secs(60))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Pids whose parent is `ppid`, with their state letter.
+pub fn children(ppid: u32) -> Vec<(u32, char)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let state = fields.first().and_then(|s| s.chars().next()).unwrap_or('?');
+        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(ppid) {
+            out.push((pid, state));
+        }
+    }
+    out
+}
+
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn dir_entries(path: &Path) -> Vec<String> {
+    std::fs::read_dir(path)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts nothing of the given containers' tasks is left: mounts below the daemon's dir,
+/// bundles, runc state, cgroups, FIFO dirs and children of berthd (waits a little for
+/// processes that are still exiting).
+pub fn assert_clean(d: &TestDaemon, ids: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let kids = children(d.pid());
+        if kids.is_empty() || Instant::now() > deadline {
+            assert!(kids.is_empty(), "berthd still has children: {kids:?}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let dir = d.dir().display().to_string();
+    let leaked: Vec<&str> = info.lines().filter(|l| l.contains(&dir)).collect();
+    assert!(leaked.is_empty(), "mounts left: {leaked:?}");
+    let bundles = dir_entries(&d.state().join("tasks/default"));
+    assert!(bundles.is_empty(), "bundles left: {bundles:?}");
+    let runc = dir_entries(&d.state().join("runc/default"));
+    assert!(runc.is_empty(), "runc state left: {runc:?}");
+    for id in ids {
+        for controller in ["pids", "memory", "freezer", "unified"] {
+            let cg = Path::new("/sys/fs/cgroup").join(controller).join(id);
+            assert!(!cg.exists(), "cgroup left: {}", cg.display());
+        }
+        let fifos: Vec<String> = dir_entries(&std::env::temp_dir())
+            .into_iter()
+            .filter(|n| n.starts_with(&format!("berth-{id}-")))
+            .collect();
+        assert!(fifos.is_empty(), "FIFO dirs left: {fifos:?}");
+    }
+}
+
+/// Deletes the task (force) and container on drop, so a failing test leaves nothing.
+pub struct Cleanup<'a> {
+    pub d: &'a TestDaemon,
+    pub ids: Vec<String>,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            let _ = self.d.rpc(
+                "tasks.delete",
+                serde_json::json!({"container_id": id, "force": true}),
+            );
+            let _ = self
+                .d
+                .rpc("containers.delete", serde_json::json!({"id": id}));
+        }
+    }
+}
