@@ -24,6 +24,10 @@ pub struct Config {
     pub socket_group: Option<Group>,
     pub max_request_bytes: u32,
     pub max_connections: u32,
+    /// Most uncompressed bytes one image layer may unpack (a decompression-bomb guard).
+    pub max_layer_bytes: u64,
+    /// Most tar entries one image layer may hold.
+    pub max_layer_entries: u64,
 }
 
 impl Default for Config {
@@ -32,6 +36,8 @@ impl Default for Config {
             socket_group: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_layer_bytes: crate::unpack::Limits::default().max_bytes,
+            max_layer_entries: crate::unpack::Limits::default().max_entries,
         }
     }
 }

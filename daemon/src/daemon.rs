@@ -38,6 +38,8 @@ pub enum DaemonError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    App(#[from] crate::app::AppError),
 }
 
 /// Everything `berthd` is told on its command line.
@@ -130,7 +132,11 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         state: opts.state.clone(),
         socket: opts.socket.clone(),
     };
-    let app = App::new(paths, store.clone(), bus);
+    let limits = crate::unpack::Limits {
+        max_bytes: opts.config.max_layer_bytes,
+        max_entries: opts.config.max_layer_entries,
+    };
+    let app = App::new(paths, store.clone(), bus, limits)?;
     let module = api::build_module(app);
     let listener = bind_socket(&opts.socket, gid)?;
     tracing::info!(socket = %opts.socket.display(), root = %opts.root.display(), "berthd serving");

@@ -6,10 +6,12 @@
 
 pub mod error;
 pub mod identifiers;
+pub mod images;
 pub mod spec;
 pub mod types;
 
 pub use error::ErrorKind;
+pub use images::*;
 pub use types::*;
 
 /// The OpenRPC document describing every method berthd serves.

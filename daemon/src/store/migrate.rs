@@ -5,10 +5,16 @@
 use rusqlite::Connection;
 
 /// Every migration, in order; the position (1-based) is the schema version it produces.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_foundation.sql",
-    include_str!("../../../migrations/0001_foundation.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_foundation.sql",
+        include_str!("../../../migrations/0001_foundation.sql"),
+    ),
+    (
+        "0002_images.sql",
+        include_str!("../../../migrations/0002_images.sql"),
+    ),
+];
 
 /// Applies the migrations the database has not seen yet.
 pub fn apply(conn: &mut Connection) -> Result<(), String> {

@@ -3,7 +3,10 @@
 
 mod containers;
 mod events;
+mod images;
+mod leases;
 mod namespaces;
+mod snapshots;
 mod system;
 
 use std::future::Future;
@@ -51,5 +54,8 @@ pub fn build_module(app: App) -> Module {
     namespaces::register(&mut m);
     containers::register(&mut m);
     events::register(&mut m);
+    images::register(&mut m);
+    snapshots::register(&mut m);
+    leases::register(&mut m);
     m
 }
