@@ -22,7 +22,10 @@ use crate::store;
 
 /// Imports in flight, for `images.progress`: archive bytes read of the archive's size.
 #[derive(Clone, Default)]
-pub struct Progress(Arc<Mutex<BTreeMap<u64, (String, u64, Arc<AtomicU64>)>>>);
+pub struct Progress(Arc<Mutex<BTreeMap<u64, InFlight>>>);
+
+/// One import in flight: archive path, archive size, bytes read so far.
+type InFlight = (String, u64, Arc<AtomicU64>);
 
 static NEXT_IMPORT: AtomicU64 = AtomicU64::new(0);
 
