@@ -360,7 +360,7 @@ fn hostile_layers_are_rejected_by_name_and_write_nothing_outside() {
     // and an absolute path; both land inside the snapshot.
     let layer = Layer::new()
         .symlink("etc", &outside.display().to_string())
-        .file(&format!("etc/victim"), b"pwned", 0o644)
+        .file("etc/victim", b"pwned", 0o644)
         .file(&format!("{}/abs", outside.display()), b"abs", 0o644)
         .finish();
     let res = import(&d, "evil.tar", &one_layer(layer));
