@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
-use cmd::{call, containers, events, namespaces, system, Ctx};
+use cmd::{call, containers, content, events, images, leases, namespaces, snapshots, system, Ctx};
 
 const DEFAULT_SOCKET: &str = "/run/berth/berthd.sock";
 
@@ -49,6 +49,17 @@ enum Command {
     /// Manage containers (metadata)
     #[command(subcommand, visible_alias = "c")]
     Containers(containers::Command),
+    /// Import, list, inspect and remove images
+    #[command(subcommand, visible_alias = "i")]
+    Images(images::Command),
+    /// Snapshots: prepare, view, commit, mounts, usage, remove
+    Snapshots(snapshots::SnapshotsArgs),
+    /// Content blobs
+    #[command(subcommand)]
+    Content(content::Command),
+    /// Leases, and the garbage collector (`leases gc`)
+    #[command(subcommand)]
+    Leases(leases::Command),
     /// Follow events, or list stored ones with `events ls`
     Events(events::EventsArgs),
     /// Print client and daemon versions
@@ -75,6 +86,10 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Namespaces(command) => namespaces::run(&ctx, command),
         Command::Containers(command) => containers::run(&ctx, command),
+        Command::Images(command) => images::run(&ctx, command),
+        Command::Snapshots(args) => snapshots::run(&ctx, args),
+        Command::Content(command) => content::run(&ctx, command),
+        Command::Leases(command) => leases::run(&ctx, command),
         Command::Events(args) => events::run(&ctx, args),
         Command::Version => system::version(&ctx),
         Command::Info => system::info(&ctx),

@@ -4,8 +4,12 @@
 
 pub mod call;
 pub mod containers;
+pub mod content;
 pub mod events;
+pub mod images;
+pub mod leases;
 pub mod namespaces;
+pub mod snapshots;
 pub mod system;
 
 use std::fmt::Display;
