@@ -13,7 +13,10 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
-use cmd::{call, containers, events, namespaces, run, system, tasks, Ctx};
+use cmd::{
+    call, containers, content, events, images, leases, namespaces, run, snapshots, system, tasks,
+    Ctx,
+};
 
 const DEFAULT_SOCKET: &str = "/run/berth/berthd.sock";
 
@@ -54,6 +57,17 @@ enum Command {
     /// Manage tasks (running containers)
     #[command(subcommand, visible_alias = "t")]
     Tasks(tasks::Command),
+    /// Import, list, inspect and remove images
+    #[command(subcommand, visible_alias = "i")]
+    Images(images::Command),
+    /// Snapshots: prepare, view, commit, mounts, usage, remove
+    Snapshots(snapshots::SnapshotsArgs),
+    /// Content blobs
+    #[command(subcommand)]
+    Content(content::Command),
+    /// Leases, and the garbage collector (`leases gc`)
+    #[command(subcommand)]
+    Leases(leases::Command),
     /// Follow events, or list stored ones with `events ls`
     Events(events::EventsArgs),
     /// Print client and daemon versions
@@ -82,6 +96,10 @@ fn main() -> ExitCode {
         Command::Tasks(command) => return exit_with(tasks::run(&ctx, command)),
         Command::Namespaces(command) => namespaces::run(&ctx, command),
         Command::Containers(command) => containers::run(&ctx, command),
+        Command::Images(command) => images::run(&ctx, command),
+        Command::Snapshots(args) => snapshots::run(&ctx, args),
+        Command::Content(command) => content::run(&ctx, command),
+        Command::Leases(command) => leases::run(&ctx, command),
         Command::Events(args) => events::run(&ctx, args),
         Command::Version => system::version(&ctx),
         Command::Info => system::info(&ctx),

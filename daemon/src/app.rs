@@ -6,13 +6,21 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::config::Config;
+use crate::content::ContentStore;
 use crate::runtime::reaper::Reaper;
 use crate::service::containers::Containers;
+use crate::service::content::Content;
 use crate::service::events::{EventBus, Events};
+use crate::service::gc::Gc;
+use crate::service::images::Images;
+use crate::service::leases::Leases;
 use crate::service::namespaces::Namespaces;
-use crate::service::tasks::{HostRootfs, Tasks};
+use crate::service::snapshots::Snapshots;
+use crate::service::tasks::Tasks;
 use crate::service::Result;
+use crate::snapshot::{self, Snapshotter};
 use crate::store::{self, Store};
+use crate::unpack::Limits;
 
 /// Where the daemon keeps things; reported by `system.info`.
 #[derive(Debug, Clone)]
@@ -28,30 +36,73 @@ pub struct App {
     pub namespaces: Namespaces,
     pub containers: Containers,
     pub events: Events,
+    pub images: Images,
+    pub content: Content,
+    pub snapshots: Snapshots,
+    pub leases: Leases,
+    pub gc: Gc,
     pub tasks: Tasks,
     /// The daemon's one reaper: berthd is a child subreaper from start-up.
     pub reaper: Reaper,
 }
 
+/// Why the image side of the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Content(#[from] crate::content::ContentError),
+    #[error("creating the snapshot directories under {root}: {source}")]
+    Snapshots {
+        root: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 impl App {
     /// `reaper` must be the process's only one ([`Reaper::start`] at start-up).
-    pub fn new(paths: Paths, store: Store, bus: EventBus, reaper: Reaper, config: &Config) -> App {
+    pub fn new(
+        paths: Paths,
+        store: Store,
+        bus: EventBus,
+        reaper: Reaper,
+        config: &Config,
+    ) -> Result<App, AppError> {
+        let blobs = ContentStore::open(&paths.root)?;
+        let snapshot_err = |source| AppError::Snapshots {
+            root: paths.root.clone(),
+            source,
+        };
+        let snapshotters: Vec<Arc<dyn Snapshotter>> = vec![
+            Arc::new(snapshot::Overlay::new(&paths.root).map_err(snapshot_err)?),
+            Arc::new(snapshot::Native::new(&paths.root).map_err(snapshot_err)?),
+        ];
+        let snapshots = Snapshots::new(store.clone(), snapshotters);
+        let limits = Limits {
+            max_bytes: config.max_layer_bytes,
+            max_entries: config.max_layer_entries,
+        };
+        let images = Images::new(store.clone(), blobs.clone(), snapshots.clone(), limits);
         let tasks = Tasks::new(
             store.clone(),
             reaper.clone(),
             paths.state.clone(),
             config.clone(),
-            Arc::new(HostRootfs),
+            Arc::new(snapshots.clone()),
         );
-        App {
+        Ok(App {
             tasks,
             reaper,
             paths,
             namespaces: Namespaces::new(store.clone()),
-            containers: Containers::new(store.clone()),
+            containers: Containers::new(store.clone(), images.clone(), snapshots.clone()),
             events: Events::new(store.clone(), bus),
+            content: Content::new(store.clone(), blobs.clone()),
+            leases: Leases::new(store.clone()),
+            gc: Gc::new(store.clone(), snapshots.clone(), blobs),
+            images,
+            snapshots,
             store,
-        }
+        })
     }
 
     pub fn version(&self) -> Value {
@@ -63,19 +114,24 @@ impl App {
     }
 
     pub fn info(&self) -> Result<Value> {
-        let (namespaces, containers, events) = self.store.read(|c| {
+        let (namespaces, containers, events, images, snapshots) = self.store.read(|c| {
             Ok((
                 store::namespaces::count(c)?,
                 store::containers::count(c)?,
                 store::events::count(c)?,
+                store::images::count(c)?,
+                store::snapshots::count(c)?,
             ))
         })?;
         Ok(json!({
             "root": self.paths.root,
             "state": self.paths.state,
             "socket": self.paths.socket,
-            "snapshotters": Vec::<String>::new(),
-            "counts": { "namespaces": namespaces, "containers": containers, "events": events },
+            "snapshotters": self.snapshots.names(),
+            "counts": {
+                "namespaces": namespaces, "containers": containers, "events": events,
+                "images": images, "snapshots": snapshots,
+            },
         }))
     }
 }

@@ -28,6 +28,10 @@ pub struct Config {
     /// OCI runtimes by the name containers give in `runtime.name`: `[runtimes.<name>]
     /// path = "..."`. "runc" means the `runc` on PATH unless configured here.
     pub runtimes: BTreeMap<String, RuntimeConfig>,
+    /// Most uncompressed bytes one image layer may unpack (a decompression-bomb guard).
+    pub max_layer_bytes: u64,
+    /// Most tar entries one image layer may hold.
+    pub max_layer_entries: u64,
 }
 
 /// One `[runtimes.<name>]` table.
@@ -45,6 +49,8 @@ impl Default for Config {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             runtimes: BTreeMap::new(),
+            max_layer_bytes: crate::unpack::Limits::default().max_bytes,
+            max_layer_entries: crate::unpack::Limits::default().max_entries,
         }
     }
 }

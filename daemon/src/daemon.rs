@@ -43,6 +43,8 @@ pub enum DaemonError {
     Reaper(ReaperError),
     #[error("reconciling tasks: {0}")]
     Recover(crate::service::Error),
+    #[error(transparent)]
+    App(#[from] crate::app::AppError),
 }
 
 /// Everything `berthd` is told on its command line.
@@ -138,7 +140,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     // Before the reaper owns waitpid(-1): this one still waits on its child with std.
     crate::app::runc_version();
     let reaper = Reaper::start().map_err(DaemonError::Reaper)?;
-    let app = App::new(paths, store.clone(), bus, reaper, &opts.config);
+    let app = App::new(paths, store.clone(), bus, reaper, &opts.config)?;
     app.tasks.recover().await.map_err(DaemonError::Recover)?;
     let module = api::build_module(app);
     let listener = bind_socket(&opts.socket, gid)?;

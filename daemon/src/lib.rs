@@ -7,9 +7,12 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod content;
 pub mod daemon;
 pub mod filter;
+pub mod oci;
 pub mod runtime;
 pub mod service;
+pub mod snapshot;
 pub mod store;
 pub mod unpack;

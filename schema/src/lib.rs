@@ -6,11 +6,13 @@
 
 pub mod error;
 pub mod identifiers;
+pub mod images;
 pub mod spec;
 pub mod tasks;
 pub mod types;
 
 pub use error::ErrorKind;
+pub use images::*;
 pub use tasks::*;
 pub use types::*;
 

@@ -4,9 +4,13 @@
 
 pub mod call;
 pub mod containers;
+pub mod content;
 pub mod events;
+pub mod images;
+pub mod leases;
 pub mod namespaces;
 pub mod run;
+pub mod snapshots;
 pub mod system;
 pub mod tasks;
 

@@ -19,10 +19,12 @@ pub enum SqlField {
     /// A `NOT NULL` text column, e.g. `"c.image"`. Like containerd's adaptors, the
     /// empty string counts as absent.
     Column(&'static str),
-    /// One key of a label table with columns `(container, key, value)` and an index
-    /// on `(key, value)`; `owner` is the outer query's key, e.g. `"c.pk"`.
+    /// One key of a label table with columns `(<owner_column>, key, value)` and an
+    /// index on `(key, value)`; `owner` is the outer query's key, e.g. `"c.pk"`, and
+    /// `owner_column` the label table's column holding it, e.g. `"container"`.
     Label {
         table: &'static str,
+        owner_column: &'static str,
         owner: &'static str,
         key: String,
     },
@@ -77,9 +79,14 @@ fn selector_sql(
                 format!("regexp(?, {column})")
             }
         },
-        SqlField::Label { table, owner, key } => {
+        SqlField::Label {
+            table,
+            owner_column,
+            owner,
+            key,
+        } => {
             bind(&key);
-            let select = format!("SELECT container FROM {table} WHERE key = ?");
+            let select = format!("SELECT {owner_column} FROM {table} WHERE key = ?");
             match &selector.op {
                 Operator::Present => format!("{owner} IN ({select})"),
                 Operator::Equal(v) => {

@@ -91,6 +91,7 @@ fn resolve(path: &[String]) -> Option<SqlField> {
         [a, b] if a == "runtime" && b == "name" => Some(SqlField::Column("c.runtime_name")),
         [f, key @ ..] if f == "labels" && !key.is_empty() => Some(SqlField::Label {
             table: "container_labels",
+            owner_column: "container",
             owner: "c.pk",
             key: key.join("."),
         }),

@@ -7,9 +7,15 @@ use schema::{Container, ContainerInput, ContainerList, ContainerListParams, Labe
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::images::{ImageRootfs, Images};
+use super::snapshots::{Snapshots, DEFAULT_SNAPSHOTTER};
 use super::{check_id, check_labels, Error, Result};
 use crate::filter::{self, SqlField};
+use crate::snapshot::Kind;
 use crate::store::{self, Store, StoreError};
+
+/// Most bytes of the image's /etc/passwd or /etc/group read to resolve USER.
+const MAX_ETC_FILE: u64 = 1 << 20;
 
 /// The runtime a container gets when it names none.
 pub const DEFAULT_RUNTIME: &str = "runc";
@@ -17,6 +23,8 @@ pub const DEFAULT_RUNTIME: &str = "runc";
 #[derive(Clone)]
 pub struct Containers {
     store: Store,
+    images: Images,
+    snapshots: Snapshots,
 }
 
 /// Maps a filter field path to the column (or label index) that answers it.
@@ -29,6 +37,7 @@ fn container_field(path: &[String]) -> Option<SqlField> {
         [r, n] if r == "runtime" && n == "name" => Some(SqlField::Column("c.runtime_name")),
         [l, key @ ..] if l == "labels" && !key.is_empty() => Some(SqlField::Label {
             table: "container_labels",
+            owner_column: "container",
             owner: "c.pk",
             key: key.join("."),
         }),
@@ -37,8 +46,12 @@ fn container_field(path: &[String]) -> Option<SqlField> {
 }
 
 impl Containers {
-    pub fn new(store: Store) -> Self {
-        Containers { store }
+    pub fn new(store: Store, images: Images, snapshots: Snapshots) -> Self {
+        Containers {
+            store,
+            images,
+            snapshots,
+        }
     }
 
     pub async fn create(
@@ -51,7 +64,17 @@ impl Containers {
         check_id("container id", &input.id)?;
         let owner = format!("container \"{}\"", input.id);
         check_labels(&owner, &input.labels)?;
-        let spec = match input.spec {
+        // From an image without a spec: the spec comes from the image config, and without a
+        // snapshot key the rootfs snapshot is prepared in the same transaction as the row.
+        let from_image = input.spec.is_none() && !input.image.is_empty();
+        let _gc = if from_image {
+            Some(self.snapshots.gc_lock.read().await)
+        } else {
+            None
+        };
+        let mut staged = None;
+        let mut input = input;
+        let spec = match input.spec.take() {
             Some(spec) => {
                 if spec_options.is_some() {
                     return Err(Error::InvalidArgument(format!(
@@ -61,7 +84,25 @@ impl Containers {
                 check_spec(&owner, &spec)?;
                 spec
             }
-            None => default_spec(&ns, &input, spec_options)?,
+            None if from_image => {
+                let sn = self.snapshots.get(Some(&input.snapshotter))?;
+                let rootfs =
+                    self.images
+                        .rootfs(&ns, &input.image, &sn)
+                        .await
+                        .map_err(|e| match e {
+                            Error::NotFound(m) => Error::NotFound(format!("{owner}: {m}")),
+                            other => other,
+                        })?;
+                let spec = image_spec(&input, &rootfs, spec_options)?;
+                input.snapshotter = sn.name().to_owned();
+                if input.snapshot_key.is_empty() {
+                    input.snapshot_key.clone_from(&input.id);
+                    staged = Some(self.snapshots.stage(&ns, &sn, &rootfs.top_chain).await?);
+                }
+                spec
+            }
+            None => default_spec(&input, spec_options)?,
         };
         let runtime = input.runtime.unwrap_or_else(|| Runtime {
             name: DEFAULT_RUNTIME.to_owned(),
@@ -86,9 +127,17 @@ impl Containers {
             extensions: input.extensions,
         };
         let stored = container.clone();
-        self.store
-            .write(move |tx| store::containers::insert(tx, &ns, &stored))
+        let staged = self
+            .store
+            .write(move |tx| {
+                store::containers::insert(tx, &ns, &stored)?;
+                if let Some(staged) = staged.as_mut() {
+                    staged.record(tx, &ns, &stored.snapshot_key, Kind::Active, &Labels::new())?;
+                }
+                Ok(staged)
+            })
             .await?;
+        drop(staged);
         Ok(container)
     }
 
@@ -146,13 +195,56 @@ impl Containers {
             .await?)
     }
 
-    pub async fn delete(&self, ns: String, id: String) -> Result<Container> {
+    /// Deletes the container and, unless `keep_snapshot`, its rootfs snapshot when nothing
+    /// else holds it (another container, a lease, a child snapshot; committed snapshots
+    /// belong to images and are left to `gc.run`), in one transaction.
+    pub async fn delete(&self, ns: String, id: String, keep_snapshot: bool) -> Result<Container> {
         check_id("namespace", &ns)?;
         check_id("container id", &id)?;
-        Ok(self
+        let (container, removed) = self
             .store
-            .write(move |tx| store::containers::delete(tx, &ns, &id))
-            .await?)
+            .write(move |tx| {
+                let c = store::containers::delete(tx, &ns, &id)?;
+                if keep_snapshot || c.snapshot_key.is_empty() {
+                    return Ok((c, None));
+                }
+                let sn = if c.snapshotter.is_empty() {
+                    DEFAULT_SNAPSHOTTER.to_owned()
+                } else {
+                    c.snapshotter.clone()
+                };
+                let conn = tx.conn();
+                let Some(row) = store::snapshots::find(conn, &ns, &sn, &c.snapshot_key)? else {
+                    return Ok((c, None));
+                };
+                let others: i64 = conn
+                    .prepare_cached(
+                        "SELECT count(*) FROM containers WHERE namespace = ?1 AND snapshot_key = ?2 \
+                         AND (snapshotter = ?3 OR (snapshotter = '' AND ?3 = ?4))",
+                    )?
+                    .query_row(
+                        rusqlite::params![ns, c.snapshot_key, sn, DEFAULT_SNAPSHOTTER],
+                        |r| r.get(0),
+                    )?;
+                let leased =
+                    store::leases::holds_snapshot(conn, &ns, &sn, &c.snapshot_key, &store::now())?;
+                if others > 0
+                    || leased
+                    || row.kind == "committed"
+                    || store::snapshots::children(conn, row.id)? > 0
+                {
+                    return Ok((c, None));
+                }
+                store::snapshots::remove_row(tx, &row)?;
+                Ok((c, Some((sn, row.id))))
+            })
+            .await?;
+        if let Some((sn, id)) = removed {
+            if let Ok(sn) = self.snapshots.get(Some(&sn)) {
+                self.snapshots.discard_dirs(&sn, vec![id]).await;
+            }
+        }
+        Ok(container)
     }
 }
 
@@ -166,16 +258,45 @@ fn check_spec(owner: &str, spec: &RawValue) -> Result<()> {
     }
 }
 
-/// The spec of a container created without one: the seed's `ctr run` defaults.
-fn default_spec(ns: &str, input: &ContainerInput, options: Option<Value>) -> Result<Box<RawValue>> {
+/// The spec of a container built from an image: the image config plus `options`, USER
+/// names resolved in the image's own /etc/passwd and /etc/group.
+fn image_spec(
+    input: &ContainerInput,
+    rootfs: &ImageRootfs,
+    options: Option<Value>,
+) -> Result<Box<RawValue>> {
     let owner = format!("container \"{}\"", input.id);
-    if !input.image.is_empty() {
-        // Images arrive with the images service; until one exists nothing can be found.
-        return Err(Error::NotFound(format!(
-            "{owner}: image \"{}\" not found in namespace \"{ns}\"",
-            input.image
-        )));
-    }
+    let options: schema::spec::SpecOptions = match options {
+        Some(o) => serde_json::from_value(o)
+            .map_err(|e| Error::InvalidArgument(format!("{owner}: spec_options: {e}")))?,
+        None => Default::default(),
+    };
+    let config: Option<oci_spec::image::Config> = match rootfs.config.get("config") {
+        None | Some(Value::Null) => None,
+        Some(c) => Some(serde_json::from_value(c.clone()).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "{owner}: the config of image \"{}\" is invalid: {e}",
+                input.image
+            ))
+        })?),
+    };
+    let read = |rel: &str| {
+        crate::snapshot::read_in_layers(&rootfs.layers, std::path::Path::new(rel), MAX_ETC_FILE)
+            .map_err(|e| Error::Internal(format!("{owner}: reading {rel} of the image: {e}")))
+    };
+    let etc = schema::spec::EtcFiles {
+        passwd: read("etc/passwd")?,
+        group: read("etc/group")?,
+    };
+    let spec = schema::spec::build(&input.id, &input.image, config.as_ref(), &options, &etc)
+        .map_err(|e| Error::InvalidArgument(format!("{owner}: {e}")))?;
+    serde_json::value::to_raw_value(&spec)
+        .map_err(|e| Error::Internal(format!("encoding the spec: {e}")))
+}
+
+/// The spec of a container created without one or an image: the seed's `ctr run` defaults.
+fn default_spec(input: &ContainerInput, options: Option<Value>) -> Result<Box<RawValue>> {
+    let owner = format!("container \"{}\"", input.id);
     let Some(options) = options else {
         return Err(Error::InvalidArgument(format!(
             "{owner}: give a spec, or an image and/or spec_options to build one from"

@@ -2,8 +2,13 @@
 //! means, and call the store; they never see JSON-RPC or HTTP.
 
 pub mod containers;
+pub mod content;
 pub mod events;
+pub mod gc;
+pub mod images;
+pub mod leases;
 pub mod namespaces;
+pub mod snapshots;
 pub mod tasks;
 
 use schema::{identifiers, ErrorKind, Labels};

@@ -11,6 +11,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../../migrations/0001_foundation.sql"),
     ),
     (
+        "0002_images.sql",
+        include_str!("../../../migrations/0002_images.sql"),
+    ),
+    (
         "0003_tasks.sql",
         include_str!("../../../migrations/0003_tasks.sql"),
     ),

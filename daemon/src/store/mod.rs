@@ -10,9 +10,13 @@
 //! Reads use a per-thread read-only connection (WAL lets them run beside the writer).
 
 pub mod containers;
+pub mod content;
 pub mod events;
+pub mod images;
+pub mod leases;
 mod migrate;
 pub mod namespaces;
+pub mod snapshots;
 pub mod tasks;
 
 use std::cell::RefCell;

@@ -49,13 +49,22 @@ pub fn ensure(tx: &mut Tx<'_>, name: &str) -> Result<()> {
 /// Deletes an empty namespace and records `/namespaces/delete`.
 pub fn delete(tx: &mut Tx<'_>, name: &str) -> Result<()> {
     let conn = tx.conn();
-    let containers: i64 = conn
-        .prepare_cached("SELECT count(*) FROM containers WHERE namespace = ?1")?
-        .query_row([name], |r| r.get(0))?;
-    if containers > 0 {
-        return Err(StoreError::FailedPrecondition(format!(
-            "namespace \"{name}\" is not empty: it holds {containers} container(s)"
-        )));
+    for (table, what) in [
+        ("containers", "container"),
+        ("images", "image"),
+        ("snapshots", "snapshot"),
+        ("leases", "lease"),
+    ] {
+        let n: i64 = conn
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM {table} WHERE namespace = ?1"
+            ))?
+            .query_row([name], |r| r.get(0))?;
+        if n > 0 {
+            return Err(StoreError::FailedPrecondition(format!(
+                "namespace \"{name}\" is not empty: it holds {n} {what}(s)"
+            )));
+        }
     }
     let n = conn
         .prepare_cached("DELETE FROM namespaces WHERE name = ?1")?

@@ -49,7 +49,9 @@ pub(super) fn register(m: &mut Module) {
         m,
         "containers.delete",
         |app, p: ContainerDeleteParams| async move {
-            app.containers.delete(p.namespace, p.id).await?;
+            app.containers
+                .delete(p.namespace, p.id, p.keep_snapshot)
+                .await?;
             Ok(json!({}))
         },
     );

@@ -3,7 +3,10 @@
 
 mod containers;
 mod events;
+mod images;
+mod leases;
 mod namespaces;
+mod snapshots;
 mod system;
 mod tasks;
 
@@ -50,6 +53,9 @@ pub fn build_module(app: App) -> Module {
     containers::register(&mut m);
     events::register(&mut m);
     tasks::register(&mut m);
+    images::register(&mut m);
+    snapshots::register(&mut m);
+    leases::register(&mut m);
     m
 }
 
@@ -75,7 +81,8 @@ mod tests {
         };
         let reaper = crate::runtime::reaper::tests::shared_reaper();
         let config = crate::config::Config::default();
-        let app = App::new(paths, store.clone(), EventBus::default(), reaper, &config);
+        let app =
+            App::new(paths, store.clone(), EventBus::default(), reaper, &config).expect("app");
         let module = super::build_module(app);
         let served: BTreeSet<String> = module.method_names().map(str::to_owned).collect();
         let doc: serde_json::Value = serde_json::from_str(schema::OPENRPC).expect("document");

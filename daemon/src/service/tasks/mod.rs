@@ -30,7 +30,7 @@ use crate::runtime::reaper::Reaper;
 use crate::runtime::runc::{Runc, RuncError};
 use crate::store::{self, tasks::ProcessRow, Store};
 use live::{LiveTask, Registry};
-pub use rootfs::{HostRootfs, RootfsSource};
+pub use rootfs::RootfsSource;
 
 /// The exit status recorded for a process whose real status cannot be known: it exited
 /// while berthd was down, or after a restart when it was no longer berthd's child.

@@ -20,12 +20,9 @@ pub trait RootfsSource: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<Mount>>>;
 }
 
-/// Rootfs for containers without a snapshot: `spec.root.path` is a host directory (e.g.
-/// `berth run --rootfs DIR`). Containers with a snapshot key need the snapshots service,
-/// which this source refuses.
-pub struct HostRootfs;
-
-impl RootfsSource for HostRootfs {
+/// The snapshot service is the rootfs source: a container's snapshot key names its rootfs
+/// snapshot; without one, `spec.root.path` is a host directory (e.g. `berth run --rootfs DIR`).
+impl RootfsSource for crate::service::snapshots::Snapshots {
     fn mounts<'a>(
         &'a self,
         ns: &'a str,
@@ -35,11 +32,20 @@ impl RootfsSource for HostRootfs {
             if container.snapshot_key.is_empty() {
                 return Ok(Vec::new());
             }
-            Err(Error::FailedPrecondition(format!(
-                "container \"{}\" in namespace \"{ns}\" has snapshot \"{}\", but no snapshot \
-                 service is available to mount it",
-                container.id, container.snapshot_key
-            )))
+            let snapshotter = Some(container.snapshotter.as_str()).filter(|s| !s.is_empty());
+            crate::service::snapshots::Snapshots::mounts(
+                self,
+                ns,
+                snapshotter,
+                &container.snapshot_key,
+            )
+            .map_err(|e| match e {
+                Error::NotFound(m) => Error::FailedPrecondition(format!(
+                    "container \"{}\" in namespace \"{ns}\": its rootfs snapshot is gone: {m}",
+                    container.id
+                )),
+                other => other,
+            })
         })
     }
 }

@@ -1,0 +1,216 @@
+//! `berth images|i`: import, list, inspect and remove images (`images.*`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use super::{for_each_reporting, Ctx};
+use crate::output::{labels_cell, Table};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Import an OCI image-layout tar or a `docker save` tar
+    Import {
+        /// Name the image (the archive must hold one)
+        #[arg(long)]
+        name: Option<String>,
+        /// Unpack into this snapshotter
+        #[arg(long)]
+        snapshotter: Option<String>,
+        file: PathBuf,
+    },
+    /// List images
+    #[command(visible_alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        /// Filters in containerd's syntax (name~=^busy, labels.a==b)
+        filters: Vec<String>,
+    },
+    /// Print an image and its OCI config
+    Inspect { name: String },
+    /// Remove images
+    #[command(visible_aliases = ["remove", "delete"])]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Import {
+            name,
+            snapshotter,
+            file,
+        } => import(ctx, name, snapshotter, file),
+        Command::Ls { quiet, filters } => {
+            let result = ctx
+                .connect()?
+                .call("images.list", json!({ "filters": filters }))?;
+            ctx.show(&result, |r| {
+                let images = r["images"].as_array().cloned().unwrap_or_default();
+                if quiet {
+                    for i in &images {
+                        println!("{}", i["name"].as_str().unwrap_or_default());
+                    }
+                    return Ok(());
+                }
+                let mut t = Table::new(&["REF", "TYPE", "DIGEST", "SIZE", "LABELS"]);
+                for i in &images {
+                    let target = &i["target"];
+                    t.push(vec![
+                        i["name"].as_str().unwrap_or_default().to_owned(),
+                        target["media_type"].as_str().unwrap_or_default().to_owned(),
+                        target["digest"].as_str().unwrap_or_default().to_owned(),
+                        human_size(target["size"].as_u64().unwrap_or(0)),
+                        labels_cell(i.get("labels")),
+                    ]);
+                }
+                Ok(t.print()?)
+            })
+        }
+        Command::Inspect { name } => {
+            let result = ctx.connect()?.call("images.get", json!({ "name": name }))?;
+            crate::output::print_json(&result)?;
+            Ok(())
+        }
+        Command::Rm { names } => {
+            let mut client = ctx.connect()?;
+            for_each_reporting(&names, "removals", |n| {
+                client.call("images.delete", json!({ "name": n }))?;
+                println!("{n}");
+                Ok(())
+            })
+        }
+    }
+}
+
+/// `params` of `images.import`; the path is made absolute because berthd opens it.
+pub fn import_params(
+    file: &std::path::Path,
+    name: Option<String>,
+    snapshotter: Option<String>,
+) -> anyhow::Result<Value> {
+    let path =
+        std::fs::canonicalize(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let mut p = json!({ "path": path });
+    if let Some(n) = name {
+        p["name"] = json!(n);
+    }
+    if let Some(s) = snapshotter {
+        p["snapshotter"] = json!(s);
+    }
+    Ok(p)
+}
+
+fn import(
+    ctx: &Ctx,
+    name: Option<String>,
+    snapshotter: Option<String>,
+    file: PathBuf,
+) -> anyhow::Result<()> {
+    let params = import_params(&file, name, snapshotter)?;
+    let path = params["path"].as_str().unwrap_or_default().to_owned();
+    let mut client = ctx.connect()?;
+    let call = std::thread::spawn(move || client.call("images.import", params));
+    // SAFETY: isatty only inspects the descriptor number.
+    let tty = unsafe { libc::isatty(2) } == 1 && !ctx.json;
+    if tty {
+        let mut poll = ctx.connect()?;
+        while !call.is_finished() {
+            if let Ok(p) = poll.call("images.progress", json!({})) {
+                let mine = p["imports"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|i| i["path"] == path.as_str()).cloned());
+                if let Some(i) = mine {
+                    draw(
+                        i["read"].as_u64().unwrap_or(0),
+                        i["size"].as_u64().unwrap_or(0),
+                    );
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprint!("\r\x1b[K");
+    } else {
+        eprintln!("importing {path}");
+    }
+    let result = call
+        .join()
+        .map_err(|_| anyhow::anyhow!("the import thread panicked"))??;
+    ctx.show(&result, |r| {
+        for i in r["images"].as_array().cloned().unwrap_or_default() {
+            println!(
+                "{} {}",
+                i["name"].as_str().unwrap_or_default(),
+                i["target"]["digest"].as_str().unwrap_or_default()
+            );
+        }
+        Ok(())
+    })
+}
+
+/// One line of progress bar on stderr: `[#####.....]  42% 1.2 GiB / 2.9 GiB`.
+fn draw(read: u64, total: u64) {
+    const WIDTH: u64 = 30;
+    let pct = (read * 100).checked_div(total).unwrap_or(0).min(100);
+    let filled = (pct * WIDTH / 100) as usize;
+    let bar = format!(
+        "{}{}",
+        "#".repeat(filled),
+        ".".repeat(WIDTH as usize - filled)
+    );
+    let phase = if read >= total {
+        "unpacking"
+    } else {
+        "reading"
+    };
+    eprint!(
+        "\r\x1b[K[{bar}] {pct:>3}% {} / {} {phase}",
+        human_size(read),
+        human_size(total)
+    );
+    let _ = std::io::stderr().flush();
+}
+
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(human_size(12), "12 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn import_paths_become_absolute() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("x.tar");
+        std::fs::write(&f, b"").expect("write");
+        let p = import_params(&f, Some("n:1".into()), None).expect("params");
+        assert!(p["path"].as_str().expect("path").starts_with('/'));
+        assert_eq!(p["name"], "n:1");
+        assert!(import_params(std::path::Path::new("/nonexistent/x.tar"), None, None).is_err());
+    }
+}

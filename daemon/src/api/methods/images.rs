@@ -1,0 +1,50 @@
+//! images.* and content.*
+
+use schema::{
+    ContentDigestParams, ContentListParams, ImageImportParams, ImageListParams, ImageNameParams,
+};
+use serde_json::json;
+
+use super::{method, Module};
+
+pub(super) fn register(m: &mut Module) {
+    method(m, "images.import", |app, p: ImageImportParams| async move {
+        let images = app
+            .images
+            .import(p.namespace, p.path, p.name, p.snapshotter)
+            .await?;
+        Ok(json!({ "images": images }))
+    });
+    method(
+        m,
+        "images.progress",
+        |app, _p: ImageListParams| async move { Ok(app.images.progress()) },
+    );
+    method(m, "images.list", |app, p: ImageListParams| async move {
+        Ok(json!({ "images": app.images.list(&p.namespace, &p.filters)? }))
+    });
+    method(m, "images.get", |app, p: ImageNameParams| async move {
+        let (image, config) = app.images.get_with_config(&p.namespace, &p.name)?;
+        Ok(json!({ "image": image, "config": config }))
+    });
+    method(m, "images.delete", |app, p: ImageNameParams| async move {
+        app.images.delete(p.namespace, p.name).await?;
+        Ok(json!({}))
+    });
+    method(m, "content.list", |app, p: ContentListParams| async move {
+        Ok(json!({ "blobs": app.content.list(&p.filters)? }))
+    });
+    method(
+        m,
+        "content.info",
+        |app, p: ContentDigestParams| async move { Ok(json!({ "info": app.content.info(&p.digest)? })) },
+    );
+    method(
+        m,
+        "content.delete",
+        |app, p: ContentDigestParams| async move {
+            app.content.delete(p.namespace, p.digest).await?;
+            Ok(json!({}))
+        },
+    );
+}

@@ -1,0 +1,319 @@
+//! `images.import`: one streamed pass over the archive into the content store, then the
+//! images it names are resolved to the host platform, unpacked, and recorded. The images
+//! appear only once every layer is unpacked; blobs written on the way stay for the next
+//! import (or `gc.run`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use schema::{Descriptor, Image};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::archive::{self, Archive, ArchiveError};
+use super::{parse, Images};
+use crate::content::{ContentError, Written};
+use crate::oci;
+use crate::service::{check_id, Error, Result};
+use crate::store;
+
+/// Imports in flight, for `images.progress`: archive bytes read of the archive's size.
+#[derive(Clone, Default)]
+pub struct Progress(Arc<Mutex<BTreeMap<u64, InFlight>>>);
+
+/// One import in flight: archive path, archive size, bytes read so far.
+type InFlight = (String, u64, Arc<AtomicU64>);
+
+static NEXT_IMPORT: AtomicU64 = AtomicU64::new(0);
+
+struct Tracked {
+    progress: Progress,
+    id: u64,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.progress
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+impl Progress {
+    fn track(&self, path: &str, total: u64) -> (Tracked, Arc<AtomicU64>) {
+        let id = NEXT_IMPORT.fetch_add(1, Ordering::Relaxed);
+        let read = Arc::new(AtomicU64::new(0));
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, (path.to_owned(), total, read.clone()));
+        (
+            Tracked {
+                progress: self.clone(),
+                id,
+            },
+            read,
+        )
+    }
+
+    pub fn snapshot(&self) -> Value {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let imports: Vec<Value> = map
+            .values()
+            .map(|(path, total, read)| {
+                json!({ "path": path, "size": total, "read": read.load(Ordering::Relaxed) })
+            })
+            .collect();
+        json!({ "imports": imports })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerEntry {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+fn check_image_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 1024 || name.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(Error::InvalidArgument(format!(
+            "image name \"{}\" must be 1..=1024 characters without spaces or control characters",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+impl From<ArchiveError> for Error {
+    fn from(e: ArchiveError) -> Self {
+        match &e {
+            ArchiveError::Open { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Error::NotFound(e.to_string())
+            }
+            ArchiveError::Blob {
+                source: ContentError::Io { .. },
+                ..
+            } => Error::Internal(e.to_string()),
+            _ => Error::InvalidArgument(e.to_string()),
+        }
+    }
+}
+
+fn descriptor(media_type: &str, w: &Written) -> Descriptor {
+    Descriptor {
+        media_type: media_type.to_owned(),
+        digest: w.digest.clone(),
+        size: w.size as i64,
+    }
+}
+
+impl Images {
+    pub async fn import(
+        &self,
+        ns: String,
+        path: String,
+        name: Option<String>,
+        snapshotter: Option<String>,
+    ) -> Result<Vec<Image>> {
+        check_id("namespace", &ns)?;
+        if !Path::new(&path).is_absolute() {
+            return Err(Error::InvalidArgument(format!(
+                "archive path \"{path}\" must be absolute (it is opened by berthd)"
+            )));
+        }
+        if let Some(n) = &name {
+            check_image_name(n)?;
+        }
+        let sn = self.snapshots.get(snapshotter.as_deref())?;
+        let _gc = self.snapshots.gc_lock.read().await;
+        let total = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let (_tracked, counter) = self.progress.track(&path, total);
+        let content = self.content.clone();
+        let p = path.clone();
+        let archive =
+            tokio::task::spawn_blocking(move || archive::read(Path::new(&p), &content, counter))
+                .await
+                .map_err(|e| Error::Internal(format!("reading the archive: {e}")))??;
+        self.record_blobs(archive.blobs.values().cloned().collect())
+            .await?;
+
+        let mut targets = match &archive.index {
+            Some(index) => self.index_targets(index)?,
+            None => self.docker_targets(&archive).await?,
+        };
+        if targets.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "archive \"{path}\" names no image"
+            )));
+        }
+        if let Some(n) = name {
+            if targets.len() > 1 {
+                return Err(Error::InvalidArgument(format!(
+                    "archive \"{path}\" holds {} images; name applies to an archive of one",
+                    targets.len()
+                )));
+            }
+            targets[0].0 = vec![n];
+        }
+        let now = store::now();
+        let mut images = Vec::new();
+        for (names, target) in targets {
+            let label = names.first().cloned().unwrap_or_default();
+            let (_, manifest) = self.resolve(&label, &target)?;
+            for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                if !self.content.has(&blob.digest) {
+                    return Err(Error::InvalidArgument(format!(
+                        "image \"{label}\": blob {} is neither in the archive nor in the \
+                         content store",
+                        blob.digest
+                    )));
+                }
+            }
+            self.unpack(&ns, &label, &sn, &manifest).await?;
+            for n in names {
+                check_image_name(&n)?;
+                images.push(Image {
+                    name: n,
+                    target: target.clone(),
+                    labels: Default::default(),
+                    created_at: now.clone(),
+                    updated_at: now.clone(),
+                });
+            }
+        }
+        let stored = self
+            .store
+            .write(move |tx| {
+                images
+                    .iter()
+                    .map(|i| store::images::put(tx, &ns, i))
+                    .collect::<store::Result<Vec<_>>>()
+            })
+            .await?;
+        Ok(stored)
+    }
+
+    async fn record_blobs(&self, blobs: Vec<Written>) -> Result<()> {
+        let now = store::now();
+        self.store
+            .write(move |tx| {
+                for b in &blobs {
+                    store::content::insert(tx.conn(), &b.digest, b.size as i64, &now)?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The images an OCI layout's index.json names: `(names, target)`.
+    fn index_targets(&self, index: &[u8]) -> Result<Vec<(Vec<String>, Descriptor)>> {
+        let index: oci::Index = parse(index, "index.json")?;
+        let host = oci::host_platform();
+        let mut out = Vec::new();
+        for m in index.manifests {
+            if m.platform.as_ref().is_some_and(|p| !oci::matches(p, &host)) {
+                continue;
+            }
+            let name = m
+                .annotations
+                .get(oci::ANNOTATION_IMAGE_NAME)
+                .or_else(|| m.annotations.get(oci::ANNOTATION_REF_NAME))
+                .cloned()
+                .unwrap_or_else(|| fallback_name(&m.digest));
+            let media_type = if m.media_type.is_empty() {
+                oci::MEDIA_OCI_MANIFEST.to_owned()
+            } else {
+                m.media_type
+            };
+            out.push((
+                vec![name],
+                Descriptor {
+                    media_type,
+                    digest: m.digest,
+                    size: m.size,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The images of a `docker save` archive, each given an OCI manifest written here
+    /// (its layer digests are the ones computed while the archive was read).
+    async fn docker_targets(&self, archive: &Archive) -> Result<Vec<(Vec<String>, Descriptor)>> {
+        let Some(manifest) = &archive.docker_manifest else {
+            return Ok(Vec::new());
+        };
+        let entries: Vec<DockerEntry> = parse(manifest, "manifest.json")?;
+        let mut out = Vec::new();
+        for e in entries {
+            let missing = |p: &str| {
+                Error::InvalidArgument(format!(
+                    "manifest.json names \"{p}\", which the archive lacks"
+                ))
+            };
+            let config = archive.blob(&e.config).ok_or_else(|| missing(&e.config))?;
+            let mut layers = Vec::new();
+            for l in &e.layers {
+                let w = archive.blob(l).ok_or_else(|| missing(l))?;
+                let gz = w.head.starts_with(&[0x1f, 0x8b]);
+                let media = if gz {
+                    oci::MEDIA_OCI_LAYER_GZIP
+                } else {
+                    oci::MEDIA_OCI_LAYER
+                };
+                layers.push(descriptor(media, w));
+            }
+            let manifest = json!({
+                "schemaVersion": 2,
+                "mediaType": oci::MEDIA_OCI_MANIFEST,
+                "config": descriptor(oci::MEDIA_OCI_CONFIG, config).to_oci(),
+                "layers": layers.iter().map(Descriptor::to_oci).collect::<Vec<_>>(),
+            });
+            let bytes = serde_json::to_vec(&manifest)
+                .map_err(|e| Error::Internal(format!("encoding a manifest: {e}")))?;
+            let content = self.content.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                let mut w = content.writer()?;
+                w.write_all(&bytes).map_err(|source| ContentError::Io {
+                    what: "writing a manifest".into(),
+                    source,
+                })?;
+                w.commit("generated manifest", None, None)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("writing a manifest: {e}")))??;
+            self.record_blobs(vec![written.clone()]).await?;
+            let names = match e.repo_tags {
+                Some(tags) if !tags.is_empty() => tags,
+                _ => vec![fallback_name(&written.digest)],
+            };
+            out.push((names, descriptor(oci::MEDIA_OCI_MANIFEST, &written)));
+        }
+        Ok(out)
+    }
+}
+
+/// The name of an image the archive does not name: `import-<first 12 hex digits>`.
+fn fallback_name(digest: &str) -> String {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    format!("import-{}", &hex[..hex.len().min(12)])
+}
+
+trait ToOci {
+    fn to_oci(&self) -> Value;
+}
+
+impl ToOci for Descriptor {
+    fn to_oci(&self) -> Value {
+        json!({ "mediaType": self.media_type, "digest": self.digest, "size": self.size })
+    }
+}

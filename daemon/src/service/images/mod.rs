@@ -1,0 +1,306 @@
+//! Images: names bound to OCI descriptors, their import from archives, and the unpacking of
+//! their layers into committed snapshots named by chain id (shared between images).
+//! Resolving an image to what a container needs (config, top chain id, rootfs layers)
+//! lives here too.
+
+mod archive;
+mod import;
+
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use schema::{Descriptor, Image};
+use serde_json::Value;
+
+use super::snapshots::Snapshots;
+use super::{check_id, Error, Result};
+use crate::content::{ContentError, ContentStore};
+use crate::filter::{self, SqlField};
+use crate::oci::{self, Manifest};
+use crate::snapshot::{Kind, Snapshotter};
+use crate::store::{self, Store};
+use crate::unpack::{self, Compression, Limits};
+
+pub use import::Progress;
+
+#[derive(Clone)]
+pub struct Images {
+    store: Store,
+    content: ContentStore,
+    snapshots: Snapshots,
+    limits: Limits,
+    progress: Progress,
+}
+
+impl From<ContentError> for Error {
+    fn from(e: ContentError) -> Self {
+        match e {
+            ContentError::NotFound(_) => Error::NotFound(e.to_string()),
+            ContentError::Io { .. } => Error::Internal(e.to_string()),
+            _ => Error::InvalidArgument(e.to_string()),
+        }
+    }
+}
+
+/// What a container built from an image needs.
+pub struct ImageRootfs {
+    /// The whole OCI image config document.
+    pub config: Value,
+    /// The committed snapshot the container's rootfs is prepared on (`""`: no layers).
+    pub top_chain: String,
+    /// The directories whose union is the image's tree, uppermost first.
+    pub layers: Vec<PathBuf>,
+}
+
+fn image_field(path: &[String]) -> Option<SqlField> {
+    match path {
+        [f] if f == "name" => Some(SqlField::Column("i.name")),
+        [t, f] if t == "target" && f == "digest" => Some(SqlField::Column("i.target_digest")),
+        [t, f] if t == "target" && (f == "media_type" || f == "mediatype") => {
+            Some(SqlField::Column("i.target_media_type"))
+        }
+        [l, key @ ..] if l == "labels" && !key.is_empty() => Some(SqlField::Label {
+            table: "image_labels",
+            owner_column: "image",
+            owner: "i.pk",
+            key: key.join("."),
+        }),
+        _ => None,
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::InvalidArgument(format!("{what}: {e}")))
+}
+
+impl Images {
+    pub fn new(store: Store, content: ContentStore, snapshots: Snapshots, limits: Limits) -> Self {
+        Images {
+            store,
+            content,
+            snapshots,
+            limits,
+            progress: Progress::default(),
+        }
+    }
+
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+
+    pub fn progress(&self) -> Value {
+        self.progress.snapshot()
+    }
+
+    pub fn list(&self, ns: &str, filters: &[String]) -> Result<Vec<Image>> {
+        check_id("namespace", ns)?;
+        let filter = filter::parse(filters)?;
+        let (cond, args) = filter.to_sql(&image_field)?;
+        Ok(self
+            .store
+            .read(|c| store::images::list(c, ns, (&cond, args)))?)
+    }
+
+    pub fn get(&self, ns: &str, name: &str) -> Result<Image> {
+        check_id("namespace", ns)?;
+        Ok(self.store.read(|c| store::images::get(c, ns, name))?)
+    }
+
+    /// The image and its OCI config (for the host platform).
+    pub fn get_with_config(&self, ns: &str, name: &str) -> Result<(Image, Value)> {
+        let image = self.get(ns, name)?;
+        let (_, manifest) = self.resolve(&image.name, &image.target)?;
+        let config = self.read_json(&manifest.config.digest, "image config")?;
+        Ok((image, config))
+    }
+
+    pub async fn delete(&self, ns: String, name: String) -> Result<()> {
+        check_id("namespace", &ns)?;
+        self.store
+            .write(move |tx| store::images::delete(tx, &ns, &name))
+            .await?;
+        Ok(())
+    }
+
+    fn read_json<T: serde::de::DeserializeOwned>(&self, digest: &str, what: &str) -> Result<T> {
+        let bytes = self.content.read_small(digest, oci::MAX_DOCUMENT)?;
+        parse(&bytes, &format!("{what} {digest}"))
+    }
+
+    /// Follows `target` (an index or a manifest) to the manifest for the host platform.
+    pub fn resolve(&self, image: &str, target: &Descriptor) -> Result<(Descriptor, Manifest)> {
+        let mut desc = oci::Descriptor {
+            media_type: target.media_type.clone(),
+            digest: target.digest.clone(),
+            size: target.size,
+            platform: None,
+            annotations: Default::default(),
+        };
+        let host = oci::host_platform();
+        for _ in 0..4 {
+            let bytes = self.content.read_small(&desc.digest, oci::MAX_DOCUMENT)?;
+            let doc: Value = parse(&bytes, &format!("image \"{image}\": blob {}", desc.digest))?;
+            let media = doc["mediaType"]
+                .as_str()
+                .unwrap_or(&desc.media_type)
+                .to_owned();
+            let is_index =
+                oci::is_index(&media) || (media.is_empty() && doc.get("manifests").is_some());
+            if !is_index {
+                let manifest: Manifest = parse(
+                    &bytes,
+                    &format!("image \"{image}\": manifest {}", desc.digest),
+                )?;
+                let found = Descriptor {
+                    media_type: if media.is_empty() {
+                        oci::MEDIA_OCI_MANIFEST.into()
+                    } else {
+                        media
+                    },
+                    digest: desc.digest,
+                    size: desc.size,
+                };
+                return Ok((found, manifest));
+            }
+            let index: oci::Index =
+                parse(&bytes, &format!("image \"{image}\": index {}", desc.digest))?;
+            let pick = index
+                .manifests
+                .iter()
+                .find(|m| m.platform.as_ref().is_some_and(|p| oci::matches(p, &host)))
+                .or_else(|| index.manifests.iter().find(|m| m.platform.is_none()));
+            desc = match pick {
+                Some(m) => m.clone(),
+                None => {
+                    let have: Vec<String> = index
+                        .manifests
+                        .iter()
+                        .filter_map(|m| m.platform.as_ref())
+                        .map(|p| format!("{}/{}", p.os, p.architecture))
+                        .collect();
+                    return Err(Error::NotFound(format!(
+                        "image \"{image}\" has no manifest for {}/{} (it has: {})",
+                        host.os,
+                        host.architecture,
+                        have.join(", ")
+                    )));
+                }
+            };
+        }
+        Err(Error::InvalidArgument(format!(
+            "image \"{image}\": indexes nest too deep"
+        )))
+    }
+
+    /// Unpacks the manifest's layers into committed snapshots named by chain id, reusing
+    /// the ones that exist; returns the top chain id (`""` for an image without layers).
+    /// The caller holds the GC lock (shared).
+    pub async fn unpack(
+        &self,
+        ns: &str,
+        image: &str,
+        sn: &Arc<dyn Snapshotter>,
+        manifest: &Manifest,
+    ) -> Result<String> {
+        let rootfs: oci::ConfigRootFs = self.read_json(&manifest.config.digest, "image config")?;
+        let diff_ids = rootfs.rootfs.diff_ids;
+        if diff_ids.len() != manifest.layers.len() {
+            return Err(Error::InvalidArgument(format!(
+                "image \"{image}\": the manifest has {} layers but the config lists {} diff_ids",
+                manifest.layers.len(),
+                diff_ids.len()
+            )));
+        }
+        let chain = oci::chain_ids(&diff_ids);
+        for (i, layer) in manifest.layers.iter().enumerate() {
+            let name = sn.name();
+            let exists = self
+                .store
+                .read(|c| store::snapshots::find(c, ns, name, &chain[i]))?
+                .is_some_and(|s| s.kind == "committed");
+            if exists {
+                continue;
+            }
+            let parent = if i == 0 { "" } else { chain[i - 1].as_str() };
+            let mut staged = self.snapshots.stage(ns, sn, parent).await?;
+            let compression = Compression::from_media_type(&layer.media_type).ok();
+            let file = self.content.open_blob(&layer.digest)?;
+            let (fs_dir, whiteouts, limits) =
+                (staged.fs_dir(), sn.whiteouts(), self.limits.clone());
+            let applied = tokio::task::spawn_blocking(move || {
+                let reader = BufReader::with_capacity(256 * 1024, file);
+                match compression {
+                    Some(c) => {
+                        unpack::apply_layer_compressed(reader, c, &fs_dir, whiteouts, &limits)
+                    }
+                    None => unpack::apply_layer(reader, &fs_dir, whiteouts, &limits),
+                }
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("unpacking a layer: {e}")))?
+            .map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "image \"{image}\": layer {i} ({}): {e}",
+                    layer.digest
+                ))
+            })?;
+            if applied.diff_id != diff_ids[i] {
+                return Err(Error::InvalidArgument(format!(
+                    "image \"{image}\": layer {i} ({}) unpacks to diff_id {}, but the config \
+                     says {}",
+                    layer.digest, applied.diff_id, diff_ids[i]
+                )));
+            }
+            let (n, target) = (ns.to_owned(), chain[i].clone());
+            let extract = format!("extract-{}", &target["sha256:".len()..]);
+            self.store
+                .write(move |tx| {
+                    if store::snapshots::find(tx.conn(), &n, name, &target)?.is_some() {
+                        return Ok(staged);
+                    }
+                    staged.record(tx, &n, &extract, Kind::Active, &Default::default())?;
+                    let now = store::now();
+                    store::snapshots::commit(
+                        tx,
+                        &n,
+                        name,
+                        &target,
+                        &extract,
+                        &Default::default(),
+                        &now,
+                    )?;
+                    Ok(staged)
+                })
+                .await?;
+        }
+        Ok(chain.last().cloned().unwrap_or_default())
+    }
+
+    /// Everything a container created from image `name` needs, unpacking the image into
+    /// `sn` first if it is not yet. The caller holds the GC lock (shared).
+    pub async fn rootfs(
+        &self,
+        ns: &str,
+        name: &str,
+        sn: &Arc<dyn Snapshotter>,
+    ) -> Result<ImageRootfs> {
+        let image = self.get(ns, name)?;
+        let (_, manifest) = self.resolve(name, &image.target)?;
+        let config: Value = self.read_json(&manifest.config.digest, "image config")?;
+        let top_chain = self.unpack(ns, name, sn, &manifest).await?;
+        let layers = if top_chain.is_empty() {
+            Vec::new()
+        } else {
+            let row = self
+                .store
+                .read(|c| store::snapshots::get(c, ns, sn.name(), &top_chain))?;
+            self.snapshots.layers(sn, row.id)?
+        };
+        Ok(ImageRootfs {
+            config,
+            top_chain,
+            layers,
+        })
+    }
+}

@@ -1,0 +1,150 @@
+//! Snapshotters: the on-disk side of snapshots. Each keeps its snapshots under
+//! `<root>/snapshots/<name>/<id>` (`id` = the snapshot's row in SQLite) and knows how to
+//! create one on top of its parents and which mounts present it. They own nothing else:
+//! which snapshots exist, their keys and parents is the metadata store's business.
+//!
+//! A new snapshot's directory is made under a staging name (`new-…`) and renamed to its id
+//! inside the transaction that records it, so a row never exists without its directory;
+//! a directory without a row is garbage that `gc.run` sweeps.
+
+mod etc;
+mod native;
+mod overlay;
+mod usage;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use schema::Mount;
+
+use crate::unpack::WhiteoutMode;
+
+pub use etc::read_in_layers;
+pub use native::Native;
+pub use overlay::Overlay;
+pub use usage::{usage, Usage};
+
+/// What a snapshot is for, as containerd's `snapshots.Kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Writable; can be committed.
+    Active,
+    /// Read-only view of its parent.
+    View,
+    /// Immutable; can be a parent.
+    Committed,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Active => "active",
+            Kind::View => "view",
+            Kind::Committed => "committed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Kind {
+        match s {
+            "view" => Kind::View,
+            "committed" => Kind::Committed,
+            _ => Kind::Active,
+        }
+    }
+}
+
+/// One snapshotter's directory layout and mount logic.
+pub trait Snapshotter: Send + Sync {
+    /// The name clients select it by (`overlayfs`, `native`).
+    fn name(&self) -> &'static str;
+    /// `<root>/snapshots/<name>`.
+    fn base(&self) -> &Path;
+    /// How a layer's whiteouts are written into one of its snapshots.
+    fn whiteouts(&self) -> WhiteoutMode;
+    /// Fills the staging directory `dir` for a snapshot whose ancestors (nearest first)
+    /// are `parents`. Blocking.
+    fn create(&self, dir: &Path, parents: &[i64]) -> io::Result<()>;
+    /// The mounts that present snapshot `id` of `kind` with ancestors `parents`.
+    fn mounts(&self, id: i64, kind: Kind, parents: &[i64]) -> Vec<Mount>;
+    /// The directories whose union is the snapshot's tree, uppermost first.
+    fn layers(&self, id: i64, parents: &[i64]) -> Vec<PathBuf>;
+
+    /// The snapshot's own directory of files (a layer is applied here).
+    fn fs_dir(&self, id: i64) -> PathBuf {
+        self.dir(id).join("fs")
+    }
+
+    fn dir(&self, id: i64) -> PathBuf {
+        self.base().join(id.to_string())
+    }
+}
+
+static NEXT_STAGING: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh staging directory name under `base`.
+pub fn staging_dir(base: &Path) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    base.join(format!(
+        "new-{}-{}-{nanos}",
+        std::process::id(),
+        NEXT_STAGING.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Moves a staged directory to its id. A stale directory of that name (left by a
+/// transaction that failed after its rename) is moved aside first.
+pub fn install(staging: &Path, target: &Path) -> io::Result<()> {
+    if target.exists() {
+        let aside = target.with_file_name(format!(
+            "rm-stale-{}",
+            target
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        ));
+        let _ = fs::remove_dir_all(&aside);
+        fs::rename(target, &aside)?;
+    }
+    fs::rename(staging, target)
+}
+
+/// Removes a snapshot directory: renamed aside first so a crash midway leaves only an
+/// `rm-` directory, never a half-deleted `<id>`. Blocking.
+pub fn remove_dir(dir: &Path) -> io::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let aside = dir.with_file_name(format!(
+        "rm-{}",
+        dir.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    fs::rename(dir, &aside)?;
+    fs::remove_dir_all(&aside)
+}
+
+/// Entries under `base` that belong to no snapshot in `ids`: staging, removal and orphan
+/// directories. Only call this while no snapshot is being created (the GC lock).
+pub fn sweep(base: &Path, ids: &std::collections::HashSet<i64>) -> io::Result<usize> {
+    let mut removed = 0;
+    let entries = match fs::read_dir(base) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let keep = name.parse::<i64>().is_ok_and(|id| ids.contains(&id));
+        if !keep {
+            fs::remove_dir_all(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,156 @@
+//! Wire types of images, content, snapshots, leases and garbage collection.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::Labels;
+
+fn default_namespace() -> String {
+    crate::DEFAULT_NAMESPACE.to_owned()
+}
+
+/// An OCI content descriptor: what an image's `target` points at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: String,
+    pub size: i64,
+}
+
+/// A name bound to a root descriptor (an index or a manifest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    pub name: String,
+    pub target: Descriptor,
+    pub labels: Labels,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A blob's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentInfo {
+    pub digest: String,
+    pub size: i64,
+    pub labels: Labels,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A snapshot's metadata, as containerd's `snapshots.Info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    pub key: String,
+    /// The parent's name (key of a committed snapshot), `""` for none.
+    pub parent: String,
+    /// `active`, `view` or `committed`.
+    pub kind: String,
+    pub snapshotter: String,
+    pub labels: Labels,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A lease: while it lives, the resources it names survive garbage collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub id: String,
+    pub labels: Labels,
+    pub created_at: String,
+    /// RFC 3339; `""` when the lease never expires.
+    pub expires_at: String,
+}
+
+/// One thing a lease holds: `type` is `content` (id = digest) or `snapshots/<snapshotter>`
+/// (id = snapshot key), as containerd names them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseResource {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+macro_rules! params {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            #[serde(default = "default_namespace")]
+            pub namespace: String,
+            $($(#[$fdoc])* pub $field: $ty,)*
+        }
+    };
+}
+
+params!(
+    /// `images.import`: a tar on the daemon's filesystem.
+    ImageImportParams {
+        path: String,
+        /// Names the imported image (the archive must hold exactly one).
+        #[serde(default)]
+        name: Option<String>,
+        /// Unpack into this snapshotter (default `overlayfs`).
+        #[serde(default)]
+        snapshotter: Option<String>,
+    }
+);
+params!(ImageListParams {
+    #[serde(default)]
+    filters: Vec<String>,
+});
+params!(ImageNameParams { name: String });
+params!(ContentDigestParams { digest: String });
+params!(ContentListParams {
+    #[serde(default)]
+    filters: Vec<String>,
+});
+params!(
+    /// `snapshots.prepare` / `snapshots.view`.
+    SnapshotPrepareParams {
+        key: String,
+        #[serde(default)]
+        parent: String,
+        #[serde(default)]
+        labels: Labels,
+        #[serde(default)]
+        snapshotter: Option<String>,
+    }
+);
+params!(SnapshotCommitParams {
+    name: String,
+    key: String,
+    #[serde(default)]
+    labels: Labels,
+    #[serde(default)]
+    snapshotter: Option<String>,
+});
+params!(SnapshotKeyParams {
+    key: String,
+    #[serde(default)]
+    snapshotter: Option<String>,
+});
+params!(SnapshotListParams {
+    #[serde(default)]
+    filters: Vec<String>,
+    #[serde(default)]
+    snapshotter: Option<String>,
+});
+params!(LeaseCreateParams {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    labels: Labels,
+    #[serde(default)]
+    expires_at: Option<String>,
+});
+params!(LeaseIdParams { id: String });
+params!(LeaseListParams {
+    #[serde(default)]
+    filters: Vec<String>,
+});
+params!(LeaseResourceParams {
+    id: String,
+    resource: LeaseResource,
+});
+params!(GcRunParams {});

@@ -1,0 +1,67 @@
+//! The `berth` client's image, snapshot, content and lease commands against a real daemon.
+
+#[path = "../src/images.rs"]
+mod images;
+
+use std::process::Command;
+
+use berth_tests::TestDaemon;
+use images::{busybox_layer, oci_image, ImageParts};
+use serde_json::json;
+
+fn berth(d: &TestDaemon, args: &[&str]) -> (bool, String, String) {
+    let bin = TestDaemon::binary().with_file_name("berth");
+    let out = Command::new(bin)
+        .arg("--socket")
+        .arg(d.socket())
+        .args(args)
+        .output()
+        .expect("run berth");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn berth_imports_lists_inspects_and_removes_images() {
+    let d = TestDaemon::start();
+    let parts = ImageParts::new(vec![busybox_layer()], json!({"Cmd": ["sh"]}));
+    let file = d.dir().join("bb.tar");
+    std::fs::write(&file, oci_image("bb:1", &parts)).expect("write");
+    let (ok, out, err) = berth(
+        &d,
+        &[
+            "images",
+            "import",
+            "--name",
+            "cli:1",
+            file.to_str().expect("utf8"),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.starts_with("cli:1 sha256:"), "{out}");
+    let (ok, out, _) = berth(&d, &["i", "ls"]);
+    assert!(ok && out.contains("cli:1") && out.contains("REF"), "{out}");
+    let (ok, out, _) = berth(&d, &["i", "inspect", "cli:1"]);
+    assert!(ok && out.contains("\"Cmd\""), "{out}");
+    let chain = images::sha256(&busybox_layer());
+    let (ok, out, err) = berth(&d, &["snapshots", "prepare", "work", &chain]);
+    assert!(ok && out.contains("mount -t overlay"), "{out}{err}");
+    let (ok, out, _) = berth(&d, &["snapshots", "tree"]);
+    assert!(ok && out.contains(&format!("{chain}\n  work\n")), "{out}");
+    let (ok, out, _) = berth(&d, &["snapshots", "usage", "work"]);
+    assert!(ok && out.contains("work"), "{out}");
+    let (ok, out, _) = berth(&d, &["content", "ls"]);
+    assert!(ok && out.contains(&chain), "{out}");
+    assert!(berth(&d, &["leases", "create", "l1"]).0);
+    let (ok, out, _) = berth(&d, &["leases", "ls"]);
+    assert!(ok && out.contains("l1"), "{out}");
+    assert!(berth(&d, &["snapshots", "rm", "work"]).0);
+    assert!(berth(&d, &["i", "rm", "cli:1"]).0);
+    let (ok, out, _) = berth(&d, &["leases", "gc"]);
+    assert!(ok && out.contains("\"removed\""), "{out}");
+    let (ok, _, err) = berth(&d, &["i", "inspect", "cli:1"]);
+    assert!(!ok && err.contains("not found"), "{err}");
+}
