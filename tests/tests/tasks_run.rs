@@ -313,8 +313,10 @@ fn pause_and_resume_freeze_and_thaw_the_task() {
     assert_eq!(p["process"]["status"], "paused");
     let listed = d.rpc_ok("tasks.list", json!({"filters": ["status==paused"]}));
     assert_eq!(listed["tasks"].as_array().map(Vec::len), Some(1));
-    let freezer = std::fs::read_to_string(format!("/sys/fs/cgroup/freezer/{id}/freezer.state"))
-        .unwrap_or_default();
+    let freezer = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/freezer/berth/default/{id}/freezer.state"
+    ))
+    .unwrap_or_default();
     assert_eq!(freezer.trim(), "FROZEN");
     assert!(berth_out(&d, &["t", "resume", &id], b"").status.success());
     let p = d.rpc_ok("tasks.get", json!({"container_id": id}));

@@ -128,7 +128,11 @@ pub fn assert_clean(d: &TestDaemon, ids: &[String]) {
     assert!(runc.is_empty(), "runc state left: {runc:?}");
     for id in ids {
         for controller in ["pids", "memory", "freezer", "unified"] {
-            let cg = Path::new("/sys/fs/cgroup").join(controller).join(id);
+            // berthd scopes task cgroups as /berth/<namespace>/<id>.
+            let cg = Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join("berth/default")
+                .join(id);
             assert!(!cg.exists(), "cgroup left: {}", cg.display());
         }
         let fifos: Vec<String> = dir_entries(&std::env::temp_dir())

@@ -134,6 +134,11 @@ async fn create_in_bundle(
     made
 }
 
+/// The cgroup a task of container `id` in namespace `ns` gets unless its spec names one.
+pub fn cgroups_path(ns: &str, id: &str) -> String {
+    format!("/berth/{ns}/{id}")
+}
+
 /// Points the spec at the rootfs and sets the terminal flag the task asked for.
 fn prepare_spec(
     spec: &mut Value,
@@ -162,6 +167,13 @@ fn prepare_spec(
                  absolute host directory"
             )));
         }
+    }
+    // Without a cgroups path runc puts every task at /<id>, so the same id in two namespaces
+    // would share one cgroup; like containerd, berth scopes it by namespace.
+    if let Some(linux) = obj.get_mut("linux").and_then(Value::as_object_mut) {
+        linux
+            .entry("cgroupsPath")
+            .or_insert_with(|| cgroups_path(ns, id).into());
     }
     let process = obj
         .get_mut("process")
