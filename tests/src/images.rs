@@ -337,3 +337,20 @@ pub fn docker_save(tags: &[&str], parts: &ImageParts) -> Vec<u8> {
     append_file(&mut b, "repositories", b"{}");
     b.into_inner().expect("tar")
 }
+
+/// Writes `archive` into the daemon's directory and imports it with `images.import`.
+pub fn import(d: &berth_tests::TestDaemon, file: &str, archive: &[u8]) -> Result<Value, Value> {
+    let path = d.dir().join(file);
+    std::fs::write(&path, archive).expect("write archive");
+    d.rpc("images.import", json!({ "path": path }))
+}
+
+/// The keys of every snapshot in the default namespace.
+pub fn snapshot_keys(d: &berth_tests::TestDaemon) -> Vec<String> {
+    d.rpc_ok("snapshots.list", json!({}))["snapshots"]
+        .as_array()
+        .expect("snapshots.list")
+        .iter()
+        .filter_map(|s| s["key"].as_str().map(str::to_owned))
+        .collect()
+}

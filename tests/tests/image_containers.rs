@@ -7,14 +7,8 @@ mod images;
 use std::path::Path;
 
 use berth_tests::{expect_error, message, TestDaemon};
-use images::{busybox_layer, oci_image, ImageParts, Layer};
+use images::{busybox_layer, import, oci_image, snapshot_keys, ImageParts, Layer};
 use serde_json::{json, Value};
-
-fn import(d: &TestDaemon, file: &str, archive: &[u8]) -> Result<Value, Value> {
-    let path = d.dir().join(file);
-    std::fs::write(&path, archive).expect("write archive");
-    d.rpc("images.import", json!({"path": path}))
-}
 
 fn busybox(d: &TestDaemon, name: &str) {
     let parts = ImageParts::new(
@@ -22,15 +16,6 @@ fn busybox(d: &TestDaemon, name: &str) {
         json!({"Cmd": ["sh"], "Env": ["PATH=/bin", "HOME=/root"], "User": "app", "WorkingDir": "/tmp"}),
     );
     import(d, "bb.tar", &oci_image(name, &parts)).expect("import busybox");
-}
-
-fn snapshot_keys(d: &TestDaemon) -> Vec<String> {
-    d.rpc_ok("snapshots.list", json!({}))["snapshots"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|s| s["key"].as_str().map(str::to_owned))
-        .collect()
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod images;
 mod tasks_support;
 
 use berth_tests::{unique_id, TestDaemon};
-use images::{busybox_layer, oci_image, ImageParts};
+use images::{busybox_layer, import, oci_image, snapshot_keys, ImageParts};
 use serde_json::json;
 use tasks_support::{assert_clean, berth_out, stdout, Cleanup};
 
@@ -17,19 +17,7 @@ fn import_busybox(d: &TestDaemon, name: &str) {
         json!({"Cmd": ["sh"], "Env": ["PATH=/bin", "GREETING=from-the-image"],
                "User": "app", "WorkingDir": "/tmp"}),
     );
-    let path = d.dir().join("bb.tar");
-    std::fs::write(&path, oci_image(name, &parts)).expect("write archive");
-    d.rpc("images.import", json!({"path": path}))
-        .expect("import busybox");
-}
-
-fn snapshot_keys(d: &TestDaemon) -> Vec<String> {
-    d.rpc_ok("snapshots.list", json!({}))["snapshots"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|s| s["key"].as_str().map(str::to_owned))
-        .collect()
+    import(d, "bb.tar", &oci_image(name, &parts)).expect("import busybox");
 }
 
 #[test]

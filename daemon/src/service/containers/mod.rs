@@ -1,0 +1,272 @@
+//! Containers: pure metadata (id, labels, image, runtime, spec, snapshot). No runtime state
+//! lives here; tasks own that.
+
+use schema::{Container, ContainerInput, ContainerList, ContainerListParams, Labels, Runtime};
+use serde_json::Value;
+
+use super::images::Images;
+use super::snapshots::{Snapshots, DEFAULT_SNAPSHOTTER};
+mod spec;
+mod update;
+
+use spec::{check_spec, default_spec, image_spec};
+use update::{apply_update, parse_mask_path};
+
+use super::{check_id, check_labels, Error, Result};
+use crate::filter::{self, SqlField};
+use crate::snapshot::Kind;
+use crate::store::{self, Store, StoreError};
+
+/// The runtime a container gets when it names none.
+pub const DEFAULT_RUNTIME: &str = "runc";
+
+#[derive(Clone)]
+pub struct Containers {
+    store: Store,
+    images: Images,
+    snapshots: Snapshots,
+}
+
+/// Maps a filter field path to the column (or label index) that answers it.
+fn container_field(path: &[String]) -> Option<SqlField> {
+    match path {
+        [f] if f == "id" => Some(SqlField::Column("c.id")),
+        [f] if f == "image" => Some(SqlField::Column("c.image")),
+        [f] if f == "snapshotter" => Some(SqlField::Column("c.snapshotter")),
+        [f] if f == "snapshot_key" => Some(SqlField::Column("c.snapshot_key")),
+        [r, n] if r == "runtime" && n == "name" => Some(SqlField::Column("c.runtime_name")),
+        [l, key @ ..] if l == "labels" && !key.is_empty() => Some(SqlField::Label {
+            table: "container_labels",
+            owner_column: "container",
+            owner: "c.pk",
+            key: key.join("."),
+        }),
+        _ => None,
+    }
+}
+
+impl Containers {
+    pub fn new(store: Store, images: Images, snapshots: Snapshots) -> Self {
+        Containers {
+            store,
+            images,
+            snapshots,
+        }
+    }
+
+    pub async fn create(
+        &self,
+        ns: String,
+        input: ContainerInput,
+        spec_options: Option<Value>,
+    ) -> Result<Container> {
+        check_id("namespace", &ns)?;
+        check_id("container id", &input.id)?;
+        let owner = format!("container \"{}\"", input.id);
+        check_labels(&owner, &input.labels)?;
+        // From an image without a spec: the spec comes from the image config, and without a
+        // snapshot key the rootfs snapshot is prepared in the same transaction as the row.
+        let from_image = input.spec.is_none() && !input.image.is_empty();
+        let _gc = if from_image {
+            Some(self.snapshots.gc_lock.read().await)
+        } else {
+            None
+        };
+        let mut staged = None;
+        let mut input = input;
+        let spec = match input.spec.take() {
+            Some(spec) => {
+                if spec_options.is_some() {
+                    return Err(Error::InvalidArgument(format!(
+                        "{owner}: give either spec or spec_options, not both"
+                    )));
+                }
+                check_spec(&owner, &spec)?;
+                spec
+            }
+            None if from_image => {
+                let sn = self.snapshots.get(Some(&input.snapshotter))?;
+                let rootfs =
+                    self.images
+                        .rootfs(&ns, &input.image, &sn)
+                        .await
+                        .map_err(|e| match e {
+                            Error::NotFound(m) => Error::NotFound(format!("{owner}: {m}")),
+                            other => other,
+                        })?;
+                let spec = image_spec(&input, &rootfs, spec_options)?;
+                input.snapshotter = sn.name().to_owned();
+                if input.snapshot_key.is_empty() {
+                    input.snapshot_key.clone_from(&input.id);
+                    staged = Some(self.snapshots.stage(&ns, &sn, &rootfs.top_chain).await?);
+                }
+                spec
+            }
+            None => default_spec(&input, spec_options)?,
+        };
+        let runtime = input.runtime.unwrap_or_else(|| Runtime {
+            name: DEFAULT_RUNTIME.to_owned(),
+            options: Value::Null,
+        });
+        if runtime.name.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "{owner}: runtime.name must not be empty"
+            )));
+        }
+        let now = store::now();
+        let container = Container {
+            id: input.id,
+            labels: input.labels,
+            image: input.image,
+            runtime,
+            spec,
+            snapshotter: input.snapshotter,
+            snapshot_key: input.snapshot_key,
+            created_at: now.clone(),
+            updated_at: now,
+            extensions: input.extensions,
+        };
+        let stored = container.clone();
+        let staged = self
+            .store
+            .write(move |tx| {
+                store::containers::insert(tx, &ns, &stored)?;
+                if let Some(staged) = staged.as_mut() {
+                    staged.record(tx, &ns, &stored.snapshot_key, Kind::Active, &Labels::new())?;
+                }
+                Ok(staged)
+            })
+            .await?;
+        drop(staged);
+        Ok(container)
+    }
+
+    pub fn get(&self, ns: &str, id: &str) -> Result<Container> {
+        check_id("namespace", ns)?;
+        check_id("container id", id)?;
+        Ok(self.store.read(|c| store::containers::get(c, ns, id))?)
+    }
+
+    pub fn list(&self, p: &ContainerListParams) -> Result<ContainerList> {
+        check_id("namespace", &p.namespace)?;
+        let filter = filter::parse(&p.filters)?;
+        let (cond, args) = filter.to_sql(&container_field)?;
+        if p.limit == Some(0) {
+            return Err(Error::InvalidArgument(
+                "limit must be at least 1 (omit it for no limit)".into(),
+            ));
+        }
+        // One extra row tells whether another page follows.
+        let fetch = p.limit.map(|l| l.saturating_add(1));
+        let mut containers = self.store.read(|c| {
+            store::containers::list(c, &p.namespace, (&cond, args), p.after.as_deref(), fetch)
+        })?;
+        let next = match p.limit {
+            Some(l) if containers.len() > l as usize => {
+                containers.truncate(l as usize);
+                containers.last().map(|c| c.id.clone())
+            }
+            _ => None,
+        };
+        Ok(ContainerList { containers, next })
+    }
+
+    pub async fn update(
+        &self,
+        ns: String,
+        input: ContainerInput,
+        mask: Option<Vec<String>>,
+    ) -> Result<Container> {
+        check_id("namespace", &ns)?;
+        check_id("container id", &input.id)?;
+        let mask = mask.unwrap_or_default();
+        for path in &mask {
+            parse_mask_path(&input.id, path)?;
+        }
+        let id = input.id.clone();
+        Ok(self
+            .store
+            .write(move |tx| {
+                store::containers::update(tx, &ns, &id, |current| {
+                    apply_update(current, input, &mask)
+                        .map_err(|e| StoreError::InvalidArgument(e.to_string()))
+                })
+            })
+            .await?)
+    }
+
+    /// Deletes the container and, unless `keep_snapshot`, its rootfs snapshot when nothing
+    /// else holds it (another container, a lease, a child snapshot; committed snapshots
+    /// belong to images and are left to `gc.run`), in one transaction.
+    pub async fn delete(&self, ns: String, id: String, keep_snapshot: bool) -> Result<Container> {
+        check_id("namespace", &ns)?;
+        check_id("container id", &id)?;
+        let (container, removed) = self
+            .store
+            .write(move |tx| {
+                let c = store::containers::delete(tx, &ns, &id)?;
+                if keep_snapshot || c.snapshot_key.is_empty() {
+                    return Ok((c, None));
+                }
+                let sn = if c.snapshotter.is_empty() {
+                    DEFAULT_SNAPSHOTTER.to_owned()
+                } else {
+                    c.snapshotter.clone()
+                };
+                let conn = tx.conn();
+                let Some(row) = store::snapshots::find(conn, &ns, &sn, &c.snapshot_key)? else {
+                    return Ok((c, None));
+                };
+                let others: i64 = conn
+                    .prepare_cached(
+                        "SELECT count(*) FROM containers WHERE namespace = ?1 AND snapshot_key = ?2 \
+                         AND (snapshotter = ?3 OR (snapshotter = '' AND ?3 = ?4))",
+                    )?
+                    .query_row(
+                        rusqlite::params![ns, c.snapshot_key, sn, DEFAULT_SNAPSHOTTER],
+                        |r| r.get(0),
+                    )?;
+                let leased =
+                    store::leases::holds_snapshot(conn, &ns, &sn, &c.snapshot_key, &store::now())?;
+                if others > 0
+                    || leased
+                    || row.kind == "committed"
+                    || store::snapshots::children(conn, row.id)? > 0
+                {
+                    return Ok((c, None));
+                }
+                store::snapshots::remove_row(tx, &row)?;
+                Ok((c, Some((sn, row.id))))
+            })
+            .await?;
+        if let Some((sn, id)) = removed {
+            if let Ok(sn) = self.snapshots.get(Some(&sn)) {
+                self.snapshots.discard_dirs(&sn, vec![id]).await;
+            }
+        }
+        Ok(container)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_fields_map_to_columns_and_the_label_index() {
+        let p = |s: &str| s.split('.').map(str::to_owned).collect::<Vec<_>>();
+        assert!(matches!(
+            container_field(&p("image")),
+            Some(SqlField::Column("c.image"))
+        ));
+        assert!(matches!(
+            container_field(&p("runtime.name")),
+            Some(SqlField::Column("c.runtime_name"))
+        ));
+        match container_field(&["labels".into(), "a.b".into()]) {
+            Some(SqlField::Label { key, .. }) => assert_eq!(key, "a.b"),
+            _ => panic!("labels.<key> must use the label index"),
+        }
+        assert!(container_field(&p("spec")).is_none());
+    }
+}
