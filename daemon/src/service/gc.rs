@@ -55,14 +55,7 @@ impl Gc {
             .write(move |tx| store::leases::expire(tx, &n))
             .await?;
         let (targets, containers, leased, rows, contents) = self.store.read(|c| {
-            let containers: Vec<(String, String, String)> = {
-                let mut stmt = c.prepare_cached(
-                    "SELECT namespace, snapshotter, snapshot_key FROM containers \
-                     WHERE snapshot_key <> ''",
-                )?;
-                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                rows.collect::<rusqlite::Result<_>>()?
-            };
+            let containers = store::containers::snapshot_refs(c)?;
             Ok((
                 store::images::all_targets(c)?,
                 containers,

@@ -179,6 +179,32 @@ pub fn delete(tx: &mut Tx<'_>, ns: &str, id: &str) -> Result<Container> {
     Ok(c)
 }
 
+/// How many containers of `ns` use snapshot `key` of snapshotter `sn` (an empty snapshotter
+/// column means `default_sn`).
+pub fn count_using_snapshot(
+    conn: &Connection,
+    ns: &str,
+    sn: &str,
+    key: &str,
+    default_sn: &str,
+) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM containers WHERE namespace = ?1 AND snapshot_key = ?2 \
+             AND (snapshotter = ?3 OR (snapshotter = '' AND ?3 = ?4))",
+        )?
+        .query_row(params![ns, key, sn, default_sn], |r| r.get(0))?)
+}
+
+/// `(namespace, snapshotter, snapshot_key)` of every container that pins a snapshot: GC roots.
+pub fn snapshot_refs(conn: &Connection) -> Result<Vec<(String, String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT namespace, snapshotter, snapshot_key FROM containers WHERE snapshot_key <> ''",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn count(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("SELECT count(*) FROM containers", [], |r| r.get(0))?)
 }

@@ -217,15 +217,13 @@ impl Containers {
                 let Some(row) = store::snapshots::find(conn, &ns, &sn, &c.snapshot_key)? else {
                     return Ok((c, None));
                 };
-                let others: i64 = conn
-                    .prepare_cached(
-                        "SELECT count(*) FROM containers WHERE namespace = ?1 AND snapshot_key = ?2 \
-                         AND (snapshotter = ?3 OR (snapshotter = '' AND ?3 = ?4))",
-                    )?
-                    .query_row(
-                        rusqlite::params![ns, c.snapshot_key, sn, DEFAULT_SNAPSHOTTER],
-                        |r| r.get(0),
-                    )?;
+                let others = store::containers::count_using_snapshot(
+                    conn,
+                    &ns,
+                    &sn,
+                    &c.snapshot_key,
+                    DEFAULT_SNAPSHOTTER,
+                )?;
                 let leased =
                     store::leases::holds_snapshot(conn, &ns, &sn, &c.snapshot_key, &store::now())?;
                 if others > 0
