@@ -13,7 +13,7 @@ daemon: deps
 # The whole suite: unit tests and integration tests against the real daemon, runc and socket.
 test: deps
 	cargo build --workspace --bins
-	cargo test --workspace
+	cargo test --workspace --no-fail-fast
 
 lint:
 	cargo fmt --all -- --check

@@ -74,7 +74,7 @@ impl App {
         };
         let snapshotters: Vec<Arc<dyn Snapshotter>> = vec![
             Arc::new(snapshot::Overlay::new(&paths.root).map_err(snapshot_err)?),
-            Arc::new(snapshot::Native::new(&paths.root).map_err(snapshot_err)?),
+            Arc::new(snapshot::Native::new(&paths.root, reaper.clone()).map_err(snapshot_err)?),
         ];
         let snapshots = Snapshots::new(store.clone(), snapshotters);
         let limits = Limits {
@@ -139,6 +139,7 @@ impl App {
 /// runc's version line, or "unknown" when the binary is missing. `daemon::run` reads it
 /// before the reaper starts (std's wait would race the reaper's `waitpid(-1)` later); it never
 /// changes while the daemon runs.
+#[allow(clippy::disallowed_methods)] // runs before the reaper exists (see above)
 pub fn runc_version() -> &'static str {
     static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     VERSION.get_or_init(|| {

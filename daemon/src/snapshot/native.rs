@@ -1,26 +1,59 @@
 //! The native snapshotter, for filesystems without overlayfs: every snapshot is a full copy
 //! of its parent (`cp -a`, which keeps owners, modes, times, xattrs, hard links, devices),
-//! presented with a bind mount.
+//! presented with a bind mount. `cp` is started through the daemon's reaper: it owns
+//! `waitpid(-1)`, so a plain std wait would lose the exit status to it.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use schema::Mount;
 
 use super::{Kind, Snapshotter};
+use crate::runtime::reaper::Reaper;
 use crate::unpack::WhiteoutMode;
 
 pub struct Native {
     base: PathBuf,
+    reaper: Reaper,
 }
 
 impl Native {
-    pub fn new(root: &Path) -> io::Result<Self> {
+    pub fn new(root: &Path, reaper: Reaper) -> io::Result<Self> {
         let base = root.join("snapshots").join("native");
         fs::create_dir_all(&base)?;
-        Ok(Self { base })
+        Ok(Self { base, reaper })
+    }
+
+    /// `cp -a parent/. fs`, waited for through the reaper. Runs on a blocking thread.
+    fn copy(&self, from: &Path, to: &Path, scratch: &Path) -> io::Result<()> {
+        let errors_path = scratch.join("cp.stderr");
+        let errors = fs::File::create(&errors_path)?;
+        let mut cmd = Command::new("cp");
+        cmd.arg("-a")
+            .arg("--no-target-directory")
+            .arg(from)
+            .arg(to)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(errors);
+        let launched = self.reaper.spawn(&mut cmd).map_err(io::Error::other)?;
+        let exit = tokio::runtime::Handle::try_current()
+            .map_err(io::Error::other)?
+            .block_on(launched.wait())
+            .map_err(io::Error::other)?;
+        let stderr = fs::read_to_string(&errors_path).unwrap_or_default();
+        let _ = fs::remove_file(&errors_path);
+        if exit.status == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "copying the parent snapshot failed (cp exited {}): {}",
+                exit.status,
+                stderr.trim()
+            )))
+        }
     }
 }
 
@@ -45,22 +78,7 @@ impl Snapshotter for Native {
                 fs::create_dir(&fs_dir)?;
                 fs::set_permissions(&fs_dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             }
-            Some(&parent) => {
-                let out = Command::new("cp")
-                    .arg("-a")
-                    .arg("--no-target-directory")
-                    .arg(self.fs_dir(parent))
-                    .arg(&fs_dir)
-                    .output()?;
-                if out.status.success() {
-                    Ok(())
-                } else {
-                    Err(io::Error::other(format!(
-                        "copying the parent snapshot failed: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    )))
-                }
-            }
+            Some(&parent) => self.copy(&self.fs_dir(parent), &fs_dir, dir),
         }
     }
 
