@@ -131,6 +131,13 @@ impl Registry {
     /// Pushes the OCI layout at `layout` (tag `tag` in its index.json) as `repo:tag`;
     /// `extra` are skopeo flags (`--all`, `--format v2s2`).
     pub fn push(&self, layout: &Path, tag: &str, repo: &str, extra: &[&str]) {
+        let source = format!("oci:{}:{tag}", layout.display());
+        self.push_from(&source, &format!("{repo}:{tag}"), extra)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// `skopeo copy SOURCE docker://HOST/REPO_TAG` (any skopeo source: `oci-archive:PATH`).
+    pub fn push_from(&self, source: &str, repo_tag: &str, extra: &[&str]) -> Result<(), String> {
         let mut cmd = Command::new("skopeo");
         cmd.args([
             "--insecure-policy",
@@ -142,14 +149,16 @@ impl Registry {
         if let Some(c) = &self.creds {
             cmd.args(["--dest-creds", c]);
         }
-        cmd.arg(format!("oci:{}:{tag}", layout.display()))
-            .arg(format!("docker://{}/{repo}:{tag}", self.host()));
-        let out = cmd.output().expect("run skopeo");
-        assert!(
-            out.status.success(),
-            "skopeo copy failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        cmd.arg(source)
+            .arg(format!("docker://{}/{repo_tag}", self.host()));
+        let out = cmd.output().map_err(|e| format!("run skopeo: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "skopeo copy failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
     }
 }
 

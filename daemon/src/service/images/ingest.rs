@@ -53,6 +53,29 @@ impl Images {
         Ok(())
     }
 
+    /// Records blobs found already on disk (a crash may have left a file without its row),
+    /// under the shared GC lock, so that the file cannot be swept in between.
+    pub(super) async fn record_present(&self, digests: Vec<String>) -> Result<()> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        let _gc = self.snapshots.gc_lock.read().await;
+        let present = digests
+            .into_iter()
+            .filter_map(|digest| {
+                let size = std::fs::metadata(self.content.path(&digest).ok()?)
+                    .ok()?
+                    .len();
+                Some(Written {
+                    digest,
+                    size,
+                    head: Vec::new(),
+                })
+            })
+            .collect();
+        self.record_blobs(present).await
+    }
+
     /// Moves a finished ingest file into place and records it, under the shared GC lock so
     /// that `gc.run` never sees the blob file without its row. `context` names the image
     /// and the blob for errors.
@@ -79,11 +102,11 @@ impl Images {
         digest: &str,
         context: &str,
     ) -> Result<()> {
+        let size = bytes.len() as u64;
         if self.content.has(digest) {
-            return Ok(());
+            return self.record_present(vec![digest.to_owned()]).await;
         }
         let content = self.content.clone();
-        let size = bytes.len() as u64;
         let c = context.to_owned();
         let writer = tokio::task::spawn_blocking(move || {
             let mut w = content.writer()?;

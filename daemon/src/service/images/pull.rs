@@ -71,7 +71,11 @@ impl PullLease {
     async fn create(store: &Store, ns: &str, name: &str) -> Result<PullLease> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = format!("pull-{}-{n}", std::process::id());
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let id = format!("pull-{nanos}-{n}");
         let expires = humantime::format_rfc3339_nanos(SystemTime::now() + LEASE_TTL).to_string();
         let labels = [("berth.pull/ref".to_owned(), name.to_owned())].into();
         let (n, i) = (ns.to_owned(), id.clone());
@@ -271,6 +275,12 @@ impl Images {
         progress: &PullProgress,
         ctx: &str,
     ) -> Result<()> {
+        let present: Vec<String> = blobs
+            .iter()
+            .filter(|b| self.content.has(&b.digest))
+            .map(|b| b.digest.clone())
+            .collect();
+        self.record_present(present).await?;
         let gate = Arc::new(Semaphore::new(PARALLEL_FETCHES));
         let mut tasks = tokio::task::JoinSet::new();
         for (i, blob) in blobs.iter().enumerate() {
