@@ -8,6 +8,7 @@ mod import;
 mod ingest;
 mod progress;
 mod pull;
+mod pull_lease;
 
 use std::io::BufReader;
 use std::path::PathBuf;

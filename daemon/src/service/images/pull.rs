@@ -5,26 +5,23 @@
 //! pull names no image; its lease is released, so its blobs are garbage.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
-use schema::{Descriptor, Image, LeaseResource};
+use schema::{Descriptor, Image};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use super::ingest::Pending;
 use super::progress::PullProgress;
+use super::pull_lease::PullLease;
 use super::{parse, Images};
 use crate::content::digest_of;
 use crate::oci::{self, Manifest, Platform};
 use crate::registry::{Reference, RegistryError, Session};
 use crate::service::{check_id, Error, Result};
 use crate::snapshot::Snapshotter;
-use crate::store::{self, Store};
 
 /// Blobs fetched at once.
 const PARALLEL_FETCHES: usize = 3;
-/// A pull's lease outlives a daemon crash by at most this long.
-const LEASE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// A registry failure, in the domain's terms, naming the image.
 pub fn registry(context: &str, e: RegistryError) -> Error {
@@ -56,83 +53,6 @@ fn parse_platform(p: &str) -> Result<Platform> {
         _ => Err(Error::InvalidArgument(format!(
             "platform \"{p}\" must be os/architecture[/variant], e.g. linux/amd64"
         ))),
-    }
-}
-
-/// The lease that guards a pull's blobs; deleted when the pull ends, however it ends.
-struct PullLease {
-    store: Store,
-    ns: String,
-    id: String,
-    released: bool,
-}
-
-impl PullLease {
-    async fn create(store: &Store, ns: &str, name: &str) -> Result<PullLease> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let id = format!("pull-{nanos}-{n}");
-        let expires = humantime::format_rfc3339_nanos(SystemTime::now() + LEASE_TTL).to_string();
-        let labels = [("berth.pull/ref".to_owned(), name.to_owned())].into();
-        let (n, i) = (ns.to_owned(), id.clone());
-        store
-            .write(move |tx| store::leases::create(tx, &n, &i, &labels, &expires, &store::now()))
-            .await?;
-        Ok(PullLease {
-            store: store.clone(),
-            ns: ns.to_owned(),
-            id,
-            released: false,
-        })
-    }
-
-    async fn hold(&self, digests: Vec<String>) -> Result<()> {
-        let (ns, id) = (self.ns.clone(), self.id.clone());
-        self.store
-            .write(move |tx| {
-                for d in &digests {
-                    let r = LeaseResource {
-                        id: d.clone(),
-                        kind: "content".into(),
-                    };
-                    store::leases::add_resource(tx, &ns, &id, &r)?;
-                }
-                Ok(())
-            })
-            .await?;
-        Ok(())
-    }
-
-    async fn release(mut self) {
-        self.released = true;
-        let (ns, id) = (self.ns.clone(), self.id.clone());
-        if let Err(e) = self
-            .store
-            .write(move |tx| store::leases::delete(tx, &ns, &id))
-            .await
-        {
-            tracing::warn!(lease = %self.id, error = %e, "releasing a pull's lease");
-        }
-    }
-}
-
-impl Drop for PullLease {
-    fn drop(&mut self) {
-        if self.released {
-            return;
-        }
-        let (store, ns, id) = (self.store.clone(), self.ns.clone(), self.id.clone());
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let _ = store
-                    .write(move |tx| store::leases::delete(tx, &ns, &id))
-                    .await;
-            });
-        }
     }
 }
 
