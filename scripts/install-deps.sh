@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages berth and its tests need, if any is missing (Debian/Ubuntu).
 # runc runs tasks; busybox-static builds the test image; socat and curl are the clients the
-# integration tests drive the socket with; umoci and skopeo build and push OCI images.
+# integration tests drive the socket with; umoci and skopeo build and push OCI images;
+# docker-registry is the registry the pull tests push to, htpasswd (apache2-utils) locks it.
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -12,6 +13,8 @@ have curl || need+=(curl)
 have jq || need+=(jq)
 have umoci || need+=(umoci)
 have skopeo || need+=(skopeo)
+have docker-registry || need+=(docker-registry)
+have htpasswd || need+=(apache2-utils)
 have setpriv || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive

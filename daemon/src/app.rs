@@ -81,7 +81,13 @@ impl App {
             max_bytes: config.max_layer_bytes,
             max_entries: config.max_layer_entries,
         };
-        let images = Images::new(store.clone(), blobs.clone(), snapshots.clone(), limits);
+        let images = Images::new(
+            store.clone(),
+            blobs.clone(),
+            snapshots.clone(),
+            limits,
+            config.credential_sources(),
+        );
         let tasks = Tasks::new(
             store.clone(),
             reaper.clone(),

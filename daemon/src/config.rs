@@ -32,6 +32,12 @@ pub struct Config {
     pub max_layer_bytes: u64,
     /// Most tar entries one image layer may hold.
     pub max_layer_entries: u64,
+    /// Registry credentials by host: `[registries."host:port"] username = "..."
+    /// password = "..."`. They win over the Docker config's.
+    pub registries: BTreeMap<String, crate::registry::Credentials>,
+    /// A Docker client config whose `auths` hold registry credentials; default
+    /// `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`.
+    pub docker_config: Option<PathBuf>,
 }
 
 /// One `[runtimes.<name>]` table.
@@ -51,6 +57,8 @@ impl Default for Config {
             runtimes: BTreeMap::new(),
             max_layer_bytes: crate::unpack::Limits::default().max_bytes,
             max_layer_entries: crate::unpack::Limits::default().max_entries,
+            registries: BTreeMap::new(),
+            docker_config: None,
         }
     }
 }
@@ -87,6 +95,14 @@ impl Config {
             path: path.display().to_string(),
             message: e.to_string(),
         })
+    }
+
+    /// Where image pulls find registry credentials.
+    pub fn credential_sources(&self) -> crate::registry::CredentialSources {
+        crate::registry::CredentialSources {
+            registries: self.registries.clone(),
+            docker_config: self.docker_config.clone(),
+        }
     }
 
     /// The gid of `socket_group`, resolved through the system's group database.

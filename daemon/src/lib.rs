@@ -11,6 +11,7 @@ pub mod content;
 pub mod daemon;
 pub mod filter;
 pub mod oci;
+pub mod registry;
 pub mod runtime;
 pub mod service;
 pub mod snapshot;

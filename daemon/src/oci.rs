@@ -108,6 +108,25 @@ pub fn matches(p: &Platform, host: &Platform) -> bool {
         && (host.variant.is_empty() || p.variant.is_empty() || p.variant == host.variant)
 }
 
+/// The entry of an index for `platform`: the first that matches, else the first that
+/// names no platform.
+pub fn select<'a>(manifests: &'a [Descriptor], platform: &Platform) -> Option<&'a Descriptor> {
+    manifests
+        .iter()
+        .find(|m| m.platform.as_ref().is_some_and(|p| matches(p, platform)))
+        .or_else(|| manifests.iter().find(|m| m.platform.is_none()))
+}
+
+/// The platforms an index offers, for error messages: `linux/amd64, linux/arm64`.
+pub fn platforms(manifests: &[Descriptor]) -> String {
+    manifests
+        .iter()
+        .filter_map(|m| m.platform.as_ref())
+        .map(|p| format!("{}/{}", p.os, p.architecture))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The chain ids of a layer stack: `chain[0] = diff_ids[0]`,
 /// `chain[i] = sha256(chain[i-1] + " " + diff_ids[i])`.
 pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {

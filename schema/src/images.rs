@@ -95,6 +95,23 @@ params!(
         snapshotter: Option<String>,
     }
 );
+params!(
+    /// `images.pull`: fetch an image from a registry, unpack it, name it.
+    ImagePullParams {
+        /// A Docker-style reference: `busybox`, `host:5000/a/b:tag`, `name@sha256:...`.
+        #[serde(rename = "ref")]
+        reference: String,
+        /// Talk HTTP instead of HTTPS to the registry.
+        #[serde(default)]
+        plain_http: bool,
+        /// `os/arch[/variant]`; default the host's.
+        #[serde(default)]
+        platform: Option<String>,
+        /// Unpack into this snapshotter (default `overlayfs`).
+        #[serde(default)]
+        snapshotter: Option<String>,
+    }
+);
 params!(ImageListParams {
     #[serde(default)]
     filters: Vec<String>,

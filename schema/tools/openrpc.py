@@ -169,7 +169,17 @@ methods = [
       [p("path", STR, True), p("name", STR), SN],
       S("object", properties={"images": ARR(REF("Image"))}),
       ["invalid_argument", "not_found", "already_exists"]),
-    m("images.progress", "Progress of the imports under way (polled by `berth images import`).",
+    m("images.pull", "Pulls an image from a registry (OCI distribution API): resolves the "
+      "reference (Docker's defaults) to a manifest for the platform, fetches the blobs the "
+      "content store lacks (verified by digest and size), unpacks them and names the image.",
+      [p("ref", STR, True), p("plain_http", BOOL, description="HTTP instead of HTTPS"),
+       p("platform", STR, description="os/arch[/variant], default the host's"), SN],
+      S("object", properties={"image": REF("Image")}),
+      ["invalid_argument", "not_found", "permission_denied", "failed_precondition",
+       "unavailable"]),
+    m("images.progress", "Progress of the imports and pulls under way (polled by `berth "
+      "images import` and `berth images pull`): `{imports[{path, size, read}], pulls[{ref, "
+      "name, phase, layers[{digest, size, read, status}]}]}`.",
       [p("filters", REF("Filters"))], OBJ),
     m("images.list", "Images, filtered.", [p("filters", REF("Filters"))],
       S("object", properties={"images": ARR(REF("Image"))}), ["invalid_argument"]),

@@ -22,6 +22,21 @@ pub enum Command {
         snapshotter: Option<String>,
         file: PathBuf,
     },
+    /// Pull an image from a registry and unpack it
+    Pull {
+        /// Talk HTTP, not HTTPS, to the registry
+        #[arg(long)]
+        plain_http: bool,
+        /// Pull for this platform (os/arch[/variant]); default the host's
+        #[arg(long)]
+        platform: Option<String>,
+        /// Unpack into this snapshotter
+        #[arg(long)]
+        snapshotter: Option<String>,
+        /// busybox, host:5000/app:1, name@sha256:...
+        #[arg(value_name = "REF")]
+        reference: String,
+    },
     /// List images
     #[command(visible_alias = "list")]
     Ls {
@@ -47,6 +62,12 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
             snapshotter,
             file,
         } => import(ctx, name, snapshotter, file),
+        Command::Pull {
+            plain_http,
+            platform,
+            snapshotter,
+            reference,
+        } => pull(ctx, plain_http, platform, snapshotter, reference),
         Command::Ls { quiet, filters } => {
             let result = ctx
                 .connect()?
@@ -117,9 +138,7 @@ fn import(
     let path = params["path"].as_str().unwrap_or_default().to_owned();
     let mut client = ctx.connect()?;
     let call = std::thread::spawn(move || client.call("images.import", params));
-    // SAFETY: isatty only inspects the descriptor number.
-    let tty = unsafe { libc::isatty(2) } == 1 && !ctx.json;
-    if tty {
+    if super::progress::on_terminal(ctx) {
         let mut poll = ctx.connect()?;
         while !call.is_finished() {
             if let Ok(p) = poll.call("images.progress", json!({})) {
@@ -154,23 +173,47 @@ fn import(
     })
 }
 
+fn pull(
+    ctx: &Ctx,
+    plain_http: bool,
+    platform: Option<String>,
+    snapshotter: Option<String>,
+    reference: String,
+) -> anyhow::Result<()> {
+    let mut params = json!({ "ref": reference, "plain_http": plain_http });
+    if let Some(p) = platform {
+        params["platform"] = json!(p);
+    }
+    if let Some(s) = snapshotter {
+        params["snapshotter"] = json!(s);
+    }
+    let mut client = ctx.connect()?;
+    let call = std::thread::spawn(move || client.call("images.pull", params));
+    super::progress::follow_pull(ctx, &reference, || call.is_finished())?;
+    let result = call
+        .join()
+        .map_err(|_| anyhow::anyhow!("the pull thread panicked"))??;
+    ctx.show(&result, |r| {
+        let i = &r["image"];
+        println!(
+            "{} {}",
+            i["name"].as_str().unwrap_or_default(),
+            i["target"]["digest"].as_str().unwrap_or_default()
+        );
+        Ok(())
+    })
+}
+
 /// One line of progress bar on stderr: `[#####.....]  42% 1.2 GiB / 2.9 GiB`.
 fn draw(read: u64, total: u64) {
-    const WIDTH: u64 = 30;
-    let pct = (read * 100).checked_div(total).unwrap_or(0).min(100);
-    let filled = (pct * WIDTH / 100) as usize;
-    let bar = format!(
-        "{}{}",
-        "#".repeat(filled),
-        ".".repeat(WIDTH as usize - filled)
-    );
+    let bar = super::progress::bar(read, total);
     let phase = if read >= total {
         "unpacking"
     } else {
         "reading"
     };
     eprint!(
-        "\r\x1b[K[{bar}] {pct:>3}% {} / {} {phase}",
+        "\r\x1b[K{bar} {} / {} {phase}",
         human_size(read),
         human_size(total)
     );

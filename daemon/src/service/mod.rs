@@ -32,6 +32,9 @@ pub enum Error {
     /// The object's state does not allow the request now.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller (or the credentials berthd holds for it) may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A limit was hit (a slow subscriber, a size limit).
     #[error("{0}")]
     ResourceExhausted(String),
@@ -52,6 +55,7 @@ impl Error {
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
             Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
+            Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
             Error::ResourceExhausted(_) => ErrorKind::ResourceExhausted,
             Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::Internal(_) => ErrorKind::Internal,

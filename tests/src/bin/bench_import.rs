@@ -5,239 +5,23 @@
 //! `cargo build --release -p berthd && cargo run --release -p berth-tests --bin
 //! bench-import [-- FILES]` as root, with containerd and ctr installed.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "../bench_support.rs"]
+mod bench_support;
+
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use bench_support::{
+    clean_berthd, clean_containerd, start_berthd, start_containerd, vm_hwm_kib, write_image,
+};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-
-fn hex(h: Sha256) -> String {
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A writer that hashes what passes through.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-    size: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Deterministic filler bytes (xorshift), compressible like real binaries only a little.
-fn fill(buf: &mut [u8], seed: &mut u64) {
-    for chunk in buf.chunks_mut(8) {
-        *seed ^= *seed << 13;
-        *seed ^= *seed >> 7;
-        *seed ^= *seed << 17;
-        let b = seed.to_le_bytes();
-        chunk.copy_from_slice(&b[..chunk.len()]);
-    }
-}
-
-/// Writes a layer to `path`: `files` files of `size(i)` bytes in 100 directories.
-/// Returns (diff_id, compressed digest, compressed size).
-fn write_layer(
-    path: &Path,
-    files: usize,
-    size: impl Fn(usize) -> usize,
-    gzip: bool,
-) -> Result<(String, String, u64)> {
-    let out = Hashing {
-        inner: File::create(path)?,
-        hash: Sha256::new(),
-        size: 0,
-    };
-    let (diff_id, out) = if gzip {
-        let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
-        let tar_hash = Hashing {
-            inner: gz,
-            hash: Sha256::new(),
-            size: 0,
-        };
-        let t = build_tar(tar_hash, files, &size)?;
-        let diff = hex(t.hash);
-        (diff, t.inner.finish()?)
-    } else {
-        let t = build_tar(out, files, &size)?;
-        let diff = hex(t.hash.clone());
-        (diff, t)
-    };
-    Ok((
-        format!("sha256:{diff_id}"),
-        format!("sha256:{}", hex(out.hash)),
-        out.size,
-    ))
-}
-
-fn build_tar<W: Write>(
-    w: Hashing<W>,
-    files: usize,
-    size: &dyn Fn(usize) -> usize,
-) -> Result<Hashing<W>> {
-    let mut b = tar::Builder::new(w);
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    for d in 0..100 {
-        let mut h = tar::Header::new_gnu();
-        h.set_path(format!("d{d:03}/"))?;
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        h.set_cksum();
-        b.append(&h, std::io::empty())?;
-    }
-    let mut buf = Vec::new();
-    for i in 0..files {
-        buf.resize(size(i), 0);
-        fill(&mut buf, &mut seed);
-        // Half of each file is zeros: gzip gets some work, as with real binaries.
-        let half = buf.len() / 2;
-        buf[half..].fill(0);
-        let mut h = tar::Header::new_gnu();
-        h.set_path(format!("d{:03}/f{i}", i % 100))?;
-        h.set_mode(0o644);
-        h.set_size(buf.len() as u64);
-        h.set_mtime(1_600_000_000);
-        h.set_cksum();
-        b.append(&h, &buf[..])?;
-    }
-    Ok(b.into_inner()?)
-}
-
-fn add_file(b: &mut tar::Builder<File>, name: &str, data: &mut dyn Read, size: u64) -> Result<()> {
-    let mut h = tar::Header::new_gnu();
-    h.set_path(name)?;
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append(&h, data)?;
-    Ok(())
-}
-
-/// Writes an OCI layout tar with one image of one layer; returns its path.
-fn write_image(
-    dir: &Path,
-    name: &str,
-    files: usize,
-    size: impl Fn(usize) -> usize,
-    gzip: bool,
-) -> Result<PathBuf> {
-    let layer = dir.join(format!("{name}.layer"));
-    let (diff_id, digest, lsize) = write_layer(&layer, files, size, gzip)?;
-    let media = if gzip {
-        "application/vnd.oci.image.layer.v1.tar+gzip"
-    } else {
-        "application/vnd.oci.image.layer.v1.tar"
-    };
-    let config = serde_json::to_vec(&json!({
-        "architecture": match std::env::consts::ARCH { "x86_64" => "amd64", "aarch64" => "arm64", a => a },
-        "os": "linux", "config": {"Cmd": ["sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-    }))?;
-    let cdigest = format!("sha256:{}", hex(Sha256::new_with_prefix(&config)));
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdigest, "size": config.len()},
-        "layers": [{"mediaType": media, "digest": digest, "size": lsize}],
-    }))?;
-    let mdigest = format!("sha256:{}", hex(Sha256::new_with_prefix(&manifest)));
-    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdigest, "size": manifest.len(),
-        "annotations": {"org.opencontainers.image.ref.name": format!("docker.io/library/{name}:latest")}}]}))?;
-    let path = dir.join(format!("{name}.tar"));
-    let mut b = tar::Builder::new(File::create(&path)?);
-    add_file(
-        &mut b,
-        "oci-layout",
-        &mut &br#"{"imageLayoutVersion":"1.0.0"}"#[..],
-        30,
-    )?;
-    add_file(&mut b, "index.json", &mut &index[..], index.len() as u64)?;
-    let blob = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
-    add_file(
-        &mut b,
-        &blob(&mdigest),
-        &mut &manifest[..],
-        manifest.len() as u64,
-    )?;
-    add_file(
-        &mut b,
-        &blob(&cdigest),
-        &mut &config[..],
-        config.len() as u64,
-    )?;
-    add_file(&mut b, &blob(&digest), &mut File::open(&layer)?, lsize)?;
-    b.into_inner()?.sync_all()?;
-    std::fs::remove_file(&layer)?;
-    Ok(path)
-}
-
-fn vm_hwm_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmHWM")
-}
-
-fn wait_socket(path: &Path) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while UnixStream::connect(path).is_err() {
-        if Instant::now() > deadline {
-            bail!("{} did not appear", path.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
-/// Kills and reaps a daemon we started, on every path.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own unreaped child's pid.
-        unsafe {
-            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let _ = self.0.wait();
-    }
-}
 
 fn berthd_import(work: &Path, archive: &Path) -> Result<(Duration, u64)> {
-    let exe = std::env::current_exe()?;
-    let berthd = exe.parent().context("exe dir")?.join("berthd");
-    let (root, state) = (work.join("berth-root"), work.join("berth-state"));
-    let socket = state.join("b.sock");
-    let d = Daemon(
-        Command::new(&berthd)
-            .arg("--root")
-            .arg(&root)
-            .arg("--state")
-            .arg(&state)
-            .arg("--socket")
-            .arg(&socket)
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start berthd")?,
-    );
-    wait_socket(&socket)?;
+    let (d, socket) = start_berthd(work)?;
     let mut s = UnixStream::connect(&socket)?;
     let req =
         json!({"jsonrpc": "2.0", "id": 1, "method": "images.import", "params": {"path": archive}});
@@ -252,32 +36,12 @@ fn berthd_import(work: &Path, archive: &Path) -> Result<(Duration, u64)> {
     }
     let hwm = vm_hwm_kib(d.0.id())?;
     drop(d);
-    let _ = std::fs::remove_dir_all(&root);
-    let _ = std::fs::remove_dir_all(&state);
+    clean_berthd(work);
     Ok((took, hwm))
 }
 
 fn containerd_import(work: &Path, archive: &Path) -> Result<(Duration, u64)> {
-    let (root, state) = (work.join("ctd-root"), work.join("ctd-state"));
-    let address = work.join("ctd.sock");
-    let config = work.join("ctd.toml");
-    std::fs::write(&config, "version = 2\n")?;
-    let d = Daemon(
-        Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
-            .arg("--root")
-            .arg(&root)
-            .arg("--state")
-            .arg(&state)
-            .arg("--address")
-            .arg(&address)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start containerd")?,
-    );
-    wait_socket(&address)?;
+    let (d, address) = start_containerd(work)?;
     let start = Instant::now();
     let out = Command::new("ctr")
         .arg("-a")
@@ -294,15 +58,7 @@ fn containerd_import(work: &Path, archive: &Path) -> Result<(Duration, u64)> {
     }
     let hwm = vm_hwm_kib(d.0.id())?;
     drop(d);
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "grep -o ' {}[^ ]*' /proc/self/mountinfo | xargs -r -n1 umount -l",
-            root.display()
-        ))
-        .status();
-    let _ = std::fs::remove_dir_all(&root);
-    let _ = std::fs::remove_dir_all(&state);
+    clean_containerd(work);
     Ok((took, hwm))
 }
 

@@ -2,6 +2,7 @@
 
 use schema::{
     ContentDigestParams, ContentListParams, ImageImportParams, ImageListParams, ImageNameParams,
+    ImagePullParams,
 };
 use serde_json::json;
 
@@ -14,6 +15,19 @@ pub(super) fn register(m: &mut Module) {
             .import(p.namespace, p.path, p.name, p.snapshotter)
             .await?;
         Ok(json!({ "images": images }))
+    });
+    method(m, "images.pull", |app, p: ImagePullParams| async move {
+        let image = app
+            .images
+            .pull(
+                p.namespace,
+                p.reference,
+                p.plain_http,
+                p.platform,
+                p.snapshotter,
+            )
+            .await?;
+        Ok(json!({ "image": image }))
     });
     method(
         m,

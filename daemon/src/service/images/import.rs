@@ -1,77 +1,21 @@
 //! `images.import`: one streamed pass over the archive into the content store, then the
-//! images it names are resolved to the host platform, unpacked, and recorded. The images
-//! appear only once every layer is unpacked; blobs written on the way stay for the next
-//! import (or `gc.run`).
+//! images it names are resolved to the host platform and handed to the tail it shares with
+//! `images.pull` (`ingest.rs`: unpack, then record). The images appear only once every layer
+//! is unpacked; blobs written on the way stay for the next import (or `gc.run`).
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use schema::{Descriptor, Image};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::archive::{self, Archive, ArchiveError};
+use super::ingest::Pending;
 use super::{parse, Images};
 use crate::content::{ContentError, Written};
 use crate::oci;
 use crate::service::{check_id, Error, Result};
-use crate::store;
-
-/// Imports in flight, for `images.progress`: archive bytes read of the archive's size.
-#[derive(Clone, Default)]
-pub struct Progress(Arc<Mutex<BTreeMap<u64, InFlight>>>);
-
-/// One import in flight: archive path, archive size, bytes read so far.
-type InFlight = (String, u64, Arc<AtomicU64>);
-
-static NEXT_IMPORT: AtomicU64 = AtomicU64::new(0);
-
-struct Tracked {
-    progress: Progress,
-    id: u64,
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        self.progress
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
-    }
-}
-
-impl Progress {
-    fn track(&self, path: &str, total: u64) -> (Tracked, Arc<AtomicU64>) {
-        let id = NEXT_IMPORT.fetch_add(1, Ordering::Relaxed);
-        let read = Arc::new(AtomicU64::new(0));
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, (path.to_owned(), total, read.clone()));
-        (
-            Tracked {
-                progress: self.clone(),
-                id,
-            },
-            read,
-        )
-    }
-
-    pub fn snapshot(&self) -> Value {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let imports: Vec<Value> = map
-            .values()
-            .map(|(path, total, read)| {
-                json!({ "path": path, "size": total, "read": read.load(Ordering::Relaxed) })
-            })
-            .collect();
-        json!({ "imports": imports })
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -82,7 +26,7 @@ struct DockerEntry {
     layers: Vec<String>,
 }
 
-fn check_image_name(name: &str) -> Result<()> {
+pub(super) fn check_image_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 1024 || name.chars().any(|c| c.is_control() || c == ' ') {
         return Err(Error::InvalidArgument(format!(
             "image name \"{}\" must be 1..=1024 characters without spaces or control characters",
@@ -135,7 +79,7 @@ impl Images {
         let sn = self.snapshots.get(snapshotter.as_deref())?;
         let _gc = self.snapshots.gc_lock.read().await;
         let total = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let (_tracked, counter) = self.progress.track(&path, total);
+        let (_tracked, counter) = self.progress.track_import(&path, total);
         let content = self.content.clone();
         let p = path.clone();
         let archive =
@@ -163,55 +107,17 @@ impl Images {
             }
             targets[0].0 = vec![n];
         }
-        let now = store::now();
-        let mut images = Vec::new();
+        let mut pending = Vec::new();
         for (names, target) in targets {
             let label = names.first().cloned().unwrap_or_default();
             let (_, manifest) = self.resolve(&label, &target)?;
-            for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
-                if !self.content.has(&blob.digest) {
-                    return Err(Error::InvalidArgument(format!(
-                        "image \"{label}\": blob {} is neither in the archive nor in the \
-                         content store",
-                        blob.digest
-                    )));
-                }
-            }
-            self.unpack(&ns, &label, &sn, &manifest).await?;
-            for n in names {
-                check_image_name(&n)?;
-                images.push(Image {
-                    name: n,
-                    target: target.clone(),
-                    labels: Default::default(),
-                    created_at: now.clone(),
-                    updated_at: now.clone(),
-                });
-            }
+            pending.push(Pending {
+                names,
+                target,
+                manifest,
+            });
         }
-        let stored = self
-            .store
-            .write(move |tx| {
-                images
-                    .iter()
-                    .map(|i| store::images::put(tx, &ns, i))
-                    .collect::<store::Result<Vec<_>>>()
-            })
-            .await?;
-        Ok(stored)
-    }
-
-    async fn record_blobs(&self, blobs: Vec<Written>) -> Result<()> {
-        let now = store::now();
-        self.store
-            .write(move |tx| {
-                for b in &blobs {
-                    store::content::insert(tx.conn(), &b.digest, b.size as i64, &now)?;
-                }
-                Ok(())
-            })
-            .await?;
-        Ok(())
+        self.commit_images(&ns, &sn, pending).await
     }
 
     /// The images an OCI layout's index.json names: `(names, target)`.

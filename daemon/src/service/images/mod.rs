@@ -5,10 +5,14 @@
 
 mod archive;
 mod import;
+mod ingest;
+mod progress;
+mod pull;
+mod pull_lease;
 
 use std::io::BufReader;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use schema::{Descriptor, Image};
 use serde_json::Value;
@@ -18,11 +22,12 @@ use super::{check_id, Error, Result};
 use crate::content::{ContentError, ContentStore};
 use crate::filter::{self, SqlField};
 use crate::oci::{self, Manifest};
+use crate::registry::{self, CredentialSources, RegistryError};
 use crate::snapshot::{Kind, Snapshotter};
 use crate::store::{self, Store};
 use crate::unpack::{self, Compression, Limits};
 
-pub use import::Progress;
+pub use progress::Progress;
 
 #[derive(Clone)]
 pub struct Images {
@@ -31,6 +36,10 @@ pub struct Images {
     snapshots: Snapshots,
     limits: Limits,
     progress: Progress,
+    /// Where registry credentials come from.
+    credentials: Arc<CredentialSources>,
+    /// The HTTP client for registries, built on the first pull.
+    http: Arc<OnceLock<reqwest::Client>>,
 }
 
 impl From<ContentError> for Error {
@@ -75,14 +84,30 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> 
 }
 
 impl Images {
-    pub fn new(store: Store, content: ContentStore, snapshots: Snapshots, limits: Limits) -> Self {
+    pub fn new(
+        store: Store,
+        content: ContentStore,
+        snapshots: Snapshots,
+        limits: Limits,
+        credentials: CredentialSources,
+    ) -> Self {
         Images {
             store,
             content,
             snapshots,
             limits,
             progress: Progress::default(),
+            credentials: Arc::new(credentials),
+            http: Arc::new(OnceLock::new()),
         }
+    }
+
+    fn http(&self) -> Result<reqwest::Client, RegistryError> {
+        if let Some(c) = self.http.get() {
+            return Ok(c.clone());
+        }
+        let client = registry::http_client()?;
+        Ok(self.http.get_or_init(|| client).clone())
     }
 
     pub fn content(&self) -> &ContentStore {
@@ -165,25 +190,14 @@ impl Images {
             }
             let index: oci::Index =
                 parse(&bytes, &format!("image \"{image}\": index {}", desc.digest))?;
-            let pick = index
-                .manifests
-                .iter()
-                .find(|m| m.platform.as_ref().is_some_and(|p| oci::matches(p, &host)))
-                .or_else(|| index.manifests.iter().find(|m| m.platform.is_none()));
-            desc = match pick {
+            desc = match oci::select(&index.manifests, &host) {
                 Some(m) => m.clone(),
                 None => {
-                    let have: Vec<String> = index
-                        .manifests
-                        .iter()
-                        .filter_map(|m| m.platform.as_ref())
-                        .map(|p| format!("{}/{}", p.os, p.architecture))
-                        .collect();
                     return Err(Error::NotFound(format!(
                         "image \"{image}\" has no manifest for {}/{} (it has: {})",
                         host.os,
                         host.architecture,
-                        have.join(", ")
+                        oci::platforms(&index.manifests)
                     )));
                 }
             };
