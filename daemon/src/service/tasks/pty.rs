@@ -1,6 +1,10 @@
 //! Copying between a terminal process's pty master and its host stdio (FIFOs or files).
 //! Each direction is one thread that polls its source and a cancel pipe, so dropping the
 //! [`PtyCopy`] stops both even when a client keeps a FIFO open forever.
+//!
+//! A pty has no end of file of its own: when the host stdin ends (the client closed it and
+//! `tasks.close_io` released berth's keeper), the terminal's VEOF character (^D) is written
+//! to the master, which the line discipline hands to the program as end of file.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -20,9 +24,23 @@ pub fn start(master: &OwnedFd, stdin: Option<OwnedFd>, stdout: OwnedFd) -> io::R
     let (done_tx, done_rx) = oneshot::channel();
     let out_from = master.try_clone()?;
     let out_cancel = cancel_rx.try_clone()?;
-    spawn("berth-pty-out", out_from, stdout, out_cancel, Some(done_tx))?;
+    spawn(
+        "berth-pty-out",
+        out_from,
+        stdout,
+        out_cancel,
+        Some(done_tx),
+        false,
+    )?;
     if let Some(stdin) = stdin {
-        spawn("berth-pty-in", stdin, master.try_clone()?, cancel_rx, None)?;
+        spawn(
+            "berth-pty-in",
+            stdin,
+            master.try_clone()?,
+            cancel_rx,
+            None,
+            true,
+        )?;
     }
     Ok(PtyCopy {
         _cancel: cancel_tx,
@@ -36,11 +54,15 @@ fn spawn(
     to: OwnedFd,
     cancel: OwnedFd,
     done: Option<oneshot::Sender<()>>,
+    eof_to_terminal: bool,
 ) -> io::Result<()> {
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
-            copy(&from, &to, &cancel);
+            let ended = copy(&from, &to, &cancel);
+            if eof_to_terminal && ended == Ended::Eof {
+                send_veof(&to);
+            }
             if let Some(done) = done {
                 let _ = done.send(());
             }
@@ -48,8 +70,24 @@ fn spawn(
         .map(drop)
 }
 
+/// Why a copy stopped.
+#[derive(Debug, PartialEq)]
+enum Ended {
+    Eof,
+    Cancelled,
+    Failed,
+}
+
+/// Writes the terminal's end-of-file character (VEOF, normally ^D) to the pty master.
+fn send_veof(master: &OwnedFd) {
+    let veof = nix::sys::termios::tcgetattr(master)
+        .map(|t| t.control_chars[nix::sys::termios::SpecialCharacterIndices::VEOF as usize])
+        .unwrap_or(4);
+    let _ = nix::unistd::write(master, &[veof]);
+}
+
 /// Copies until EOF, an error (EIO once the pty slave is closed) or cancellation.
-fn copy(from: &OwnedFd, to: &OwnedFd, cancel: &OwnedFd) {
+fn copy(from: &OwnedFd, to: &OwnedFd, cancel: &OwnedFd) -> Ended {
     let mut buf = [0u8; 8192];
     loop {
         let mut fds = [
@@ -70,26 +108,26 @@ fn copy(from: &OwnedFd, to: &OwnedFd, cancel: &OwnedFd) {
             if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            return;
+            return Ended::Failed;
         }
         if fds[1].revents != 0 {
-            return;
+            return Ended::Cancelled;
         }
         if fds[0].revents == 0 {
             continue;
         }
         let n = match nix::unistd::read(from, &mut buf) {
-            Ok(0) => return,
+            Ok(0) => return Ended::Eof,
             Ok(n) => n,
             Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => continue,
-            Err(_) => return,
+            Err(_) => return Ended::Failed,
         };
         let mut rest = &buf[..n];
         while !rest.is_empty() {
             match nix::unistd::write(to, rest) {
                 Ok(w) => rest = &rest[w..],
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => return,
+                Err(_) => return Ended::Failed,
             }
         }
     }
