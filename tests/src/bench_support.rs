@@ -294,3 +294,66 @@ pub fn clean_containerd(work: &Path) {
     let _ = std::fs::remove_dir_all(&root);
     let _ = std::fs::remove_dir_all(work.join("ctd-state"));
 }
+
+/// Starts berthd on `work`, times one JSON-RPC call on it, and returns the time and berthd's
+/// peak RSS (KiB). The daemon is stopped and its directories removed afterwards.
+pub fn time_berthd_call(
+    work: &Path,
+    method: &str,
+    params: serde_json::Value,
+) -> Result<(Duration, u64)> {
+    use std::io::BufRead;
+    let (d, socket) = start_berthd(work)?;
+    let mut s = UnixStream::connect(&socket)?;
+    let req = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let start = Instant::now();
+    writeln!(s, "{req}")?;
+    let mut line = String::new();
+    std::io::BufReader::new(s.try_clone()?).read_line(&mut line)?;
+    let took = start.elapsed();
+    let resp: serde_json::Value = serde_json::from_str(&line)?;
+    if resp.get("error").is_some() {
+        bail!("berthd {method} failed: {resp}");
+    }
+    let hwm = vm_hwm_kib(d.0.id())?;
+    drop(d);
+    clean_berthd(work);
+    Ok((took, hwm))
+}
+
+/// Starts containerd on `work`, times `ctr -a SOCK ARGS...`, checks with `ctr snapshots ls`
+/// that something was unpacked (so both sides' times include unpacking), and returns the
+/// time and containerd's peak RSS (KiB). containerd is stopped and cleaned afterwards.
+pub fn time_ctr(work: &Path, args: &[&str]) -> Result<(Duration, u64)> {
+    let (d, address) = start_containerd(work)?;
+    let start = Instant::now();
+    let out = Command::new("ctr")
+        .arg("-a")
+        .arg(&address)
+        .args(args)
+        .output()?;
+    let took = start.elapsed();
+    if !out.status.success() {
+        bail!(
+            "ctr {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let hwm = vm_hwm_kib(d.0.id())?;
+    let snaps = Command::new("ctr")
+        .arg("-a")
+        .arg(&address)
+        .args(["snapshots", "ls"])
+        .output()?;
+    let unpacked = String::from_utf8_lossy(&snaps.stdout).lines().count() > 1;
+    drop(d);
+    clean_containerd(work);
+    if !unpacked {
+        bail!(
+            "ctr {} left no snapshot: the comparison would not include unpacking",
+            args.join(" ")
+        );
+    }
+    Ok((took, hwm))
+}

@@ -8,59 +8,9 @@
 #[path = "../bench_support.rs"]
 mod bench_support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
-
-use anyhow::{bail, Result};
-use bench_support::{
-    clean_berthd, clean_containerd, start_berthd, start_containerd, vm_hwm_kib, write_image,
-};
-use serde_json::{json, Value};
-
-fn berthd_import(work: &Path, archive: &Path) -> Result<(Duration, u64)> {
-    let (d, socket) = start_berthd(work)?;
-    let mut s = UnixStream::connect(&socket)?;
-    let req =
-        json!({"jsonrpc": "2.0", "id": 1, "method": "images.import", "params": {"path": archive}});
-    let start = Instant::now();
-    writeln!(s, "{req}")?;
-    let mut line = String::new();
-    BufReader::new(s.try_clone()?).read_line(&mut line)?;
-    let took = start.elapsed();
-    let resp: Value = serde_json::from_str(&line)?;
-    if resp.get("error").is_some() {
-        bail!("berthd import failed: {resp}");
-    }
-    let hwm = vm_hwm_kib(d.0.id())?;
-    drop(d);
-    clean_berthd(work);
-    Ok((took, hwm))
-}
-
-fn containerd_import(work: &Path, archive: &Path) -> Result<(Duration, u64)> {
-    let (d, address) = start_containerd(work)?;
-    let start = Instant::now();
-    let out = Command::new("ctr")
-        .arg("-a")
-        .arg(&address)
-        .args(["images", "import"])
-        .arg(archive)
-        .output()?;
-    let took = start.elapsed();
-    if !out.status.success() {
-        bail!(
-            "ctr images import failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let hwm = vm_hwm_kib(d.0.id())?;
-    drop(d);
-    clean_containerd(work);
-    Ok((took, hwm))
-}
+use anyhow::Result;
+use bench_support::{time_berthd_call, time_ctr, write_image};
+use serde_json::json;
 
 fn main() -> Result<()> {
     let files: usize = std::env::args()
@@ -83,13 +33,16 @@ fn main() -> Result<()> {
         "image: {files} files, one gzip layer, archive {:.1} MiB",
         size as f64 / 1048576.0
     );
-    let (bt, bh) = berthd_import(work.path(), &archive)?;
+    let (bt, bh) = time_berthd_call(work.path(), "images.import", json!({"path": archive}))?;
     println!(
         "berthd     import+unpack: {:>8.0} ms, peak RSS {:>7.1} MiB",
         bt.as_secs_f64() * 1e3,
         bh as f64 / 1024.0
     );
-    let (ct, ch) = containerd_import(work.path(), &archive)?;
+    let (ct, ch) = time_ctr(
+        work.path(),
+        &["images", "import", &archive.display().to_string()],
+    )?;
     println!(
         "containerd import+unpack: {:>8.0} ms, peak RSS {:>7.1} MiB (ctr images import)",
         ct.as_secs_f64() * 1e3,
@@ -99,7 +52,7 @@ fn main() -> Result<()> {
 
     let big = write_image(work.path(), "big", 64, |_| 16 << 20, false)?;
     let size = std::fs::metadata(&big)?.len();
-    let (t, h) = berthd_import(work.path(), &big)?;
+    let (t, h) = time_berthd_call(work.path(), "images.import", json!({"path": big}))?;
     println!(
         "berthd 1 GiB image ({:.0} MiB archive): {:.0} ms, peak RSS {:.1} MiB",
         size as f64 / 1048576.0,

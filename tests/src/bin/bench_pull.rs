@@ -13,67 +13,9 @@ mod images;
 #[path = "../registry.rs"]
 mod registry;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
-
-use anyhow::{anyhow, bail, Result};
-use bench_support::{
-    clean_berthd, clean_containerd, start_berthd, start_containerd, vm_hwm_kib, write_image,
-};
-use serde_json::{json, Value};
-
-fn berthd_pull(work: &Path, reference: &str) -> Result<(Duration, u64)> {
-    let (d, socket) = start_berthd(work)?;
-    let mut s = UnixStream::connect(&socket)?;
-    let req = json!({"jsonrpc": "2.0", "id": 1, "method": "images.pull",
-                     "params": {"ref": reference, "plain_http": true}});
-    let start = Instant::now();
-    writeln!(s, "{req}")?;
-    let mut line = String::new();
-    BufReader::new(s.try_clone()?).read_line(&mut line)?;
-    let took = start.elapsed();
-    let resp: Value = serde_json::from_str(&line)?;
-    if resp.get("error").is_some() {
-        bail!("berthd pull failed: {resp}");
-    }
-    let hwm = vm_hwm_kib(d.0.id())?;
-    drop(d);
-    clean_berthd(work);
-    Ok((took, hwm))
-}
-
-fn containerd_pull(work: &Path, reference: &str) -> Result<(Duration, u64)> {
-    let (d, address) = start_containerd(work)?;
-    let start = Instant::now();
-    let out = Command::new("ctr")
-        .arg("-a")
-        .arg(&address)
-        .args(["images", "pull", "--plain-http", reference])
-        .output()?;
-    let took = start.elapsed();
-    if !out.status.success() {
-        bail!(
-            "ctr images pull failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let hwm = vm_hwm_kib(d.0.id())?;
-    let snaps = Command::new("ctr")
-        .arg("-a")
-        .arg(&address)
-        .args(["snapshots", "ls"])
-        .output()?;
-    let unpacked = String::from_utf8_lossy(&snaps.stdout).lines().count() > 1;
-    drop(d);
-    clean_containerd(work);
-    if !unpacked {
-        bail!("ctr images pull left no snapshot: the comparison would not include unpacking");
-    }
-    Ok((took, hwm))
-}
+use anyhow::{anyhow, Result};
+use bench_support::{time_berthd_call, time_ctr, write_image};
+use serde_json::json;
 
 fn main() -> Result<()> {
     let files: usize = std::env::args()
@@ -106,13 +48,17 @@ fn main() -> Result<()> {
         size as f64 / 1048576.0,
         reg.host()
     );
-    let (bt, bh) = berthd_pull(work.path(), &reference)?;
+    let (bt, bh) = time_berthd_call(
+        work.path(),
+        "images.pull",
+        json!({"ref": reference, "plain_http": true}),
+    )?;
     println!(
         "berthd     pull+unpack: {:>8.0} ms, peak RSS {:>7.1} MiB (images.pull)",
         bt.as_secs_f64() * 1e3,
         bh as f64 / 1024.0
     );
-    let (ct, ch) = containerd_pull(work.path(), &reference)?;
+    let (ct, ch) = time_ctr(work.path(), &["images", "pull", "--plain-http", &reference])?;
     println!(
         "containerd pull+unpack: {:>8.0} ms, peak RSS {:>7.1} MiB (ctr images pull --plain-http)",
         ct.as_secs_f64() * 1e3,
