@@ -204,6 +204,7 @@ impl Blob {
 
 pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 pub const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -212,6 +213,8 @@ pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub struct ImageParts {
     pub layers: Vec<Vec<u8>>,
     pub gzip: bool,
+    /// Compress layers with zstd (takes precedence over `gzip`).
+    pub zstd: bool,
     pub config: Value,
     pub arch: String,
 }
@@ -221,6 +224,7 @@ impl ImageParts {
         ImageParts {
             layers,
             gzip: false,
+            zstd: false,
             config,
             arch: host_arch().into(),
         }
@@ -241,7 +245,9 @@ impl ImageParts {
             .layers
             .iter()
             .map(|l| {
-                if self.gzip {
+                if self.zstd {
+                    Blob::new(LAYER_ZSTD, zstd::encode_all(&l[..], 3).expect("zstd"))
+                } else if self.gzip {
                     Blob::new(LAYER_GZIP, gzip(l))
                 } else {
                     Blob::new(LAYER_TAR, l.clone())

@@ -49,6 +49,30 @@ fn berth_run_of_an_image_runs_in_its_snapshot_with_the_image_config_and_cleans_u
 }
 
 #[test]
+fn a_zstd_compressed_image_imports_and_runs() {
+    let d = TestDaemon::start();
+    let mut parts = ImageParts::new(
+        vec![busybox_layer()],
+        json!({"Cmd": ["sh"], "Env": ["PATH=/bin"]}),
+    );
+    parts.zstd = true;
+    let imported = import(&d, "zstd.tar", &oci_image("bb:zstd", &parts)).expect("import");
+    assert_eq!(imported["images"][0]["name"], "bb:zstd");
+    let id = unique_id("zstd");
+    let out = berth_out(
+        &d,
+        &["run", "--rm", "bb:zstd", &id, "echo", "unpacked"],
+        b"",
+    );
+    assert_eq!(
+        stdout(&out),
+        "unpacked\n",
+        "busybox ran from the zstd layer: {out:?}"
+    );
+    assert_clean(&d, &[id]);
+}
+
+#[test]
 fn a_task_writes_to_its_own_snapshot_not_to_the_image_layer() {
     let d = TestDaemon::start();
     import_busybox(&d, "bb:1");
