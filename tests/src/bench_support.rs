@@ -357,3 +357,39 @@ pub fn time_ctr(work: &Path, args: &[&str]) -> Result<(Duration, u64)> {
     }
     Ok((took, hwm))
 }
+
+/// The generated benchmark image: FILES from the first argument (default 6,000) in one gzip
+/// layer, written as an OCI archive in a fresh work dir under /var/tmp.
+pub struct BenchImage {
+    pub work: tempfile::TempDir,
+    pub archive: PathBuf,
+    pub files: usize,
+    pub size: u64,
+}
+
+impl BenchImage {
+    pub fn from_args() -> Result<BenchImage> {
+        let files: usize = std::env::args()
+            .nth(1)
+            .map(|a| a.parse())
+            .transpose()?
+            .unwrap_or(6000);
+        let work = tempfile::Builder::new()
+            .prefix("berth-bench-")
+            .tempdir_in("/var/tmp")?;
+        let archive = write_image(
+            work.path(),
+            "bench",
+            files,
+            |i| 1024 + (i * 7919) % 32768,
+            true,
+        )?;
+        let size = std::fs::metadata(&archive)?.len();
+        Ok(BenchImage {
+            work,
+            archive,
+            files,
+            size,
+        })
+    }
+}

@@ -368,13 +368,17 @@ fn basic_auth_registries_take_credentials_from_a_docker_config_or_berths_config(
     assert!(message(&err).contains(&reference), "{err}");
     drop(anonymous);
 
-    let wrong = cfg_dir.path().join("wrong.json");
-    std::fs::write(
-        &wrong,
-        registry::docker_config(&reg.host(), "berth:not-it").to_string(),
-    )
-    .expect("write");
-    let d = TestDaemon::start_with(&format!("docker_config = \"{}\"\n", wrong.display()));
+    // A daemon whose docker config.json holds `user:password` for the registry.
+    let with_credentials = |file: &str, user_password: &str| {
+        let path = cfg_dir.path().join(file);
+        std::fs::write(
+            &path,
+            registry::docker_config(&reg.host(), user_password).to_string(),
+        )
+        .expect("write docker config");
+        TestDaemon::start_with(&format!("docker_config = \"{}\"\n", path.display()))
+    };
+    let d = with_credentials("wrong.json", "berth:not-it");
     let err = expect_error(pull(&d, &reference), "permission_denied");
     assert!(
         message(&err).contains("refused") && !message(&err).contains("not-it"),
@@ -382,13 +386,7 @@ fn basic_auth_registries_take_credentials_from_a_docker_config_or_berths_config(
     );
     drop(d);
 
-    let good = cfg_dir.path().join("config.json");
-    std::fs::write(
-        &good,
-        registry::docker_config(&reg.host(), "berth:s3cret-pw").to_string(),
-    )
-    .expect("write");
-    let d = TestDaemon::start_with(&format!("docker_config = \"{}\"\n", good.display()));
+    let d = with_credentials("config.json", "berth:s3cret-pw");
     pull(&d, &reference).expect("pull with docker config credentials");
     let id = unique_id("auth");
     let out = berth_out(
@@ -407,10 +405,14 @@ fn basic_auth_registries_take_credentials_from_a_docker_config_or_berths_config(
 
     let d = TestDaemon::start_with(&format!(
         "docker_config = \"{}\"\n[registries.\"{}\"]\nusername = \"berth\"\npassword = \"s3cret-pw\"\n",
-        wrong.display(),
+        cfg_dir.path().join("wrong.json").display(),
         reg.host()
     ));
     pull(&d, &reference).expect("berth's own config wins over the docker config");
-    let log = std::fs::read_to_string(d.dir().join("berthd.log")).unwrap_or_default();
+    let log = d.stderr();
+    assert!(
+        log.contains("berthd serving"),
+        "this is berthd's log: {log}"
+    );
     assert!(!log.contains("s3cret-pw"), "credentials never logged");
 }

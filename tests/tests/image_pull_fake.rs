@@ -56,7 +56,11 @@ fn bearer_tokens_come_from_the_challenge_realm_with_service_scope_and_credential
                 && q.contains("scope=repository%3Afake%2Fimg%3Apull")),
         "{queries:?}"
     );
-    let log = std::fs::read_to_string(d.dir().join("berthd.log")).unwrap_or_default();
+    let log = d.stderr();
+    assert!(
+        log.contains("berthd serving"),
+        "this is berthd's log: {log}"
+    );
     assert!(
         !log.contains(TOKEN) && !log.contains("tok-pw-77"),
         "no secret in the log"

@@ -9,26 +9,16 @@
 mod bench_support;
 
 use anyhow::Result;
-use bench_support::{time_berthd_call, time_ctr, write_image};
+use bench_support::{time_berthd_call, time_ctr, write_image, BenchImage};
 use serde_json::json;
 
 fn main() -> Result<()> {
-    let files: usize = std::env::args()
-        .nth(1)
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(6000);
-    let work = tempfile::Builder::new()
-        .prefix("berth-bench-")
-        .tempdir_in("/var/tmp")?;
-    let archive = write_image(
-        work.path(),
-        "bench",
+    let BenchImage {
+        work,
+        archive,
         files,
-        |i| 1024 + (i * 7919) % 32768,
-        true,
-    )?;
-    let size = std::fs::metadata(&archive)?.len();
+        size,
+    } = BenchImage::from_args()?;
     println!(
         "image: {files} files, one gzip layer, archive {:.1} MiB",
         size as f64 / 1048576.0

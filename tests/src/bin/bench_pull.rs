@@ -14,26 +14,16 @@ mod images;
 mod registry;
 
 use anyhow::{anyhow, Result};
-use bench_support::{time_berthd_call, time_ctr, write_image};
+use bench_support::{time_berthd_call, time_ctr, BenchImage};
 use serde_json::json;
 
 fn main() -> Result<()> {
-    let files: usize = std::env::args()
-        .nth(1)
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(6000);
-    let work = tempfile::Builder::new()
-        .prefix("berth-bench-")
-        .tempdir_in("/var/tmp")?;
-    let archive = write_image(
-        work.path(),
-        "bench",
+    let BenchImage {
+        work,
+        archive,
         files,
-        |i| 1024 + (i * 7919) % 32768,
-        true,
-    )?;
-    let size = std::fs::metadata(&archive)?.len();
+        size,
+    } = BenchImage::from_args()?;
     let reg = registry::Registry::start();
     reg.push_from(
         &format!("oci-archive:{}", archive.display()),
