@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use berthd::runtime::runc::{CreateOpts, Runc};
-use common::{reaper, within, Bundle};
+use berthd::runtime::runc::Runc;
+use common::{create_and_start, within, Bundle};
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -42,14 +42,7 @@ fn zombies() -> Vec<i32> {
 
 async fn run_once(bundle: &Bundle, runc: &Runc) {
     let id = bundle.new_id("churn");
-    let mut exits = reaper().subscribe();
-    let opts = CreateOpts {
-        pid_file: bundle.pid_file(&id),
-        ..CreateOpts::default()
-    };
-    runc.create(&id, bundle.path(), opts).await.expect("create");
-    let pid = bundle.read_pid(&id);
-    runc.start(&id).await.expect("start");
+    let (pid, mut exits) = create_and_start(bundle, runc, &id).await;
     let exit = exits.wait_for(pid).await.expect("exit");
     assert_eq!(exit.status, 0);
     runc.delete(&id, false).await.expect("delete");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use berthd::runtime::console::{self, ConsoleSocket};
 use berthd::runtime::runc::{ContainerStatus, CreateOpts, ExecOpts, ProcessStdio, RuncError};
 use berthd::runtime::stdio;
-use common::{reaper, within, Bundle};
+use common::{create_and_start, reaper, within, Bundle};
 
 /// create + start with the given stdio; returns the init's exit status.
 async fn run_to_exit(bundle: &Bundle, prefix: &str, stdio: ProcessStdio) -> i32 {
@@ -78,14 +78,7 @@ async fn sigkill_reports_137_and_running_verbs_work() {
     let bundle = Bundle::new(&["sleep", "100"], false);
     let runc = bundle.runc();
     let id = bundle.new_id("kill");
-    let mut exits = reaper().subscribe();
-    let opts = CreateOpts {
-        pid_file: bundle.pid_file(&id),
-        ..CreateOpts::default()
-    };
-    runc.create(&id, bundle.path(), opts).await.expect("create");
-    let pid = bundle.read_pid(&id);
-    runc.start(&id).await.expect("start");
+    let (pid, mut exits) = create_and_start(&bundle, &runc, &id).await;
     assert_eq!(
         runc.state(&id).await.expect("state").status,
         ContainerStatus::Running

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use berthd::runtime::reaper::Reaper;
-use berthd::runtime::runc::Runc;
+use berthd::runtime::reaper::{Reaper, Subscription};
+use berthd::runtime::runc::{CreateOpts, Runc};
 
 struct Shared {
     runtime: tokio::runtime::Runtime,
@@ -157,4 +157,18 @@ pub async fn within<F: std::future::Future>(secs: u64, what: &str, f: F) -> F::O
     tokio::time::timeout(Duration::from_secs(secs), f)
         .await
         .unwrap_or_else(|_| panic!("{what} did not finish within {secs}s"))
+}
+
+/// Creates and starts container `id` from `bundle` with default stdio; returns its init pid
+/// and an exit subscription taken before anything was spawned.
+pub async fn create_and_start(bundle: &Bundle, runc: &Runc, id: &str) -> (i32, Subscription) {
+    let exits = reaper().subscribe();
+    let opts = CreateOpts {
+        pid_file: bundle.pid_file(id),
+        ..CreateOpts::default()
+    };
+    runc.create(id, bundle.path(), opts).await.expect("create");
+    let pid = bundle.read_pid(id);
+    runc.start(id).await.expect("start");
+    (pid, exits)
 }
