@@ -9,6 +9,7 @@ pub mod events;
 pub mod images;
 pub mod leases;
 pub mod namespaces;
+pub mod process;
 pub mod progress;
 pub mod run;
 pub mod snapshots;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::{json, Map, Value};
 
+use super::process::ProcessArgs;
 use super::tasks::session::{attach_and_wait, Fifos, Target};
 use super::{put, Ctx};
 use crate::args::{labels_object, parse_label};
@@ -19,36 +20,14 @@ pub struct RunArgs {
     /// Start the task and return at once, without attaching
     #[arg(short, long)]
     pub detach: bool,
-    /// Allocate a terminal; this terminal goes raw while attached
-    #[arg(short, long)]
-    pub tty: bool,
-    /// Environment variable KEY=VALUE (repeatable)
-    #[arg(short, long = "env", value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
     /// Read environment variables from a file (one KEY=VALUE a line)
     #[arg(long, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
     /// Label the container (repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
-    /// Extra mount: type=bind,src=/a,dst=/b,options=rbind:ro (repeatable)
-    #[arg(long = "mount", value_name = "SPEC")]
-    pub mounts: Vec<String>,
-    /// Share the host's network namespace
-    #[arg(long)]
-    pub net_host: bool,
-    /// Mount the rootfs read-only
-    #[arg(long)]
-    pub readonly: bool,
-    /// Working directory of the process
-    #[arg(long, value_name = "DIR")]
-    pub cwd: Option<String>,
-    /// User (name, uid or uid:gid) of the process
-    #[arg(short, long, value_name = "USER")]
-    pub user: Option<String>,
-    /// Hostname inside the container
-    #[arg(long, value_name = "NAME")]
-    pub hostname: Option<String>,
+    #[command(flatten)]
+    pub process: ProcessArgs,
     /// Runtime name (the daemon maps it to a binary; default runc)
     #[arg(long, value_name = "NAME")]
     pub runtime: Option<String>,
@@ -81,34 +60,23 @@ fn split_words(args: &RunArgs) -> anyhow::Result<(String, String, Vec<String>)> 
     Ok((image, id, words.collect()))
 }
 
-fn env(args: &RunArgs) -> anyhow::Result<Vec<String>> {
-    let mut env = Vec::new();
-    if let Some(path) = &args.env_file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read env file {}", path.display()))?;
-        env.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_owned),
-        );
-    }
-    env.extend(args.env.iter().cloned());
-    Ok(env)
+/// Variables from `--env-file` (one KEY=VALUE a line; blank lines and # comments skipped).
+fn env_file(args: &RunArgs) -> anyhow::Result<Vec<String>> {
+    let Some(path) = &args.env_file else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read env file {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
 }
 
 fn spec_options(args: &RunArgs, command: Vec<String>) -> anyhow::Result<schema::spec::SpecOptions> {
-    Ok(schema::spec::SpecOptions {
-        args: command,
-        env: env(args)?,
-        cwd: args.cwd.clone(),
-        user: args.user.clone(),
-        tty: args.tty,
-        net_host: args.net_host,
-        readonly: args.readonly,
-        mounts: args.mounts.clone(),
-        hostname: args.hostname.clone(),
-    })
+    Ok(args.process.spec_options(command, env_file(args)?))
 }
 
 /// `containers.create` params: a whole spec for --rootfs or --runtime-config, otherwise
@@ -163,7 +131,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
     let (id, params) = create_params(&args)?;
     let mut client = ctx.connect()?;
     client.call("containers.create", params)?;
-    let status = run_task(ctx, &mut client, &id, args.tty, args.detach);
+    let status = run_task(ctx, &mut client, &id, args.process.tty, args.detach);
     if args.rm && !args.detach {
         let removed = client.call("containers.delete", json!({ "id": id }));
         if status.is_ok() {

@@ -3,6 +3,8 @@
 
 mod params;
 
+use super::process::ProcessArgs;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -10,7 +12,7 @@ use clap::{ArgGroup, Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::{for_each_reporting, Ctx};
-use crate::args::{parse_label, parse_mount};
+use crate::args::parse_label;
 use crate::output::{self, Table};
 
 #[derive(Subcommand)]
@@ -70,30 +72,8 @@ pub struct CreateArgs {
     /// A whole OCI runtime spec (JSON); the options below are then not sent
     #[arg(long, value_name = "FILE")]
     pub spec_file: Option<PathBuf>,
-    /// Environment variable for the process (repeatable)
-    #[arg(long = "env", value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
-    /// Working directory of the process
-    #[arg(long, value_name = "DIR")]
-    pub cwd: Option<String>,
-    /// User (name, uid or uid:gid) of the process
-    #[arg(long, value_name = "USER")]
-    pub user: Option<String>,
-    /// Allocate a terminal
-    #[arg(short, long)]
-    pub tty: bool,
-    /// Share the host's network namespace
-    #[arg(long)]
-    pub net_host: bool,
-    /// Mount the rootfs read-only
-    #[arg(long)]
-    pub readonly: bool,
-    /// Extra mount: type=bind,src=/a,dst=/b,options=rbind:ro (repeatable)
-    #[arg(long = "mount", value_name = "SPEC", value_parser = parse_mount)]
-    pub mounts: Vec<String>,
-    /// Hostname inside the container
-    #[arg(long, value_name = "NAME")]
-    pub hostname: Option<String>,
+    #[command(flatten)]
+    pub process: ProcessArgs,
     /// Image reference; may be "" with --spec-file
     pub image: String,
     /// Container id

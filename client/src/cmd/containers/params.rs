@@ -26,14 +26,14 @@ pub fn create(args: &CreateArgs, spec: Option<Value>) -> Value {
         None => {
             let mut options = Map::new();
             put(&mut options, "args", args.args.clone());
-            put(&mut options, "env", args.env.clone());
-            put(&mut options, "cwd", args.cwd.clone());
-            put(&mut options, "user", args.user.clone());
-            put(&mut options, "tty", args.tty);
-            put(&mut options, "net_host", args.net_host);
-            put(&mut options, "readonly", args.readonly);
-            put(&mut options, "mounts", args.mounts.clone());
-            put(&mut options, "hostname", args.hostname.clone());
+            put(&mut options, "env", args.process.env.clone());
+            put(&mut options, "cwd", args.process.cwd.clone());
+            put(&mut options, "user", args.process.user.clone());
+            put(&mut options, "tty", args.process.tty);
+            put(&mut options, "net_host", args.process.net_host);
+            put(&mut options, "readonly", args.process.readonly);
+            put(&mut options, "mounts", args.process.mounts.clone());
+            put(&mut options, "hostname", args.process.hostname.clone());
             params.insert("spec_options".into(), Value::Object(options));
         }
     }

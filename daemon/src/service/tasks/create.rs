@@ -271,7 +271,10 @@ pub(super) async fn exec(inner: &Arc<Inner>, p: TaskExecParams) -> Result<()> {
     );
     check(ns, id, exec_id)?;
     if exec_id.is_empty() {
-        return Err(Error::InvalidArgument("tasks.exec needs an exec_id".into()));
+        return Err(Error::InvalidArgument(format!(
+            "tasks.exec in task \"{id}\" (namespace \"{ns}\") needs an exec_id naming the new \
+             process"
+        )));
     }
     let init = inner.row(ns, id, "")?;
     if init.exit_status.is_some() {

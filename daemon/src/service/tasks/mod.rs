@@ -98,9 +98,10 @@ impl Tasks {
     pub async fn delete_process(&self, ns: &str, id: &str, exec_id: &str) -> Result<ExitInfo> {
         check(ns, id, exec_id)?;
         if exec_id.is_empty() {
-            return Err(Error::InvalidArgument(
-                "delete_process needs an exec_id; delete the task's init with tasks.delete".into(),
-            ));
+            return Err(Error::InvalidArgument(format!(
+                "tasks.delete_process in task \"{id}\" (namespace \"{ns}\") needs an exec_id; \
+                 delete the task's init with tasks.delete"
+            )));
         }
         delete::delete_process(&self.inner, ns, id, exec_id).await
     }
