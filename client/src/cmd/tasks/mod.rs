@@ -52,21 +52,7 @@ pub enum Command {
         ids: Vec<String>,
     },
     /// Run another process in a running task
-    Exec {
-        #[arg(long, value_name = "ID")]
-        exec_id: String,
-        #[arg(short, long)]
-        tty: bool,
-        #[arg(short, long)]
-        detach: bool,
-        #[arg(long, value_name = "DIR")]
-        cwd: Option<String>,
-        #[arg(short, long = "env", value_name = "KEY=VALUE")]
-        env: Vec<String>,
-        id: String,
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-        command: Vec<String>,
-    },
+    Exec(ExecArgs),
     /// List the processes of a task
     Ps { id: String },
     /// Freeze every process of a task
@@ -140,29 +126,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<i32> {
             )?;
             ctx.show(&r, |_| Ok(()))
         })?,
-        Command::Exec {
-            exec_id,
-            tty,
-            detach,
-            cwd,
-            env,
-            id,
-            command,
-        } => {
-            return exec(
-                ctx,
-                &mut client,
-                ExecArgs {
-                    exec_id,
-                    tty,
-                    detach,
-                    cwd,
-                    env,
-                    id,
-                    command,
-                },
-            );
-        }
+        Command::Exec(args) => return exec(ctx, &mut client, args),
         Command::Ps { id } => {
             let r = client.call("tasks.pids", json!({ "container_id": id }))?;
             ctx.show(&r, |r| {
@@ -225,13 +189,27 @@ fn attach(ctx: &Ctx, client: &mut crate::rpc::Client, id: &str) -> anyhow::Resul
     attach_and_wait(ctx, client, &target, &fifos, tty, |_| Ok(()))
 }
 
-struct ExecArgs {
+#[derive(clap::Args)]
+pub struct ExecArgs {
+    /// Id of the new process within the task
+    #[arg(long, value_name = "ID")]
     exec_id: String,
+    /// Allocate a terminal; this terminal goes raw while attached
+    #[arg(short, long)]
     tty: bool,
+    /// Start the process and return at once, without attaching
+    #[arg(short, long)]
     detach: bool,
+    /// Working directory of the process (default: the container's)
+    #[arg(long, value_name = "DIR")]
     cwd: Option<String>,
+    /// Extra environment variable KEY=VALUE (repeatable)
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// Container id of the running task
     id: String,
+    /// Command and arguments
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
 }
 
