@@ -81,12 +81,18 @@ impl Events {
         let limit = p.limit.unwrap_or(1000).clamp(1, MAX_LIST) as usize;
         let mut since = p.since;
         let mut events = Vec::new();
-        // Filtered lists read forward in pages until the page is full or the log ends.
+        // Without a filter one page of `limit` rows is the answer; filtered lists read
+        // forward in pages until the result is full or the log ends.
+        let page_size = if filter.matches_all() {
+            limit as u32
+        } else {
+            MAX_LIST
+        };
         loop {
             let page = self
                 .store
-                .read(|c| store::events::list_since(c, since, MAX_LIST))?;
-            let done = page.len() < MAX_LIST as usize;
+                .read(|c| store::events::list_since(c, since, page_size))?;
+            let done = page.len() < page_size as usize;
             for ev in page {
                 since = ev.seq;
                 if filter.matches(&EventFields(&ev)) {
