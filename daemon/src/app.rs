@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::content::ContentStore;
+use crate::keeper::Keeper;
 use crate::runtime::reaper::Reaper;
 use crate::service::containers::Containers;
 use crate::service::content::Content;
@@ -65,6 +66,7 @@ impl App {
         store: Store,
         bus: EventBus,
         reaper: Reaper,
+        keeper: Keeper,
         config: &Config,
     ) -> Result<App, AppError> {
         let blobs = ContentStore::open(&paths.root)?;
@@ -91,6 +93,7 @@ impl App {
         let tasks = Tasks::new(
             store.clone(),
             reaper.clone(),
+            keeper,
             paths.state.clone(),
             config.clone(),
             Arc::new(snapshots.clone()),

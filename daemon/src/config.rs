@@ -38,6 +38,9 @@ pub struct Config {
     /// A Docker client config whose `auths` hold registry credentials; default
     /// `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`.
     pub docker_config: Option<PathBuf>,
+    /// Seconds one runc invocation may take before it is killed and its RPC answered
+    /// `unavailable` naming the verb.
+    pub runc_timeout_secs: u64,
 }
 
 /// One `[runtimes.<name>]` table.
@@ -59,6 +62,7 @@ impl Default for Config {
             max_layer_entries: crate::unpack::Limits::default().max_entries,
             registries: BTreeMap::new(),
             docker_config: None,
+            runc_timeout_secs: crate::runtime::runc::DEFAULT_TIMEOUT.as_secs(),
         }
     }
 }
@@ -95,6 +99,11 @@ impl Config {
             path: path.display().to_string(),
             message: e.to_string(),
         })
+    }
+
+    /// The deadline of one runc invocation.
+    pub fn runc_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.runc_timeout_secs.max(1))
     }
 
     /// Where image pulls find registry credentials.

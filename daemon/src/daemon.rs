@@ -11,6 +11,7 @@ use tokio::net::UnixListener;
 use crate::api::{self, server::Limits};
 use crate::app::{App, Paths};
 use crate::config::{Config, ConfigError};
+use crate::keeper::Keeper;
 use crate::runtime::reaper::{Reaper, ReaperError};
 use crate::service::events::EventBus;
 use crate::store::{Store, StoreError};
@@ -139,9 +140,14 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     };
     // Before the reaper owns waitpid(-1): this one still waits on its child with std.
     crate::app::runc_version();
+    let host_restarted = host_restarted(&opts.root, &opts.state);
     let reaper = Reaper::start().map_err(DaemonError::Reaper)?;
-    let app = App::new(paths, store.clone(), bus, reaper, &opts.config)?;
-    app.tasks.recover().await.map_err(DaemonError::Recover)?;
+    let keeper = Keeper::new(&opts.state, reaper.clone());
+    let app = App::new(paths, store.clone(), bus, reaper, keeper, &opts.config)?;
+    app.tasks
+        .recover(host_restarted)
+        .await
+        .map_err(DaemonError::Recover)?;
     let module = api::build_module(app);
     let listener = bind_socket(&opts.socket, gid)?;
     tracing::info!(socket = %opts.socket.display(), root = %opts.root.display(), "berthd serving");
@@ -155,6 +161,27 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     store.close();
     tracing::info!("berthd stopped");
     Ok(())
+}
+
+/// Whether nothing of the state dir's previous life survived: it is new (a reboot wiped
+/// /run, or an operator did) or the kernel's boot id changed since berthd last started.
+fn host_restarted(root: &Path, state: &Path) -> bool {
+    let fresh_state = !crate::keeper::server::dir(state).exists();
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let file = root.join("boot_id");
+    let last = fs::read_to_string(&file).ok();
+    if let Err(e) = fs::write(&file, boot.trim()) {
+        tracing::warn!(path = %file.display(), error = %e, "cannot record the boot id");
+    }
+    let rebooted = last.is_some_and(|l| l.trim() != boot.trim());
+    if fresh_state || rebooted {
+        tracing::info!(
+            fresh_state,
+            rebooted,
+            "no task can have outlived the last berthd"
+        );
+    }
+    fresh_state || rebooted
 }
 
 async fn shutdown_signal() {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod content;
 pub mod daemon;
 pub mod filter;
+pub mod keeper;
 pub mod oci;
 pub mod registry;
 pub mod runtime;

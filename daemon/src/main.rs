@@ -42,6 +42,15 @@ fn tune_malloc() {
 }
 
 fn main() -> ExitCode {
+    // `berthd keeper --state DIR`: the keeper process berthd starts (see berthd::keeper).
+    // Decided before anything else runs so the keeper stays small: no runtime, no logging.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let [_, cmd, flag, state] = argv.as_slice() {
+        if cmd == "keeper" && flag == "--state" {
+            let code = berthd::keeper::server::main(std::path::Path::new(state));
+            return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        }
+    }
     tune_malloc();
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)

@@ -2,6 +2,7 @@
 //! console (pty) sockets, host stdio, rootfs mounts and pidfds for processes that are
 //! not our children. Nothing above this layer calls `waitpid`, opens a FIFO or runs a
 //! binary itself.
+pub mod cgroup;
 pub mod console;
 pub mod mount;
 pub mod pidfd;

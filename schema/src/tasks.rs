@@ -24,6 +24,136 @@ pub struct Process {
     pub exit_status: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exited_at: Option<String>,
+    /// Present once the process has exited: how its status was learnt (berth extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_reason: Option<ExitReason>,
+}
+
+/// Where a task or exec process stands. `Creating` and `Deleting` are intents stored
+/// before runc is called, so that start-up after a crash knows what to finish or undo;
+/// the wire never shows `creating` (the task does not exist yet) and shows `deleting` as
+/// `stopped`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+    Deleting,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 6] = [
+        TaskStatus::Creating,
+        TaskStatus::Created,
+        TaskStatus::Running,
+        TaskStatus::Paused,
+        TaskStatus::Stopped,
+        TaskStatus::Deleting,
+    ];
+
+    /// The stored name (the migration's CHECK constraint lists the same names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Creating => "creating",
+            TaskStatus::Created => "created",
+            TaskStatus::Running => "running",
+            TaskStatus::Paused => "paused",
+            TaskStatus::Stopped => "stopped",
+            TaskStatus::Deleting => "deleting",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskStatus> {
+        TaskStatus::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// The name API.md gives this status.
+    pub fn wire(self) -> &'static str {
+        match self {
+            TaskStatus::Deleting => "stopped",
+            other => other.as_str(),
+        }
+    }
+
+    /// A created task's init may be started, once.
+    pub fn can_start(self) -> bool {
+        self == TaskStatus::Created
+    }
+
+    /// Signals reach a process that has not exited.
+    pub fn can_kill(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Created | TaskStatus::Running | TaskStatus::Paused
+        )
+    }
+
+    pub fn can_pause(self) -> bool {
+        self == TaskStatus::Running
+    }
+
+    pub fn can_resume(self) -> bool {
+        self == TaskStatus::Paused
+    }
+
+    /// New exec processes join a task whose init has not exited.
+    pub fn can_exec(self) -> bool {
+        self.can_kill()
+    }
+
+    /// Deleting needs no kill first when nothing runs (or force kills it).
+    pub fn can_delete(self, force: bool) -> bool {
+        force
+            || matches!(
+                self,
+                TaskStatus::Created | TaskStatus::Stopped | TaskStatus::Deleting
+            )
+    }
+
+    /// The process has exited (or is being removed after it did).
+    pub fn is_finished(self) -> bool {
+        matches!(self, TaskStatus::Stopped | TaskStatus::Deleting)
+    }
+}
+
+/// How an exit status was learnt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitReason {
+    /// The process exited by itself; `exit_status` is its code.
+    Exited,
+    /// A signal killed it; `exit_status` is 128 + the signal.
+    Signaled,
+    /// It ended while nobody could reap it (the keeper died): `exit_status` is 255 and
+    /// means "unknown".
+    Lost,
+    /// The host restarted (or berth's state dir was wiped) while it ran: status 255.
+    HostRestarted,
+}
+
+impl ExitReason {
+    pub const ALL: [ExitReason; 4] = [
+        ExitReason::Exited,
+        ExitReason::Signaled,
+        ExitReason::Lost,
+        ExitReason::HostRestarted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitReason::Exited => "exited",
+            ExitReason::Signaled => "signaled",
+            ExitReason::Lost => "lost",
+            ExitReason::HostRestarted => "host_restarted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ExitReason> {
+        ExitReason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
 }
 
 /// `tasks.create`.
@@ -144,4 +274,7 @@ pub struct ExitInfo {
     pub pid: i64,
     pub exit_status: i64,
     pub exited_at: String,
+    /// How the status was learnt (berth extension; absent from older daemons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_reason: Option<ExitReason>,
 }

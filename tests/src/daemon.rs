@@ -234,6 +234,27 @@ impl TestDaemon {
     }
 }
 
+impl TestDaemon {
+    /// The pid of the keeper berthd started for this state dir, while it runs.
+    pub fn keeper_pid(&self) -> Option<i32> {
+        let text = fs::read_to_string(self.state.join("keeper").join("pid")).ok()?;
+        let pid: i32 = text.trim().parse().ok()?;
+        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    }
+
+    /// SIGKILLs the keeper's session (the keeper and the tasks it started), as its crash
+    /// or a host restart would.
+    pub fn kill_keeper(&self) {
+        if let Some(pid) = self.keeper_pid() {
+            signal_group(pid as u32, libc::SIGKILL);
+            let deadline = Instant::now() + STOP_LIMIT;
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
 impl Drop for TestDaemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -241,6 +262,8 @@ impl Drop for TestDaemon {
             exited_within(&child, STOP_LIMIT);
             kill_group(&mut child);
         }
+        // The keeper outlives berthd by design; a test's must not outlive the test.
+        self.kill_keeper();
         unmount_below(self.dir.path());
     }
 }

@@ -394,7 +394,7 @@ fn net_host_shares_the_host_network_namespace_and_the_default_has_its_own() {
 }
 
 #[test]
-fn exit_status_survives_a_daemon_restart_and_deaths_while_down_are_recorded() {
+fn exit_status_survives_a_daemon_restart_and_deaths_while_down_keep_their_real_status() {
     let (mut d, rootfs) = (TestDaemon::start(), Rootfs::new());
     let (a, b) = (unique_id("kept"), unique_id("orphan"));
     let r = rootfs.arg();
@@ -414,7 +414,7 @@ fn exit_status_survives_a_daemon_restart_and_deaths_while_down_are_recorded() {
         .as_i64()
         .expect("pid") as libc::pid_t;
     d.stop();
-    // The task dies while berthd is down; its real status goes to whoever reaps it.
+    // The task dies while berthd is down; the keeper reaps it and keeps its real status.
     // SAFETY: kill(2) with plain integers; `pid` is the container's init.
     unsafe {
         libc::kill(pid, libc::SIGKILL);
@@ -436,8 +436,12 @@ fn exit_status_survives_a_daemon_restart_and_deaths_while_down_are_recorded() {
     );
     let p = d.rpc_ok("tasks.get", json!({"container_id": b}))["process"].clone();
     assert_eq!(
-        (p["status"].clone(), p["exit_status"].clone()),
-        (json!("stopped"), json!(255))
+        (
+            p["status"].clone(),
+            p["exit_status"].clone(),
+            p["exit_reason"].clone()
+        ),
+        (json!("stopped"), json!(137), json!("signaled"))
     );
     for id in [&a, &b] {
         let out = berth_out(&d, &["c", "rm", id], b"");

@@ -2,14 +2,16 @@
 //!
 //! berthd is a child subreaper: besides the `runc` invocations it starts, every
 //! container init is re-parented to it when `runc create` exits. Exactly one task
-//! calls `waitpid(-1)`; every exit it reaps is published to subscribers and
-//! to per-pid waiters. Anything that starts a process must *subscribe before it
-//! spawns* ([`Reaper::spawn`] does both), so an exit can never be reaped before
-//! someone is listening for it. Nothing else in the daemon may call `wait`,
+//! calls `waitpid(-1)`; every exit it reaps is published to subscribers.
+//! Anything that starts a process must *subscribe before it spawns*
+//! ([`Reaper::spawn`] does both), so an exit can never be reaped before someone is
+//! listening for it. Task processes are not berthd's children at all: the keeper
+//! (`crate::keeper`) parents and reaps them. Nothing else in the daemon may call `wait`,
 //! `waitpid` or tokio's `Child::wait` (tokio also reaps dropped children, which
 //! would steal exits from this reaper).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
@@ -18,11 +20,7 @@ use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot};
-
-/// How many exits nobody waited for are remembered for a later [`Reaper::wait_pid`].
-/// Bounded because orphaned grandchildren nobody tracks also land here.
-const UNCLAIMED_CAPACITY: usize = 1024;
+use tokio::sync::mpsc;
 
 /// Errors of the reaper.
 #[derive(Debug, thiserror::Error)]
@@ -58,9 +56,6 @@ pub struct Exit {
 struct State {
     next_subscriber: u64,
     subscribers: HashMap<u64, mpsc::UnboundedSender<Exit>>,
-    waiters: HashMap<i32, Vec<oneshot::Sender<Exit>>>,
-    unclaimed: HashMap<i32, Exit>,
-    unclaimed_order: VecDeque<i32>,
     stopped: bool,
 }
 
@@ -91,6 +86,9 @@ pub struct Subscription {
 /// A process started through [`Reaper::spawn`], with the subscription taken before it.
 pub struct Launched {
     pub pid: i32,
+    /// A pidfd opened before the process could be reaped, so it names this process and no
+    /// other: signal it through this, never through the pid.
+    pub pidfd: Option<OwnedFd>,
     pub subscription: Subscription,
 }
 
@@ -152,38 +150,22 @@ impl Reaper {
     /// would reap behind our back). The std `Child` is dropped without waiting.
     pub fn spawn(&self, command: &mut Command) -> Result<Launched, ReaperError> {
         let subscription = self.subscribe();
-        let child = {
+        let (pid, pidfd) = {
+            // Held until the pidfd is open: the reaper cannot reap the child meanwhile, so
+            // the pid still names it.
             let _guard = lock(&self.shared.spawn_lock);
-            command.spawn()
-        }
-        .map_err(|source| ReaperError::Spawn {
-            program: command.get_program().to_string_lossy().into_owned(),
-            source,
-        })?;
-        let pid = child.id() as i32;
-        drop(child);
-        Ok(Launched { pid, subscription })
-    }
-
-    /// Waits for `pid`, which must be a child of ours (or re-parented to us) whose
-    /// exit was not yet claimed. Finds exits that happened before the call in a
-    /// small table, so it suits pids learnt after the fact (a container init read
-    /// from runc's pid file); prefer a [`Subscription`] taken before the spawn.
-    pub async fn wait_pid(&self, pid: i32) -> Result<Exit, ReaperError> {
-        let rx = {
-            let mut state = lock(&self.shared.state);
-            if let Some(exit) = state.unclaimed.remove(&pid) {
-                state.unclaimed_order.retain(|p| *p != pid);
-                return Ok(exit);
-            }
-            if state.stopped {
-                return Err(ReaperError::Stopped { pid });
-            }
-            let (tx, rx) = oneshot::channel();
-            state.waiters.entry(pid).or_default().push(tx);
-            rx
+            let child = command.spawn().map_err(|source| ReaperError::Spawn {
+                program: command.get_program().to_string_lossy().into_owned(),
+                source,
+            })?;
+            let pid = child.id() as i32;
+            (pid, super::pidfd::open(pid).ok().flatten())
         };
-        rx.await.map_err(|_| ReaperError::Stopped { pid })
+        Ok(Launched {
+            pid,
+            pidfd,
+            subscription,
+        })
     }
 }
 
@@ -206,34 +188,22 @@ impl Subscription {
     /// Waits until `pid` exits, keeping other exits for later `wait_for`/`recv`
     /// calls. Cancel-safe: an exit received is never dropped.
     pub async fn wait_for(&mut self, pid: i32) -> Result<Exit, ReaperError> {
-        let exit = match self.seen.iter().position(|e| e.pid == pid) {
-            Some(i) => self.seen.remove(i),
-            None => loop {
-                match self.rx.recv().await {
-                    Some(exit) if exit.pid == pid => break exit,
-                    Some(other) => self.seen.push(other),
-                    None => return Err(ReaperError::Stopped { pid }),
-                }
-            },
-        };
-        claim(&self.shared, exit);
-        Ok(exit)
+        if let Some(i) = self.seen.iter().position(|e| e.pid == pid) {
+            return Ok(self.seen.remove(i));
+        }
+        loop {
+            match self.rx.recv().await {
+                Some(exit) if exit.pid == pid => return Ok(exit),
+                Some(other) => self.seen.push(other),
+                None => return Err(ReaperError::Stopped { pid }),
+            }
+        }
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
         lock(&self.shared.state).subscribers.remove(&self.id);
-    }
-}
-
-/// Removes an exit a subscriber consumed from the unclaimed table, so a later
-/// process reusing the pid is not answered with this stale exit.
-fn claim(shared: &Shared, exit: Exit) {
-    let mut state = lock(&shared.state);
-    if state.unclaimed.get(&exit.pid) == Some(&exit) {
-        state.unclaimed.remove(&exit.pid);
-        state.unclaimed_order.retain(|p| *p != exit.pid);
     }
 }
 
@@ -265,24 +235,10 @@ fn exit_of(pid: Pid, status: i32) -> Exit {
 
 fn publish(shared: &Shared, exit: Exit) {
     tracing::debug!(pid = exit.pid, status = exit.status, "reaped");
+    // An exit nobody subscribed to (an orphan re-parented to berthd) is dropped: nothing
+    // may learn of a process's exit after the fact by its pid alone.
     let mut state = lock(&shared.state);
     state.subscribers.retain(|_, tx| tx.send(exit).is_ok());
-    if let Some(waiters) = state.waiters.remove(&exit.pid) {
-        for tx in waiters {
-            let _ = tx.send(exit);
-        }
-        return;
-    }
-    // A newer exit for the same pid supersedes the old one (pid reuse).
-    if state.unclaimed.insert(exit.pid, exit).is_some() {
-        state.unclaimed_order.retain(|p| *p != exit.pid);
-    }
-    state.unclaimed_order.push_back(exit.pid);
-    while state.unclaimed_order.len() > UNCLAIMED_CAPACITY {
-        if let Some(oldest) = state.unclaimed_order.pop_front() {
-            state.unclaimed.remove(&oldest);
-        }
-    }
 }
 
 /// Drops every sender when the reaping task ends, so waiters get
@@ -294,7 +250,6 @@ impl Drop for StopOnDrop {
         let mut state = lock(&self.0.state);
         state.stopped = true;
         state.subscribers.clear();
-        state.waiters.clear();
     }
 }
 
@@ -360,35 +315,5 @@ pub(crate) mod tests {
         };
         let statuses = tokio::time::timeout(Duration::from_secs(10), wait).await;
         assert_eq!(statuses.expect("in time"), (6, 5));
-    }
-
-    #[tokio::test]
-    async fn wait_pid_finds_an_exit_that_happened_before_the_call() {
-        let reaper = shared_reaper();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pid_file = dir.path().join("pid");
-        // Like a container init: a grandchild re-parented to us whose pid we only
-        // learn from a file, and which may exit before anyone asks.
-        let script = format!("(sleep 0.1; exit 9) & echo $! > {}", pid_file.display());
-        let launched = reaper.spawn(&mut sh(&script)).expect("spawn");
-        launched.wait().await.expect("parent exit");
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .expect("pid file")
-            .trim()
-            .parse()
-            .expect("pid");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "orphan {pid} never reaped"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let exit = tokio::time::timeout(Duration::from_secs(1), reaper.wait_pid(pid))
-            .await
-            .expect("already reaped, so immediate")
-            .expect("exit");
-        assert_eq!(exit.status, 9);
     }
 }

@@ -1,9 +1,11 @@
 //! A typed client for the `runc` binary: global options as a builder, one async
-//! method per verb. Every invocation is started through the [`Reaper`] (it
-//! subscribes before it spawns) and awaited through it; this module never waits
-//! for a process itself. Container stdio is handed to runc as file descriptors
-//! (no copy loop here); runc's own output is captured only where it cannot be
-//! the container's.
+//! method per verb. The verbs that leave a container process behind (`create`, a
+//! detached `exec`) are started by the [`Keeper`] when one is set, so that process is
+//! the keeper's child and its exit outlives berthd; every other invocation is started
+//! through the [`Reaper`] (it subscribes before it spawns). This module never waits for
+//! a process itself, and every invocation has a deadline after which runc is killed.
+//! Container stdio is handed to runc as file descriptors (no copy loop here); runc's
+//! own output is captured only where it cannot be the container's.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -12,13 +14,19 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use nix::fcntl::OFlag;
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
+use super::pidfd;
 use super::reaper::{Reaper, ReaperError};
+use crate::keeper::{ExitWait, Identity, Keeper, KeeperError};
+
+/// How long one runc invocation may take unless configured otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Errors of the runc client.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +48,21 @@ pub enum RuncError {
         id: String,
         #[source]
         source: ReaperError,
+    },
+    /// The keeper could not start runc or report its exit.
+    #[error("runc {verb} of container {id:?}: {source}")]
+    Keeper {
+        verb: &'static str,
+        id: String,
+        #[source]
+        source: KeeperError,
+    },
+    /// runc did not finish in time and was killed.
+    #[error("runc {verb} of container {id:?} did not finish within {after:?} and was killed")]
+    Timeout {
+        verb: &'static str,
+        id: String,
+        after: Duration,
     },
     /// A pipe for runc's output could not be set up.
     #[error("runc {verb} of container {id:?}: cannot set up output pipe: {source}")]
@@ -142,6 +165,46 @@ struct Output {
     status: i32,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
+    /// With the keeper: the container process runc left behind.
+    target: Option<Started>,
+}
+
+/// A container process runc left running, as the keeper names it, with its exit to come.
+#[derive(Debug)]
+pub struct Started {
+    pub who: Identity,
+    pub exit: ExitWait,
+}
+
+/// Who starts runc: berthd's reaper, or the keeper (verbs that leave a process behind).
+enum Launch {
+    Reaper,
+    Keeper(Keeper, Option<PathBuf>),
+}
+
+/// The `--pid-file` argument of an argument list.
+fn opts_pid(a: &[OsString]) -> Option<PathBuf> {
+    a.iter()
+        .position(|x| x == "--pid-file")
+        .and_then(|i| a.get(i + 1))
+        .map(PathBuf::from)
+}
+
+/// Kills a runc that is abandoned (its deadline passed) unless disarmed.
+struct KillOnDrop(Option<OwnedFd>);
+
+impl KillOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(fd) = &self.0 {
+            let _ = pidfd::send_signal(fd, libc::SIGKILL);
+        }
+    }
 }
 
 /// How one of runc's stdio slots is wired.
@@ -160,6 +223,8 @@ pub struct Runc {
     log: Option<PathBuf>,
     log_json: bool,
     systemd_cgroup: bool,
+    keeper: Option<Keeper>,
+    timeout: Duration,
 }
 
 impl Runc {
@@ -172,7 +237,22 @@ impl Runc {
             log: None,
             log_json: false,
             systemd_cgroup: false,
+            keeper: None,
+            timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// Starts `create` and detached `exec` through `keeper`, which then parents (and
+    /// reports the exit of) the container process.
+    pub fn keeper(mut self, keeper: Keeper) -> Self {
+        self.keeper = Some(keeper);
+        self
+    }
+
+    /// The deadline of every invocation.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// runc's state directory (`--root`).
@@ -197,9 +277,14 @@ impl Runc {
         self
     }
 
-    /// `runc create`: returns once the container's init waits for `start`; the init
-    /// is then re-parented to us, its pid in `opts.pid_file`.
-    pub async fn create(&self, id: &str, bundle: &Path, opts: CreateOpts) -> Result<(), RuncError> {
+    /// `runc create`: returns once the container's init waits for `start`; its pid is in
+    /// `opts.pid_file`. With a keeper, the init is the keeper's child, named in the answer.
+    pub async fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        opts: CreateOpts,
+    ) -> Result<Option<Started>, RuncError> {
         let mut args = args(&["create", "--bundle"]);
         args.push(bundle.into());
         args.extend(["--pid-file".into(), opts.pid_file.into()]);
@@ -209,7 +294,10 @@ impl Runc {
         }
         args.push(id.into());
         let io = stdio_slots(opts.stdio, console);
-        self.run_checked("create", id, args, io).await.map(drop)
+        let launch = self.launch_with_keeper(&opts_pid(&args));
+        self.run_checked("create", id, args, io, launch)
+            .await
+            .map(|o| o.target)
     }
 
     pub async fn start(&self, id: &str) -> Result<(), RuncError> {
@@ -242,10 +330,24 @@ impl Runc {
         self.simple("delete", id, a).await.map(drop)
     }
 
-    /// `runc exec`. Detached, returns 0 once the process started (its pid in
-    /// `opts.pid_file`, re-parented to us). Attached, returns the process's exit
-    /// status, which runc passes on; a non-zero status is then not an error.
+    /// `runc exec`, attached: returns the process's exit status, which runc passes on; a
+    /// non-zero status is then not an error. See [`Runc::exec_detached`].
     pub async fn exec(&self, id: &str, opts: ExecOpts) -> Result<i32, RuncError> {
+        Ok(self.exec_inner(id, opts).await?.status)
+    }
+
+    /// `runc exec --detach`: returns once the process started (its pid in
+    /// `opts.pid_file`); with a keeper, the process is the keeper's child, named here.
+    pub async fn exec_detached(
+        &self,
+        id: &str,
+        mut opts: ExecOpts,
+    ) -> Result<Option<Started>, RuncError> {
+        opts.detach = true;
+        Ok(self.exec_inner(id, opts).await?.target)
+    }
+
+    async fn exec_inner(&self, id: &str, opts: ExecOpts) -> Result<Output, RuncError> {
         let mut a = args(&["exec", "--process"]);
         a.push(opts.process.into());
         a.extend(["--pid-file".into(), opts.pid_file.into()]);
@@ -259,9 +361,17 @@ impl Runc {
         a.push(id.into());
         let io = stdio_slots(opts.stdio, console);
         if opts.detach {
-            return self.run_checked("exec", id, a, io).await.map(|_| 0);
+            let launch = self.launch_with_keeper(&opts_pid(&a));
+            return self.run_checked("exec", id, a, io, launch).await;
         }
-        Ok(self.run("exec", id, a, io).await?.status)
+        self.run("exec", id, a, io, Launch::Reaper).await
+    }
+
+    fn launch_with_keeper(&self, pid_file: &Option<PathBuf>) -> Launch {
+        match &self.keeper {
+            Some(k) => Launch::Keeper(k.clone(), pid_file.clone()),
+            None => Launch::Reaper,
+        }
     }
 
     pub async fn pause(&self, id: &str) -> Result<(), RuncError> {
@@ -298,8 +408,8 @@ impl Runc {
         id: &str,
         a: Vec<OsString>,
     ) -> Result<Output, RuncError> {
-        self.run_checked(verb, id, a, [Slot::Null, Slot::Capture, Slot::Capture])
-            .await
+        let io = [Slot::Null, Slot::Capture, Slot::Capture];
+        self.run_checked(verb, id, a, io, Launch::Reaper).await
     }
 
     async fn run_checked(
@@ -308,9 +418,10 @@ impl Runc {
         id: &str,
         a: Vec<OsString>,
         io: [Slot; 3],
+        launch: Launch,
     ) -> Result<Output, RuncError> {
         let log_start = self.log_len();
-        let out = self.run(verb, id, a, io).await?;
+        let out = self.run(verb, id, a, io, launch).await?;
         if out.status == 0 {
             return Ok(out);
         }
@@ -330,31 +441,32 @@ impl Runc {
         id: &str,
         a: Vec<OsString>,
         [stdin, stdout, stderr]: [Slot; 3],
+        launch: Launch,
     ) -> Result<Output, RuncError> {
         let pipe_err = |source| RuncError::Pipe {
             verb,
             id: id.to_owned(),
             source,
         };
-        let mut command = Command::new(&self.binary);
-        command.args(self.global_args()).args(a);
+        let mut fds: Vec<OwnedFd> = Vec::with_capacity(3);
         let mut captures = Vec::new();
         for (slot, fd) in [stdin, stdout, stderr].into_iter().zip(0..) {
-            let stdio = match slot {
-                Slot::Null => Stdio::null(),
-                Slot::Fd(fd) => Stdio::from(fd),
+            let own = match slot {
+                Slot::Null => std::fs::OpenOptions::new()
+                    .read(fd == 0)
+                    .write(fd != 0)
+                    .open("/dev/null")
+                    .map_err(pipe_err)?
+                    .into(),
+                Slot::Fd(fd) => fd,
                 Slot::Capture => {
                     let (read, write) =
                         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| pipe_err(e.into()))?;
                     captures.push((fd, read));
-                    Stdio::from(write)
+                    write
                 }
             };
-            match fd {
-                0 => command.stdin(stdio),
-                1 => command.stdout(stdio),
-                _ => command.stderr(stdio),
-            };
+            fds.push(own);
         }
         let mut out = Capture::default();
         let mut err = Capture::default();
@@ -362,32 +474,111 @@ impl Runc {
             let rx = pipe::Receiver::from_owned_fd(read).map_err(pipe_err)?;
             if fd == 1 { &mut out } else { &mut err }.rx = Some(rx);
         }
-        let launch_err = |source| RuncError::Launch {
-            verb,
-            id: id.to_owned(),
-            source,
-        };
-        let mut launched = self.reaper.spawn(&mut command).map_err(launch_err)?;
-        // Close our copies of the write ends and of the caller's fds right away.
-        drop(command);
-        tracing::debug!(verb, id, pid = launched.pid, "runc started");
-        let mut exited = pin!(launched.subscription.wait_for(launched.pid));
+        let mut argv: Vec<OsString> = vec![self.binary.clone().into()];
+        argv.extend(self.global_args());
+        argv.extend(a);
+        let mut running = pin!(self.spawn(verb, id, argv, fds, launch));
         // Read while runc runs (it could fill a pipe and block), but stop at its exit:
         // a container that inherited a write end would otherwise keep us waiting for EOF.
-        let exit = loop {
+        let deadline = tokio::time::sleep(self.timeout);
+        let mut deadline = pin!(deadline);
+        let (status, target) = loop {
             tokio::select! {
-                exit = &mut exited => break exit.map_err(launch_err)?,
+                done = &mut running => break done?,
                 _ = out.read_some(), if out.rx.is_some() => {}
                 _ = err.read_some(), if err.rx.is_some() => {}
+                _ = &mut deadline => {
+                    return Err(RuncError::Timeout { verb, id: id.to_owned(), after: self.timeout });
+                }
             }
         };
         out.drain();
         err.drain();
         Ok(Output {
-            status: exit.status,
+            status,
             stdout: out.buf,
             stderr: err.buf,
+            target,
         })
+    }
+
+    /// Starts runc and waits for its exit. Dropped before then (the deadline passed), it
+    /// kills runc through a pidfd opened while runc was certainly alive.
+    async fn spawn(
+        &self,
+        verb: &'static str,
+        id: &str,
+        argv: Vec<OsString>,
+        fds: Vec<OwnedFd>,
+        launch: Launch,
+    ) -> Result<(i32, Option<Started>), RuncError> {
+        match launch {
+            Launch::Reaper => {
+                let launch_err = |source| RuncError::Launch {
+                    verb,
+                    id: id.to_owned(),
+                    source,
+                };
+                let mut command = Command::new(&argv[0]);
+                command.args(&argv[1..]);
+                let [i, o, e]: [OwnedFd; 3] = fds.try_into().map_err(|_| {
+                    launch_err(ReaperError::Spawn {
+                        program: "runc".into(),
+                        source: io::Error::other("three stdio descriptors expected"),
+                    })
+                })?;
+                command
+                    .stdin(Stdio::from(i))
+                    .stdout(Stdio::from(o))
+                    .stderr(Stdio::from(e));
+                let mut launched = self.reaper.spawn(&mut command).map_err(launch_err)?;
+                // Close our copies of the write ends and of the caller's fds right away.
+                drop(command);
+                tracing::debug!(verb, id, pid = launched.pid, "runc started");
+                let kill = KillOnDrop(launched.pidfd.take());
+                let exit = launched.wait().await.map_err(launch_err)?;
+                kill.disarm();
+                Ok((exit.status, None))
+            }
+            Launch::Keeper(keeper, pid_file) => {
+                let keeper_err = |source| RuncError::Keeper {
+                    verb,
+                    id: id.to_owned(),
+                    source,
+                };
+                let argv = argv
+                    .into_iter()
+                    .map(|a| a.into_string().map_err(|a| format!("{a:?} is not UTF-8")))
+                    .collect::<Result<Vec<String>, String>>()
+                    .map_err(|reason| {
+                        keeper_err(KeeperError::Spawn {
+                            program: "runc".into(),
+                            reason,
+                        })
+                    })?;
+                let [i, o, e]: [OwnedFd; 3] = fds.try_into().map_err(|_| {
+                    keeper_err(KeeperError::Spawn {
+                        program: "runc".into(),
+                        reason: "three stdio descriptors expected".into(),
+                    })
+                })?;
+                let spawned = keeper
+                    .spawn(argv, [i, o, e], pid_file)
+                    .await
+                    .map_err(keeper_err)?;
+                tracing::debug!(
+                    verb,
+                    id,
+                    pid = spawned.who.pid,
+                    "runc started by the keeper"
+                );
+                let kill = KillOnDrop(pidfd::open_checked(spawned.who).ok().flatten());
+                let done = spawned.wait().await.map_err(keeper_err)?;
+                kill.disarm();
+                let target = done.target.map(|(who, exit)| Started { who, exit });
+                Ok((done.exit.status, target))
+            }
+        }
     }
 
     fn global_args(&self) -> Vec<OsString> {

@@ -63,6 +63,24 @@ impl StdioKeepers {
         self.stdin_writer = None;
     }
 
+    /// The ends, named for the keeper, which holds duplicates so that a berthd crash
+    /// closes none of them.
+    pub fn held(&self) -> Vec<(crate::keeper::Held, std::os::fd::BorrowedFd<'_>)> {
+        use crate::keeper::Held;
+        let mut out = Vec::new();
+        if let Some(w) = &self.stdin_writer {
+            out.push((Held::StdinWriter, w.as_fd()));
+        }
+        for (r, h) in self
+            .output_readers
+            .iter()
+            .zip([Held::StdoutReader, Held::StderrReader])
+        {
+            out.push((h, r.as_fd()));
+        }
+        out
+    }
+
     /// How many FIFO ends are held (for tests and diagnostics).
     pub fn len(&self) -> usize {
         self.output_readers.len() + usize::from(self.stdin_writer.is_some())

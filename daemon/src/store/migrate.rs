@@ -18,6 +18,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_tasks.sql",
         include_str!("../../../migrations/0003_tasks.sql"),
     ),
+    (
+        "0004_task_identity.sql",
+        include_str!("../../../migrations/0004_task_identity.sql"),
+    ),
 ];
 
 /// Applies the migrations the database has not seen yet.

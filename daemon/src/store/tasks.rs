@@ -2,7 +2,7 @@
 //! statuses. Each change records its `/tasks/*` event in the same transaction.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use schema::Process;
+use schema::{ExitReason, Process, TaskStatus};
 use serde_json::json;
 
 use super::{is_unique_violation, Result, StoreError, Tx};
@@ -14,13 +14,16 @@ pub struct ProcessRow {
     pub container_id: String,
     pub exec_id: String,
     pub pid: i64,
-    pub status: String,
+    /// With `pid`, the process's identity: its start time in clock ticks since boot.
+    pub start_time: u64,
+    pub status: TaskStatus,
     pub stdin: String,
     pub stdout: String,
     pub stderr: String,
     pub terminal: bool,
     pub exit_status: Option<i64>,
     pub exited_at: Option<String>,
+    pub exit_reason: Option<ExitReason>,
     pub bundle: String,
     pub runtime: String,
     /// The OCI process object of an exec process; `null` for the init.
@@ -34,37 +37,54 @@ impl ProcessRow {
             container_id: self.container_id.clone(),
             exec_id: self.exec_id.clone(),
             pid: self.pid,
-            status: self.status.clone(),
+            status: self.status.wire().to_owned(),
             stdin: self.stdin.clone(),
             stdout: self.stdout.clone(),
             stderr: self.stderr.clone(),
             terminal: self.terminal,
             exit_status: self.exit_status,
             exited_at: self.exited_at.clone(),
+            exit_reason: self.exit_reason,
         }
     }
 }
 
-const COLUMNS: &str = "namespace, container_id, exec_id, pid, status, stdin, stdout, stderr, \
-                       terminal, exit_status, exited_at, bundle, runtime, spec, created_at";
+const COLUMNS: &str = "namespace, container_id, exec_id, pid, start_time, status, stdin, stdout, \
+                       stderr, terminal, exit_status, exited_at, exit_reason, bundle, runtime, \
+                       spec, created_at";
+
+fn bad_column(what: &str, value: &str) -> StoreError {
+    StoreError::Sqlite(rusqlite::Error::InvalidColumnType(
+        0,
+        format!("{what} {value:?}"),
+        rusqlite::types::Type::Text,
+    ))
+}
 
 fn from_row(r: &Row<'_>) -> Result<ProcessRow> {
+    let status: String = r.get(5)?;
+    let reason: Option<String> = r.get(12)?;
     Ok(ProcessRow {
         namespace: r.get(0)?,
         container_id: r.get(1)?,
         exec_id: r.get(2)?,
         pid: r.get(3)?,
-        status: r.get(4)?,
-        stdin: r.get(5)?,
-        stdout: r.get(6)?,
-        stderr: r.get(7)?,
-        terminal: r.get(8)?,
-        exit_status: r.get(9)?,
-        exited_at: r.get(10)?,
-        bundle: r.get(11)?,
-        runtime: r.get(12)?,
-        spec: serde_json::from_str(&r.get::<_, String>(13)?)?,
-        created_at: r.get(14)?,
+        start_time: r.get::<_, i64>(4)? as u64,
+        status: TaskStatus::parse(&status).ok_or_else(|| bad_column("status", &status))?,
+        stdin: r.get(6)?,
+        stdout: r.get(7)?,
+        stderr: r.get(8)?,
+        terminal: r.get(9)?,
+        exit_status: r.get(10)?,
+        exited_at: r.get(11)?,
+        exit_reason: match reason {
+            None => None,
+            Some(s) => Some(ExitReason::parse(&s).ok_or_else(|| bad_column("exit_reason", &s))?),
+        },
+        bundle: r.get(13)?,
+        runtime: r.get(14)?,
+        spec: serde_json::from_str(&r.get::<_, String>(15)?)?,
+        created_at: r.get(16)?,
     })
 }
 
@@ -77,26 +97,30 @@ pub fn describe(ns: &str, container_id: &str, exec_id: &str) -> String {
     }
 }
 
-/// Inserts a process row. The init's records `/tasks/create`, an exec's `/tasks/exec-added`.
+/// Inserts a process row. An init is inserted as the `creating` intent, before runc is
+/// called, and records nothing yet ([`set_created`] does); an exec records
+/// `/tasks/exec-added`.
 pub fn insert(tx: &mut Tx<'_>, p: &ProcessRow) -> Result<()> {
     let res = tx
         .conn()
         .prepare_cached(&format!(
             "INSERT INTO processes ({COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
         ))?
         .execute(params![
             p.namespace,
             p.container_id,
             p.exec_id,
             p.pid,
-            p.status,
+            p.start_time as i64,
+            p.status.as_str(),
             p.stdin,
             p.stdout,
             p.stderr,
             p.terminal,
             p.exit_status,
             p.exited_at,
+            p.exit_reason.map(ExitReason::as_str),
             p.bundle,
             p.runtime,
             serde_json::to_string(&p.spec)?,
@@ -112,27 +136,104 @@ pub fn insert(tx: &mut Tx<'_>, p: &ProcessRow) -> Result<()> {
         other => other?,
     };
     if p.exec_id.is_empty() {
-        tx.emit(
-            &p.namespace,
-            "/tasks/create",
-            json!({
-                "container_id": p.container_id,
-                "bundle": p.bundle,
-                "io": {"stdin": p.stdin, "stdout": p.stdout, "stderr": p.stderr,
-                       "terminal": p.terminal},
-                "pid": p.pid,
-            }),
-        )
-    } else {
-        tx.emit(
-            &p.namespace,
-            "/tasks/exec-added",
-            json!({ "container_id": p.container_id, "exec_id": p.exec_id }),
-        )
+        return Ok(());
+    }
+    tx.emit(
+        &p.namespace,
+        "/tasks/exec-added",
+        json!({ "container_id": p.container_id, "exec_id": p.exec_id }),
+    )
+}
+
+/// creating -> created once `runc create` returned, with the init's identity; records
+/// `/tasks/create`.
+pub fn set_created(
+    tx: &mut Tx<'_>,
+    ns: &str,
+    container_id: &str,
+    pid: i64,
+    start_time: u64,
+) -> Result<ProcessRow> {
+    tx.conn()
+        .prepare_cached(
+            "UPDATE processes SET pid = ?3, start_time = ?4, status = 'created' \
+             WHERE namespace = ?1 AND container_id = ?2 AND exec_id = '' \
+             AND status = 'creating'",
+        )?
+        .execute(params![ns, container_id, pid, start_time as i64])?;
+    let p = get_any(tx.conn(), ns, container_id, "")?;
+    tx.emit(
+        ns,
+        "/tasks/create",
+        json!({
+            "container_id": p.container_id,
+            "bundle": p.bundle,
+            "io": {"stdin": p.stdin, "stdout": p.stdout, "stderr": p.stderr,
+                   "terminal": p.terminal},
+            "pid": p.pid,
+        }),
+    )?;
+    Ok(p)
+}
+
+/// Removes an init row whose create was undone (no event: it was never announced).
+pub fn remove_creating(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<()> {
+    tx.conn()
+        .prepare_cached(
+            "DELETE FROM processes WHERE namespace = ?1 AND container_id = ?2 \
+             AND status = 'creating'",
+        )?
+        .execute(params![ns, container_id])?;
+    Ok(())
+}
+
+/// Marks a task `deleting` before runc and the bundle are torn down.
+pub fn set_deleting(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<()> {
+    tx.conn()
+        .prepare_cached(
+            "UPDATE processes SET status = 'deleting' \
+             WHERE namespace = ?1 AND container_id = ?2 AND exec_id = ''",
+        )?
+        .execute(params![ns, container_id])?;
+    Ok(())
+}
+
+/// Sets the status of a process that has not exited (start-up reconciliation).
+pub fn set_status(
+    tx: &mut Tx<'_>,
+    ns: &str,
+    container_id: &str,
+    exec_id: &str,
+    status: TaskStatus,
+) -> Result<()> {
+    tx.conn()
+        .prepare_cached(
+            "UPDATE processes SET status = ?4 \
+             WHERE namespace = ?1 AND container_id = ?2 AND exec_id = ?3 \
+             AND exit_status IS NULL",
+        )?
+        .execute(params![ns, container_id, exec_id, status.as_str()])?;
+    Ok(())
+}
+
+/// A process as clients see it: a task still `creating` does not exist yet.
+pub fn get(conn: &Connection, ns: &str, container_id: &str, exec_id: &str) -> Result<ProcessRow> {
+    match get_any(conn, ns, container_id, exec_id)? {
+        row if row.status == TaskStatus::Creating => Err(StoreError::NotFound(format!(
+            "{} not found (it is being created)",
+            describe(ns, container_id, exec_id)
+        ))),
+        row => Ok(row),
     }
 }
 
-pub fn get(conn: &Connection, ns: &str, container_id: &str, exec_id: &str) -> Result<ProcessRow> {
+/// A process in any state, intents included.
+pub fn get_any(
+    conn: &Connection,
+    ns: &str,
+    container_id: &str,
+    exec_id: &str,
+) -> Result<ProcessRow> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM processes \
          WHERE namespace = ?1 AND container_id = ?2 AND exec_id = ?3"
@@ -151,7 +252,7 @@ pub fn get(conn: &Connection, ns: &str, container_id: &str, exec_id: &str) -> Re
 pub fn list_tasks(conn: &Connection, ns: &str) -> Result<Vec<ProcessRow>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM processes WHERE namespace = ?1 AND exec_id = '' \
-         ORDER BY container_id"
+         AND status <> 'creating' ORDER BY container_id"
     ))?;
     let mut rows = stmt.query([ns])?;
     let mut out = Vec::new();
@@ -185,21 +286,22 @@ pub fn task_exists(conn: &Connection, ns: &str, container_id: &str) -> Result<bo
         .is_some())
 }
 
-/// created -> running with its pid; records `/tasks/start` or `/tasks/exec-started`. A
-/// process that already exited stays stopped (the exit was recorded first).
+/// created -> running with its identity; records `/tasks/start` or `/tasks/exec-started`.
+/// A process that already exited stays stopped (the exit was recorded first).
 pub fn set_started(
     tx: &mut Tx<'_>,
     ns: &str,
     container_id: &str,
     exec_id: &str,
     pid: i64,
+    start_time: u64,
 ) -> Result<()> {
     tx.conn()
         .prepare_cached(
-            "UPDATE processes SET pid = ?4, status = 'running' \
+            "UPDATE processes SET pid = ?4, start_time = ?5, status = 'running' \
              WHERE namespace = ?1 AND container_id = ?2 AND exec_id = ?3 AND status = 'created'",
         )?
-        .execute(params![ns, container_id, exec_id, pid])?;
+        .execute(params![ns, container_id, exec_id, pid, start_time as i64])?;
     if exec_id.is_empty() {
         tx.emit(
             ns,
@@ -218,38 +320,54 @@ pub fn set_started(
 /// running <-> paused for pause/resume, with `/tasks/paused` or `/tasks/resumed`.
 pub fn set_paused(tx: &mut Tx<'_>, ns: &str, container_id: &str, paused: bool) -> Result<()> {
     let (from, to, topic) = if paused {
-        ("running", "paused", "/tasks/paused")
+        (TaskStatus::Running, TaskStatus::Paused, "/tasks/paused")
     } else {
-        ("paused", "running", "/tasks/resumed")
+        (TaskStatus::Paused, TaskStatus::Running, "/tasks/resumed")
     };
     tx.conn()
         .prepare_cached(
             "UPDATE processes SET status = ?4 \
              WHERE namespace = ?1 AND container_id = ?2 AND exec_id = '' AND status = ?3",
         )?
-        .execute(params![ns, container_id, from, to])?;
+        .execute(params![ns, container_id, from.as_str(), to.as_str()])?;
     tx.emit(ns, topic, json!({ "container_id": container_id }))
 }
 
+/// An exit to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exited {
+    pub status: i64,
+    pub at: String,
+    pub reason: ExitReason,
+}
+
 /// Records an exit once (a second report for the same process is ignored) and its
-/// `/tasks/exit` event. Returns the stored row.
+/// `/tasks/exit` event. Returns the stored row. A task being deleted keeps `deleting`.
 pub fn set_exited(
     tx: &mut Tx<'_>,
     ns: &str,
     container_id: &str,
     exec_id: &str,
-    exit_status: i64,
-    exited_at: &str,
+    exit: &Exited,
 ) -> Result<ProcessRow> {
     let changed = tx
         .conn()
         .prepare_cached(
-            "UPDATE processes SET status = 'stopped', exit_status = ?4, exited_at = ?5 \
+            "UPDATE processes SET exit_status = ?4, exited_at = ?5, exit_reason = ?6, \
+             status = CASE status WHEN 'deleting' THEN 'deleting' ELSE 'stopped' END \
              WHERE namespace = ?1 AND container_id = ?2 AND exec_id = ?3 \
              AND exit_status IS NULL",
         )?
-        .execute(params![ns, container_id, exec_id, exit_status, exited_at])?;
-    let row = get(tx.conn(), ns, container_id, exec_id)?;
+        .execute(params![
+            ns,
+            container_id,
+            exec_id,
+            exit.status,
+            exit.at,
+            exit.reason.as_str()
+        ])?;
+    let row = get_any(tx.conn(), ns, container_id, exec_id)?;
+    let (exit_status, exited_at) = (exit.status, &exit.at);
     if changed > 0 {
         let id = if exec_id.is_empty() {
             container_id
@@ -262,6 +380,7 @@ pub fn set_exited(
             json!({
                 "container_id": container_id, "id": id, "pid": row.pid,
                 "exit_status": exit_status, "exited_at": exited_at,
+                "exit_reason": exit.reason.as_str(),
             }),
         )?;
     }
@@ -270,7 +389,7 @@ pub fn set_exited(
 
 /// Deletes a task with all its exec processes and records `/tasks/delete`.
 pub fn delete_task(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<ProcessRow> {
-    let row = get(tx.conn(), ns, container_id, "")?;
+    let row = get_any(tx.conn(), ns, container_id, "")?;
     tx.conn()
         .prepare_cached("DELETE FROM processes WHERE namespace = ?1 AND container_id = ?2")?
         .execute(params![ns, container_id])?;
@@ -280,6 +399,7 @@ pub fn delete_task(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<Proc
         json!({
             "container_id": container_id, "pid": row.pid,
             "exit_status": row.exit_status, "exited_at": row.exited_at,
+            "exit_reason": row.exit_reason.map(ExitReason::as_str),
         }),
     )?;
     Ok(row)
@@ -299,4 +419,17 @@ pub fn delete_exec(
         )?
         .execute(params![ns, container_id, exec_id])?;
     Ok(row)
+}
+
+/// The process with this identity that has not exited yet, if any.
+pub fn find_running(conn: &Connection, pid: i64, start_time: u64) -> Result<Option<ProcessRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM processes \
+         WHERE pid = ?1 AND start_time = ?2 AND exit_status IS NULL"
+    ))?;
+    let mut rows = stmt.query(params![pid, start_time as i64])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(from_row(row)?)),
+        None => Ok(None),
+    }
 }

@@ -106,14 +106,22 @@ fn dir_entries(path: &Path) -> Vec<String> {
 }
 
 /// Asserts nothing of the given containers' tasks is left: mounts below the daemon's dir,
-/// bundles, runc state, cgroups, FIFO dirs and children of berthd (waits a little for
-/// processes that are still exiting).
+/// bundles, runc state, cgroups, FIFO dirs, children of berthd other than its keeper, and
+/// children of the keeper (waits a little for processes that are still exiting).
 pub fn assert_clean(d: &TestDaemon, ids: &[String]) {
+    let keeper = d
+        .keeper_pid()
+        .expect("berthd's keeper runs while berthd does");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let kids = children(d.pid());
+        let mut kids = children(d.pid());
+        kids.retain(|(pid, _)| *pid as i32 != keeper);
+        kids.extend(children(keeper as u32));
         if kids.is_empty() || Instant::now() > deadline {
-            assert!(kids.is_empty(), "berthd still has children: {kids:?}");
+            assert!(
+                kids.is_empty(),
+                "berthd or its keeper still has children: {kids:?}"
+            );
             break;
         }
         std::thread::sleep(Duration::from_millis(50));

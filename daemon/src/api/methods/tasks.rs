@@ -68,7 +68,8 @@ pub(super) fn register(m: &mut Module) {
         "tasks.close_io",
         |app, p: TaskProcessParams| async move {
             app.tasks
-                .close_io(&p.namespace, &p.container_id, &p.exec_id)?;
+                .close_io(&p.namespace, &p.container_id, &p.exec_id)
+                .await?;
             Ok(json!({}))
         },
     );

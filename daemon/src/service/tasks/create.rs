@@ -1,30 +1,29 @@
-//! Starting processes: `tasks.create` (bundle, rootfs mounts, stdio, `runc create`),
-//! `tasks.start`, `tasks.exec` + start of an exec process, and the exit monitor every
-//! process gets, which stores the exit before anyone hears of it.
+//! `tasks.create`: the `creating` intent row, the bundle, rootfs mounts, stdio and
+//! `runc create` (started by the keeper, which then parents the init), then `created`
+//! with the init's identity. Also the pieces exec shares: opening stdio and launching runc
+//! with a terminal.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use schema::{ExitInfo, Process, TaskCreateParams, TaskExecParams};
+use schema::{Process, TaskCreateParams, TaskStatus};
 use serde_json::Value;
 
 use super::live::LiveTask;
-use super::{check, pty, runc_error, Inner};
+use super::{check, monitor, pty, runc_error, Inner};
+use crate::keeper::Held;
 use crate::runtime::console::{self, ConsoleSocket};
 use crate::runtime::mount;
-use crate::runtime::runc::{CreateOpts, ExecOpts, ProcessStdio};
+use crate::runtime::runc::{CreateOpts, ProcessStdio, Started};
 use crate::runtime::stdio::{self, TaskStdio};
 use crate::service::{Error, Result};
 use crate::store::{self, tasks::ProcessRow};
 
 /// How long runc may take to hand over a pty master once it has returned.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an exit waits for a terminal's last output to be copied out.
-const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
-
-fn internal(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+pub(super) fn internal(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::Internal(format!("{what}: {e}"))
 }
 
@@ -44,13 +43,36 @@ pub(super) async fn create(inner: &Arc<Inner>, p: TaskCreateParams) -> Result<Pr
         return Err(exists());
     }
     let _order = task.lock.lock().await;
-    let result = async {
-        if inner.store.read(|c| store::tasks::task_exists(c, ns, id))? {
-            return Err(exists());
-        }
-        create_in_bundle(inner, &task, &container, &p).await
-    }
-    .await;
+    // The intent, durable before runc runs: a crash from here on leaves a `creating` row
+    // that start-up reconciliation undoes (runc container, mounts, cgroup, bundle).
+    let intent = ProcessRow {
+        namespace: ns.to_owned(),
+        container_id: id.to_owned(),
+        exec_id: String::new(),
+        pid: 0,
+        start_time: 0,
+        status: TaskStatus::Creating,
+        stdin: p.stdin.clone(),
+        stdout: p.stdout.clone(),
+        stderr: p.stderr.clone(),
+        terminal: p.terminal,
+        exit_status: None,
+        exited_at: None,
+        exit_reason: None,
+        bundle: task.bundle.display().to_string(),
+        runtime: container.runtime.name.clone(),
+        spec: Value::Null,
+        created_at: store::now(),
+    };
+    let inserted = inner
+        .store
+        .write(move |tx| store::tasks::insert(tx, &intent))
+        .await;
+    let result = match inserted {
+        Err(store::StoreError::AlreadyExists(_)) => Err(exists()),
+        Err(e) => Err(e.into()),
+        Ok(()) => create_in_bundle(inner, &task, &container, &p).await,
+    };
     if result.is_err() {
         inner.live.remove(ns, id);
         task.clear();
@@ -83,7 +105,8 @@ async fn create_in_bundle(
         std::fs::write(bundle.join("config.json"), text)
             .map_err(internal("writing config.json"))?;
         let opened = open_stdio(task, "", (&p.stdin, &p.stdout, &p.stderr))?;
-        launch(
+        let started = launch(
+            inner,
             task,
             "",
             p.terminal,
@@ -100,29 +123,14 @@ async fn create_in_bundle(
             },
         )
         .await?;
-        let pid = read_pid(&bundle.join("init.pid"))?;
-        spawn_monitor(inner, task, "", pid);
-        let row = ProcessRow {
-            namespace: ns.to_owned(),
-            container_id: id.to_owned(),
-            exec_id: String::new(),
-            pid: i64::from(pid),
-            status: "created".into(),
-            stdin: p.stdin.clone(),
-            stdout: p.stdout.clone(),
-            stderr: p.stderr.clone(),
-            terminal: p.terminal,
-            exit_status: None,
-            exited_at: None,
-            bundle: bundle.display().to_string(),
-            runtime: container.runtime.name.clone(),
-            spec: Value::Null,
-            created_at: store::now(),
-        };
-        let stored = row.clone();
-        inner
+        let who = started.who;
+        monitor::spawn(inner, task, "", who, started.exit);
+        let (ns2, id2) = (ns.to_owned(), id.to_owned());
+        let row = inner
             .store
-            .write(move |tx| store::tasks::insert(tx, &stored))
+            .write(move |tx| {
+                store::tasks::set_created(tx, &ns2, &id2, i64::from(who.pid), who.start)
+            })
             .await?;
         Ok(row.to_process())
     }
@@ -130,6 +138,11 @@ async fn create_in_bundle(
     if made.is_err() {
         let _ = task.runc.delete(id, true).await;
         let _ = super::delete::remove_bundle(bundle);
+        let (ns2, id2) = (ns.to_owned(), id.to_owned());
+        let _ = inner
+            .store
+            .write(move |tx| store::tasks::remove_creating(tx, &ns2, &id2))
+            .await;
     }
     made
 }
@@ -184,7 +197,11 @@ fn prepare_spec(
 }
 
 /// Opens a process's host stdio paths (never blocks, see `runtime::stdio`).
-fn open_stdio(task: &LiveTask, exec_id: &str, (i, o, e): (&str, &str, &str)) -> Result<TaskStdio> {
+pub(super) fn open_stdio(
+    task: &LiveTask,
+    exec_id: &str,
+    (i, o, e): (&str, &str, &str),
+) -> Result<TaskStdio> {
     stdio::open(i, o, e).map_err(|err| {
         let what = store::tasks::describe(&task.ns, &task.id, exec_id);
         Error::InvalidArgument(format!("{what}: {err}"))
@@ -192,38 +209,62 @@ fn open_stdio(task: &LiveTask, exec_id: &str, (i, o, e): (&str, &str, &str)) -> 
 }
 
 /// Runs `run` (runc create or exec) with the opened stdio (or a console socket for a
-/// terminal), and records the keepers, pty master and copy threads on the process.
-async fn launch<F, Fut>(
+/// terminal), records the keepers, pty master and copy threads on the process, and has
+/// the keeper hold duplicates of the FIFO ends and the master.
+pub(super) async fn launch<F, Fut>(
+    inner: &Inner,
     task: &Arc<LiveTask>,
     exec_id: &str,
     terminal: bool,
     (opened, has_stdin): (TaskStdio, bool),
     run: F,
-) -> Result<()>
+) -> Result<Started>
 where
     F: FnOnce(ProcessStdio, Option<PathBuf>) -> Fut,
-    Fut: std::future::Future<Output = Result<(), crate::runtime::runc::RuncError>>,
+    Fut: std::future::Future<Output = Result<Option<Started>, crate::runtime::runc::RuncError>>,
 {
     let what = store::tasks::describe(&task.ns, &task.id, exec_id);
+    let no_target = || Error::Internal(format!("{what}: runc named no process in its pid file"));
     let (process, keepers) = (opened.process, opened.keepers);
     if !terminal {
-        run(process, None).await.map_err(runc_error)?;
+        let started = run(process, None)
+            .await
+            .map_err(runc_error)?
+            .ok_or_else(no_target)?;
+        hold(inner, started.who, keepers.held()).await;
         task.with_process(exec_id, |p| p.keepers = Some(keepers));
-        return Ok(());
+        return Ok(started);
     }
     let socket = ConsoleSocket::new().map_err(|e| Error::Internal(format!("{what}: {e}")))?;
-    run(ProcessStdio::default(), Some(socket.path().to_owned()))
+    let started = run(ProcessStdio::default(), Some(socket.path().to_owned()))
         .await
-        .map_err(runc_error)?;
+        .map_err(runc_error)?
+        .ok_or_else(no_target)?;
     let master: OwnedFd = socket
         .receive(CONSOLE_TIMEOUT)
         .await
         .map_err(|e| Error::Internal(format!("{what}: {e}")))?;
+    let mut held = keepers.held();
+    held.push((Held::PtyMaster, master.as_fd()));
+    hold(inner, started.who, held).await;
     let stdin = has_stdin.then_some(process.stdin).flatten();
     let stdout_fd = process
         .stdout
         .ok_or_else(|| Error::Internal(format!("{what}: no stdout")))?;
-    let copy = pty::start(&master, stdin, stdout_fd).map_err(internal("starting pty copy"))?;
+    attach_pty(task, exec_id, master, stdin, stdout_fd)?;
+    task.with_process(exec_id, |p| p.keepers = Some(keepers));
+    Ok(started)
+}
+
+/// Copies between a terminal's master and the host stdio, and keeps the master for resize.
+pub(super) fn attach_pty(
+    task: &LiveTask,
+    exec_id: &str,
+    master: OwnedFd,
+    stdin: Option<OwnedFd>,
+    stdout: OwnedFd,
+) -> Result<()> {
+    let copy = pty::start(&master, stdin, stdout).map_err(internal("starting pty copy"))?;
     let master = Arc::new(master);
     task.with_process(exec_id, |p| {
         if let Some((w, h)) = p.pending_size.take() {
@@ -231,197 +272,18 @@ where
         }
         p.console = Some(Arc::clone(&master));
         p.pty = Some(copy);
-        p.keepers = Some(keepers);
     });
     Ok(())
 }
 
-fn read_pid(path: &Path) -> Result<i32> {
-    let text = std::fs::read_to_string(path).map_err(internal("reading runc's pid file"))?;
-    text.trim()
-        .parse()
-        .map_err(|_| Error::Internal(format!("pid file {} holds {text:?}", path.display())))
-}
-
-pub(super) async fn start(inner: &Arc<Inner>, ns: &str, id: &str) -> Result<i64> {
-    let task = inner.live_task(ns, id)?;
-    let _order = task.lock.lock().await;
-    let row = inner.row(ns, id, "")?;
-    if row.status != "created" {
-        return Err(Error::FailedPrecondition(format!(
-            "{} is {}, not created",
-            store::tasks::describe(ns, id, ""),
-            row.status
-        )));
-    }
-    task.runc.start(id).await.map_err(runc_error)?;
-    let (ns2, id2, pid) = (ns.to_owned(), id.to_owned(), row.pid);
-    inner
-        .store
-        .write(move |tx| store::tasks::set_started(tx, &ns2, &id2, "", pid))
-        .await?;
-    Ok(row.pid)
-}
-
-pub(super) async fn exec(inner: &Arc<Inner>, p: TaskExecParams) -> Result<()> {
-    let (ns, id, exec_id) = (
-        p.namespace.as_str(),
-        p.container_id.as_str(),
-        p.exec_id.as_str(),
-    );
-    check(ns, id, exec_id)?;
-    if exec_id.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "tasks.exec in task \"{id}\" (namespace \"{ns}\") needs an exec_id naming the new \
-             process"
-        )));
-    }
-    let init = inner.row(ns, id, "")?;
-    if init.exit_status.is_some() {
-        return Err(Error::FailedPrecondition(format!(
-            "{} is stopped; cannot exec in it",
-            store::tasks::describe(ns, id, "")
-        )));
-    }
-    let args_ok = p
-        .process
-        .get("args")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty());
-    if !args_ok {
-        return Err(Error::InvalidArgument(format!(
-            "{}: process.args must be a non-empty array",
-            store::tasks::describe(ns, id, exec_id)
-        )));
-    }
-    let task = inner.live_task(ns, id)?;
-    // Opened now, as containerd does, so the client can open its FIFO ends before start.
-    let opened = open_stdio(&task, exec_id, (&p.stdin, &p.stdout, &p.stderr))?;
-    let row = ProcessRow {
-        namespace: ns.to_owned(),
-        container_id: id.to_owned(),
-        exec_id: exec_id.to_owned(),
-        pid: 0,
-        status: "created".into(),
-        stdin: p.stdin.clone(),
-        stdout: p.stdout.clone(),
-        stderr: p.stderr.clone(),
-        terminal: p.terminal,
-        exit_status: None,
-        exited_at: None,
-        bundle: String::new(),
-        runtime: init.runtime.clone(),
-        spec: p.process.clone(),
-        created_at: store::now(),
-    };
-    inner
-        .store
-        .write(move |tx| store::tasks::insert(tx, &row))
-        .await?;
-    task.with_process(exec_id, |p| p.stdio = Some(opened));
-    Ok(())
-}
-
-pub(super) async fn start_exec(
-    inner: &Arc<Inner>,
-    ns: &str,
-    id: &str,
-    exec_id: &str,
-) -> Result<i64> {
-    let task = inner.live_task(ns, id)?;
-    let _order = task.lock.lock().await;
-    let row = inner.row(ns, id, exec_id)?;
-    let what = store::tasks::describe(ns, id, exec_id);
-    if row.status != "created" {
-        return Err(Error::FailedPrecondition(format!(
-            "{what} is {}, not created",
-            row.status
-        )));
-    }
-    let execs = task.bundle.join("execs");
-    std::fs::create_dir_all(&execs).map_err(internal("creating the execs dir"))?;
-    let mut process = row.spec.clone();
-    if let Some(obj) = process.as_object_mut() {
-        obj.insert("terminal".into(), row.terminal.into());
-    }
-    let process_file = execs.join(format!("{exec_id}.json"));
-    let pid_file = execs.join(format!("{exec_id}.pid"));
-    std::fs::write(&process_file, process.to_string()).map_err(internal("writing process.json"))?;
-    let opened = match task.process(exec_id, |p| p.stdio.take()).flatten() {
-        Some(opened) => opened,
-        None => open_stdio(&task, exec_id, (&row.stdin, &row.stdout, &row.stderr))?,
-    };
-    let stdio = (opened, !row.stdin.is_empty());
-    launch(&task, exec_id, row.terminal, stdio, |s, console| {
-        let opts = ExecOpts {
-            process: process_file.clone(),
-            pid_file: pid_file.clone(),
-            detach: true,
-            console_socket: console,
-            stdio: s,
-        };
-        let runc = task.runc.clone();
-        let id = id.to_owned();
-        async move { runc.exec(&id, opts).await.map(drop) }
-    })
-    .await?;
-    let pid = read_pid(&pid_file)?;
-    spawn_monitor(inner, &task, exec_id, pid);
-    let (ns2, id2, exec2) = (ns.to_owned(), id.to_owned(), exec_id.to_owned());
-    inner
-        .store
-        .write(move |tx| store::tasks::set_started(tx, &ns2, &id2, &exec2, i64::from(pid)))
-        .await?;
-    Ok(i64::from(pid))
-}
-
-/// Waits for `pid` (a child of ours: re-parented by runc), then records its exit.
-fn spawn_monitor(inner: &Arc<Inner>, task: &Arc<LiveTask>, exec_id: &str, pid: i32) {
-    let (inner, task, exec_id) = (Arc::clone(inner), Arc::clone(task), exec_id.to_owned());
-    tokio::spawn(async move {
-        let exit = match inner.reaper.wait_pid(pid).await {
-            Ok(exit) => exit,
-            Err(e) => {
-                tracing::warn!(pid, error = %e, "no exit for task process");
-                return;
-            }
-        };
-        let drained = task.process(&exec_id, |p| {
-            p.pty.as_mut().and_then(|c| c.output_done.take())
-        });
-        if let Some(Some(done)) = drained {
-            let _ = tokio::time::timeout(OUTPUT_DRAIN, done).await;
-        }
-        let at = humantime::format_rfc3339_nanos(exit.at).to_string();
-        record_exit(&inner, &task, &exec_id, i64::from(exit.status), &at).await;
-    });
-}
-
-/// Stores the exit (and `/tasks/exit`), then tells the waiters. Ordered after the
-/// process's recorded start by the task lock.
-pub(super) async fn record_exit(
-    inner: &Arc<Inner>,
-    task: &Arc<LiveTask>,
-    exec_id: &str,
-    status: i64,
-    at: &str,
+/// Hands duplicates to the keeper. Best effort: without them the task still runs, it only
+/// loses its stdio ends if berthd crashes.
+async fn hold(
+    inner: &Inner,
+    who: crate::keeper::Identity,
+    held: Vec<(Held, std::os::fd::BorrowedFd<'_>)>,
 ) {
-    let _order = task.lock.lock().await;
-    let (ns, id, exec) = (task.ns.clone(), task.id.clone(), exec_id.to_owned());
-    let at_owned = at.to_owned();
-    let stored = inner
-        .store
-        .write(move |tx| store::tasks::set_exited(tx, &ns, &id, &exec, status, &at_owned))
-        .await;
-    match stored {
-        Ok(row) => {
-            let info = ExitInfo {
-                pid: row.pid,
-                exit_status: row.exit_status.unwrap_or(status),
-                exited_at: row.exited_at.unwrap_or_else(|| at.to_owned()),
-            };
-            task.process(exec_id, |p| p.exit.send_replace(Some(info)));
-        }
-        Err(e) => tracing::warn!(task = %task.id, exec_id, error = %e, "exit not recorded"),
+    if let Err(e) = inner.keeper.hold(who, held).await {
+        tracing::warn!(pid = who.pid, error = %e, "the keeper cannot hold the task's stdio");
     }
 }

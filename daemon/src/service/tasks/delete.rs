@@ -1,11 +1,15 @@
 //! Tearing tasks down: `tasks.delete` (force kills and waits), `tasks.delete_process`,
 //! and removing a bundle (unmount the rootfs, then only the files berth made).
+//!
+//! A delete records its intent (`deleting`) before runc and the bundle are touched, so a
+//! crash in the middle is finished at start-up ([`finish`]). A runc that has no such
+//! container (a host restart wiped its state) is not asked to delete it.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use schema::ExitInfo;
+use schema::{ExitInfo, TaskStatus};
 
 use super::{exit_info, Inner};
 use crate::runtime::mount;
@@ -23,21 +27,16 @@ pub(super) async fn delete(
 ) -> Result<ExitInfo> {
     let row = inner.row(ns, id, "")?;
     let what = store::tasks::describe(ns, id, "");
-    let task = inner.live.get(ns, id);
     if row.exit_status.is_none() {
-        let Some(task) = &task else {
-            return Err(Error::FailedPrecondition(format!(
-                "{what} is being created"
-            )));
-        };
-        if !force && row.status != "created" {
+        if !row.status.can_delete(force) {
             return Err(Error::FailedPrecondition(format!(
                 "{what} is {}; kill it first or delete with force",
-                row.status
+                row.status.wire()
             )));
         }
+        let task = inner.live_task(ns, id)?;
         let mut exited = task.watch_exit("");
-        if row.status == "paused" {
+        if row.status == TaskStatus::Paused {
             let _ = task.runc.resume(id).await;
         }
         if let Err(e) = task.runc.kill(id, libc::SIGKILL, true).await {
@@ -45,25 +44,17 @@ pub(super) async fn delete(
         }
         let waited = tokio::time::timeout(KILL_WAIT, exited.wait_for(Option::is_some)).await;
         if !matches!(waited, Ok(Ok(_))) {
-            return Err(Error::Internal(format!(
+            return Err(Error::Unavailable(format!(
                 "{what} did not exit within {KILL_WAIT:?} of SIGKILL"
             )));
         }
     }
-    let bundle = inner.bundle(ns, id);
-    if let Some(task) = &task {
-        let _order = task.lock.lock().await;
-        if let Err(e) = task.runc.delete(id, true).await {
-            if !e.to_string().contains("does not exist") {
-                return Err(Error::Internal(format!("{what}: {e}")));
-            }
-        }
-        task.clear();
-    } else {
-        let runc = inner.runc(ns, &row.runtime, &bundle)?;
-        let _ = runc.delete(id, true).await;
-    }
-    remove_bundle(&bundle)?;
+    let (ns2, id2) = (ns.to_owned(), id.to_owned());
+    inner
+        .store
+        .write(move |tx| store::tasks::set_deleting(tx, &ns2, &id2))
+        .await?;
+    finish(inner, ns, id, &row.runtime).await?;
     let (ns2, id2) = (ns.to_owned(), id.to_owned());
     let row = inner
         .store
@@ -71,6 +62,33 @@ pub(super) async fn delete(
         .await?;
     inner.live.remove(ns, id);
     exit_info(&row).ok_or_else(|| Error::Internal(format!("{what}: deleted without an exit")))
+}
+
+/// Removes what runc and the bundle hold of task `id`: `runc delete --force` (which kills
+/// what still runs and removes the cgroup) if runc has the container, then the bundle.
+/// Used by `tasks.delete`, by start-up for `deleting` rows, and to undo a cut-off create.
+pub(super) async fn finish(inner: &Inner, ns: &str, id: &str, runtime: &str) -> Result<()> {
+    let bundle = inner.bundle(ns, id);
+    let what = store::tasks::describe(ns, id, "");
+    let task = inner.live.get(ns, id);
+    let _order = match &task {
+        Some(t) => Some(t.lock.lock().await),
+        None => None,
+    };
+    if inner.runc_has(ns, id) {
+        // runc writes its log into the bundle, which a crash may have removed already.
+        std::fs::create_dir_all(&bundle)
+            .map_err(|e| Error::Internal(format!("{what}: recreating the bundle: {e}")))?;
+        let runc = match &task {
+            Some(t) => t.runc.clone(),
+            None => inner.runc(ns, runtime, &bundle)?,
+        };
+        runc.delete(id, true).await.map_err(super::runc_error)?;
+    }
+    if let Some(task) = &task {
+        task.clear();
+    }
+    remove_bundle(&bundle)
 }
 
 pub(super) async fn delete_process(
@@ -81,10 +99,10 @@ pub(super) async fn delete_process(
 ) -> Result<ExitInfo> {
     let row = inner.row(ns, id, exec_id)?;
     let what = store::tasks::describe(ns, id, exec_id);
-    if row.exit_status.is_none() && row.status != "created" {
+    if row.exit_status.is_none() && row.status != TaskStatus::Created {
         return Err(Error::FailedPrecondition(format!(
             "{what} is {}; kill it first",
-            row.status
+            row.status.wire()
         )));
     }
     let (ns2, id2, exec2) = (ns.to_owned(), id.to_owned(), exec_id.to_owned());
@@ -102,6 +120,7 @@ pub(super) async fn delete_process(
         pid: row.pid,
         exit_status: row.exit_status.unwrap_or(super::UNKNOWN_EXIT_STATUS),
         exited_at: row.exited_at.unwrap_or_else(store::now),
+        exit_reason: row.exit_reason,
     })
 }
 

@@ -1,30 +1,37 @@
 //! Tasks: running containers with an OCI runtime (runc by default), their exec
 //! processes, stdio and terminals, signals, and exit statuses that are never lost.
 //!
-//! The rules: one task per container; an exit is written to SQLite (with its `/tasks/exit`
-//! event) before any waiter is answered; a task stays `stopped` with its status until
-//! `tasks.delete`. The OS work is the `runtime` layer's; this module decides when to do
-//! it and what it means. `create.rs` starts processes, `delete.rs` tears them down,
-//! `recover.rs` reconciles SQLite with runc after a restart.
+//! The rules: one task per container; every task process is the keeper's child, known by
+//! its identity (pid + start time), never by a bare pid; an exit is written to SQLite (with
+//! its `/tasks/exit` event) before any waiter is answered and before the keeper may forget
+//! it; a task stays `stopped` with its status until `tasks.delete`; create and delete
+//! store their intent before runc runs. The OS work is the `runtime` layer's; this module
+//! decides when to do it and what it means. One file per verb (`create`, `start`, `exec`,
+//! `delete`), `monitor.rs` stores exits, `recover.rs` reconciles SQLite, the keeper and
+//! runc at start-up.
 
 mod create;
 mod delete;
+mod exec;
 mod live;
+mod monitor;
 mod pty;
 mod recover;
 pub mod rootfs;
 mod signal;
+mod start;
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use schema::{ExitInfo, Process, TaskKillParams, TaskListParams};
+use schema::{ExitInfo, Process, TaskKillParams, TaskListParams, TaskStatus};
 use serde_json::{json, Value};
 
 use super::{check_id, Error, Result};
 use crate::config::Config;
 use crate::filter::{self, Adaptor};
+use crate::keeper::{Held, Identity, Keeper};
 use crate::runtime::console;
 use crate::runtime::reaper::Reaper;
 use crate::runtime::runc::{Runc, RuncError};
@@ -32,8 +39,8 @@ use crate::store::{self, tasks::ProcessRow, Store};
 use live::{LiveTask, Registry};
 pub use rootfs::RootfsSource;
 
-/// The exit status recorded for a process whose real status cannot be known: it exited
-/// while berthd was down, or after a restart when it was no longer berthd's child.
+/// The exit status recorded for a process whose real status cannot be known (the keeper
+/// died, or the host restarted); its `exit_reason` says which.
 pub const UNKNOWN_EXIT_STATUS: i64 = 255;
 
 /// The task service; cheap to clone.
@@ -45,6 +52,7 @@ pub struct Tasks {
 struct Inner {
     store: Store,
     reaper: Reaper,
+    keeper: Keeper,
     /// berthd's volatile state dir: bundles under `tasks/<ns>/<id>`, runc's root under
     /// `runc/<ns>`.
     state: PathBuf,
@@ -57,6 +65,7 @@ impl Tasks {
     pub fn new(
         store: Store,
         reaper: Reaper,
+        keeper: Keeper,
         state: PathBuf,
         config: Config,
         rootfs: Arc<dyn RootfsSource>,
@@ -65,6 +74,7 @@ impl Tasks {
             inner: Arc::new(Inner {
                 store,
                 reaper,
+                keeper,
                 state,
                 config,
                 rootfs,
@@ -80,14 +90,14 @@ impl Tasks {
     pub async fn start(&self, ns: &str, id: &str, exec_id: &str) -> Result<i64> {
         check(ns, id, exec_id)?;
         if exec_id.is_empty() {
-            create::start(&self.inner, ns, id).await
+            start::start(&self.inner, ns, id).await
         } else {
-            create::start_exec(&self.inner, ns, id, exec_id).await
+            exec::start(&self.inner, ns, id, exec_id).await
         }
     }
 
     pub async fn exec(&self, p: schema::TaskExecParams) -> Result<()> {
-        create::exec(&self.inner, p).await
+        exec::exec(&self.inner, p).await
     }
 
     pub async fn delete(&self, ns: &str, id: &str, force: bool) -> Result<ExitInfo> {
@@ -106,9 +116,10 @@ impl Tasks {
         delete::delete_process(&self.inner, ns, id, exec_id).await
     }
 
-    /// Reconciles stored tasks with the runtime after a (re)start.
-    pub async fn recover(&self) -> Result<()> {
-        recover::recover(&self.inner).await
+    /// Reconciles stored tasks with the keeper and runc after a (re)start; `host_restarted`
+    /// says the state dir is new (a reboot wiped it), so nothing in it outlived berthd.
+    pub async fn recover(&self, host_restarted: bool) -> Result<()> {
+        recover::recover(&self.inner, host_restarted).await
     }
 
     pub fn get(&self, ns: &str, id: &str, exec_id: &str) -> Result<Process> {
@@ -145,16 +156,20 @@ impl Tasks {
             return Err(finished());
         }
         if !exec_id.is_empty() {
-            if row.status == "created" {
+            if row.status == TaskStatus::Created {
                 return Err(Error::FailedPrecondition(format!(
                     "{} has not been started",
                     store::tasks::describe(ns, id, exec_id)
                 )));
             }
-            let pid = nix::unistd::Pid::from_raw(row.pid as i32);
-            let sig = nix::sys::signal::Signal::try_from(signal)
-                .map_err(|e| Error::InvalidArgument(format!("signal {signal}: {e}")))?;
-            return nix::sys::signal::kill(pid, sig).map_err(|_| finished());
+            return match crate::runtime::pidfd::signal(identity(&row), signal) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(finished()),
+                Err(e) => Err(Error::InvalidArgument(format!(
+                    "{}: signal {signal}: {e}",
+                    store::tasks::describe(ns, id, exec_id)
+                ))),
+            };
         }
         let task = self.inner.live_task(ns, id)?;
         match task.runc.kill(id, signal, p.all).await {
@@ -211,27 +226,39 @@ impl Tasks {
         }
     }
 
-    pub fn close_io(&self, ns: &str, id: &str, exec_id: &str) -> Result<()> {
+    pub async fn close_io(&self, ns: &str, id: &str, exec_id: &str) -> Result<()> {
         check(ns, id, exec_id)?;
-        self.inner.row(ns, id, exec_id)?;
+        let row = self.inner.row(ns, id, exec_id)?;
         let task = self.inner.live_task(ns, id)?;
         task.process(exec_id, |p| {
             if let Some(k) = p.keepers.as_mut() {
                 k.close_stdin();
             }
         });
+        if row.exit_status.is_none() && row.pid != 0 {
+            let _ = self
+                .inner
+                .keeper
+                .release(identity(&row), Held::StdinWriter)
+                .await;
+        }
         Ok(())
     }
 
     pub async fn pause(&self, ns: &str, id: &str, paused: bool) -> Result<()> {
         check(ns, id, "")?;
         let row = self.inner.row(ns, id, "")?;
-        let want = if paused { "running" } else { "paused" };
-        if row.status != want {
+        let (allowed, want) = if paused {
+            (row.status.can_pause(), TaskStatus::Running)
+        } else {
+            (row.status.can_resume(), TaskStatus::Paused)
+        };
+        if !allowed || row.exit_status.is_some() {
             return Err(Error::FailedPrecondition(format!(
-                "{} is {}, not {want}",
+                "{} is {}, not {}",
                 store::tasks::describe(ns, id, ""),
-                row.status
+                row.status.wire(),
+                want.wire()
             )));
         }
         let task = self.inner.live_task(ns, id)?;
@@ -305,6 +332,16 @@ impl Inner {
         self.state.join("tasks").join(ns).join(id)
     }
 
+    /// runc's state dir of namespace `ns`.
+    fn runc_root(&self, ns: &str) -> PathBuf {
+        self.state.join("runc").join(ns)
+    }
+
+    /// Whether runc keeps state for container `id` (it has one to delete).
+    fn runc_has(&self, ns: &str, id: &str) -> bool {
+        self.runc_root(ns).join(id).is_dir()
+    }
+
     fn runc(&self, ns: &str, runtime: &str, bundle: &std::path::Path) -> Result<Runc> {
         let binary = self.config.runtime_binary(runtime).ok_or_else(|| {
             Error::FailedPrecondition(format!(
@@ -313,7 +350,9 @@ impl Inner {
             ))
         })?;
         Ok(Runc::new(binary, self.reaper.clone())
-            .root(self.state.join("runc").join(ns))
+            .keeper(self.keeper.clone())
+            .timeout(self.config.runc_timeout())
+            .root(self.runc_root(ns))
             .log(bundle.join("log.json"))
             .log_format_json())
     }
@@ -333,13 +372,24 @@ fn exit_info(row: &ProcessRow) -> Option<ExitInfo> {
         pid: row.pid,
         exit_status: row.exit_status?,
         exited_at: row.exited_at.clone()?,
+        exit_reason: row.exit_reason,
     })
 }
 
-/// A runc failure as a domain error: refusals in the current state are preconditions.
+/// The identity a row records for its process.
+fn identity(row: &ProcessRow) -> Identity {
+    Identity {
+        pid: row.pid as i32,
+        start: row.start_time,
+    }
+}
+
+/// A runc failure as a domain error: refusals in the current state are preconditions; a
+/// runc that hung, or a keeper that cannot be reached, leaves berthd unable to serve.
 fn runc_error(e: RuncError) -> Error {
     match e {
         RuncError::CommandFailed { .. } => Error::FailedPrecondition(e.to_string()),
+        RuncError::Timeout { .. } | RuncError::Keeper { .. } => Error::Unavailable(e.to_string()),
         other => Error::Internal(other.to_string()),
     }
 }

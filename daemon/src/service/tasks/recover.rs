@@ -1,106 +1,299 @@
-//! Start-up reconciliation: tasks stored in SQLite against what runc and /proc say now.
+//! Start-up reconciliation, in both directions, before berthd serves:
 //!
-//! A process that died while berthd was down is recorded `stopped` with exit status
-//! [`UNKNOWN_EXIT_STATUS`] (255) and `exited_at` = the time of reconciliation: its real
-//! status went to whichever process reaped it. A process still alive is no longer
-//! berthd's child, so it is watched through a pidfd and, when it exits, also recorded
-//! with 255. Its stdio FIFOs and pty were berthd's and are gone with the old daemon.
+//! - **Rows -> processes.** Each process that had not exited is asked of the keeper by
+//!   its identity: an exit the keeper stored while berthd was down is recorded with its
+//!   real status and time; a process still running is re-adopted (its exit watched, its
+//!   terminal master and FIFO ends taken back from the keeper, its status taken from
+//!   `runc state`). One the keeper does not know was lost with a keeper that died: it is
+//!   recorded with reason `lost` once it is gone. After a host restart (a new state dir)
+//!   nothing survived: every such process is recorded with reason `host_restarted`.
+//! - **Intents.** A `creating` row is undone (runc container, mounts, cgroup, bundle,
+//!   row); a `deleting` row is finished.
+//! - **Leftovers -> rows.** A runc container, bundle or task cgroup with no row is removed
+//!   (processes killed, rootfs unmounted) before anything could delete the snapshot it
+//!   mounts.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
+
+use schema::{ExitReason, TaskStatus};
 
 use super::live::LiveTask;
-use super::{create::record_exit, Inner, UNKNOWN_EXIT_STATUS};
-use crate::runtime::pidfd;
+use super::{create, delete, identity, monitor, Inner};
+use crate::keeper::{ExitRecord, Held, Identity, Watched};
 use crate::runtime::runc::ContainerStatus;
-use crate::service::Result;
+use crate::runtime::{cgroup, stdio};
+use crate::service::{Error, Result};
 use crate::store::{self, tasks::ProcessRow};
 
-pub(super) async fn recover(inner: &Arc<Inner>) -> Result<()> {
+/// How long start-up waits for runc invocations a crashed berthd left running.
+const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+
+pub(super) async fn recover(inner: &Arc<Inner>, host_restarted: bool) -> Result<()> {
+    let stored = inner
+        .keeper
+        .connect()
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    if let Err(e) = inner.keeper.settle(SETTLE_LIMIT).await {
+        tracing::warn!(error = %e, "runc invocations of the previous berthd still run");
+    }
+    let mut stored: HashMap<Identity, ExitRecord> =
+        stored.into_iter().map(|e| (e.who, e)).collect();
     let rows = inner.store.read(store::tasks::list_all)?;
-    let mut recovered = 0usize;
+    let mut kept: HashSet<(String, String)> = HashSet::new();
+    let mut counts = (0usize, 0usize, 0usize);
     for row in rows.iter().filter(|r| r.exec_id.is_empty()) {
-        let bundle = inner.bundle(&row.namespace, &row.container_id);
-        let runc = match inner.runc(&row.namespace, &row.runtime, &bundle) {
-            Ok(runc) => runc,
-            Err(e) => {
-                tracing::warn!(task = %row.container_id, error = %e, "cannot recover task");
+        let (ns, id) = (row.namespace.as_str(), row.container_id.as_str());
+        match row.status {
+            TaskStatus::Creating => {
+                tracing::info!(
+                    namespace = ns,
+                    task = id,
+                    "undoing a create cut off by a crash"
+                );
+                delete::finish(inner, ns, id, &row.runtime).await?;
+                let (ns2, id2) = (ns.to_owned(), id.to_owned());
+                inner
+                    .store
+                    .write(move |tx| store::tasks::remove_creating(tx, &ns2, &id2))
+                    .await?;
+                counts.1 += 1;
                 continue;
             }
-        };
-        let task = Arc::new(LiveTask::new(
-            &row.namespace,
-            &row.container_id,
-            bundle,
-            runc,
-        ));
+            TaskStatus::Deleting => {
+                tracing::info!(
+                    namespace = ns,
+                    task = id,
+                    "finishing a delete cut off by a crash"
+                );
+                delete::finish(inner, ns, id, &row.runtime).await?;
+                let (ns2, id2) = (ns.to_owned(), id.to_owned());
+                inner
+                    .store
+                    .write(move |tx| store::tasks::delete_task(tx, &ns2, &id2).map(drop))
+                    .await?;
+                counts.2 += 1;
+                continue;
+            }
+            _ => {}
+        }
+        kept.insert((ns.to_owned(), id.to_owned()));
+        let bundle = inner.bundle(ns, id);
+        let runc = inner.runc(ns, &row.runtime, &bundle)?;
+        let task = Arc::new(LiveTask::new(ns, id, bundle, runc));
         inner.live.insert_new(Arc::clone(&task));
-        recovered += 1;
-        let alive = if row.exit_status.is_some() {
-            false
-        } else {
-            match task.runc.state(&row.container_id).await {
-                Ok(s) => {
-                    s.pid as i64 == row.pid
-                        && matches!(
-                            s.status,
-                            ContainerStatus::Created
-                                | ContainerStatus::Running
-                                | ContainerStatus::Paused
-                        )
-                }
-                Err(_) => false,
-            }
-        };
-        watch_or_close(inner, &task, row, alive).await;
-        for exec in rows.iter().filter(|r| {
-            !r.exec_id.is_empty()
-                && r.container_id == row.container_id
-                && r.namespace == row.namespace
-        }) {
-            let alive = exec.exit_status.is_none() && exec.status != "created" && alive;
-            if exec.status == "created" && exec.exit_status.is_none() {
-                task.with_process(&exec.exec_id, |_| ());
+        counts.0 += 1;
+        let execs = rows
+            .iter()
+            .filter(|r| !r.exec_id.is_empty() && r.namespace == ns && r.container_id == id);
+        for process in std::iter::once(row).chain(execs) {
+            task.with_process(&process.exec_id, |_| ());
+            if process.exit_status.is_some() || process.pid == 0 {
                 continue;
             }
-            watch_or_close(inner, &task, exec, alive).await;
+            adopt(inner, &task, process, host_restarted, &mut stored).await?;
         }
     }
-    if recovered > 0 {
-        tracing::info!(tasks = recovered, "reconciled tasks with the runtime");
+    for (who, _) in stored {
+        // Exits of processes no row names (a create undone above): nothing to record.
+        inner.keeper.ack(who).await;
+    }
+    sweep_leftovers(inner, &kept).await;
+    if counts != (0, 0, 0) {
+        tracing::info!(
+            tasks = counts.0,
+            creates_undone = counts.1,
+            deletes_finished = counts.2,
+            "reconciled tasks with the keeper and runc"
+        );
+    }
+    if let Some(orphans) = inner.keeper.orphans() {
+        tokio::spawn(record_orphans(Arc::clone(inner), orphans));
     }
     Ok(())
 }
 
-/// Records the exit of a dead process now, or watches a live one through a pidfd.
-async fn watch_or_close(inner: &Arc<Inner>, task: &Arc<LiveTask>, row: &ProcessRow, alive: bool) {
-    task.with_process(&row.exec_id, |_| ());
-    if row.exit_status.is_some() {
+/// Records the exit of `process`, or watches it again if it still runs.
+async fn adopt(
+    inner: &Arc<Inner>,
+    task: &Arc<LiveTask>,
+    process: &ProcessRow,
+    host_restarted: bool,
+    stored: &mut HashMap<Identity, ExitRecord>,
+) -> Result<()> {
+    let exec_id = process.exec_id.as_str();
+    let who = identity(process);
+    if host_restarted || process.start_time == 0 {
+        let reason = if host_restarted {
+            ExitReason::HostRestarted
+        } else {
+            ExitReason::Lost
+        };
+        monitor::record(inner, task, exec_id, monitor::unknown(reason)).await;
+        return Ok(());
+    }
+    if let Some(rec) = stored.remove(&who) {
+        tracing::info!(task = %task.id, exec_id, status = rec.status,
+            "recording an exit the keeper kept while berthd was down");
+        if monitor::record(inner, task, exec_id, monitor::exited(&rec)).await {
+            inner.keeper.ack(who).await;
+        }
+        return Ok(());
+    }
+    let watched = inner
+        .keeper
+        .watch(who)
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    match watched {
+        Watched::Exited(rec) => {
+            if monitor::record(inner, task, exec_id, monitor::exited(&rec)).await {
+                inner.keeper.ack(who).await;
+            }
+        }
+        Watched::Alive(exit) => {
+            if exec_id.is_empty() {
+                sync_status(inner, task, process).await?;
+            }
+            restore_stdio(inner, task, process, who).await;
+            monitor::spawn(inner, task, exec_id, who, exit);
+        }
+        Watched::Unknown => {
+            // Not the keeper's child: the keeper that parented it died. Its status is
+            // gone; record that once the process is gone too.
+            tracing::warn!(task = %task.id, exec_id, pid = who.pid,
+                "the keeper does not know this process; its exit status is lost");
+            let (inner, task, exec_id) = (Arc::clone(inner), Arc::clone(task), exec_id.to_owned());
+            tokio::spawn(async move {
+                monitor::wait_gone(who).await;
+                monitor::record(&inner, &task, &exec_id, monitor::unknown(ExitReason::Lost)).await;
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A task whose start or pause was cut off takes its status from `runc state`.
+async fn sync_status(inner: &Inner, task: &LiveTask, row: &ProcessRow) -> Result<()> {
+    let Ok(state) = task.runc.state(&task.id).await else {
+        return Ok(());
+    };
+    let now = match state.status {
+        ContainerStatus::Created => TaskStatus::Created,
+        ContainerStatus::Running => TaskStatus::Running,
+        ContainerStatus::Paused => TaskStatus::Paused,
+        _ => return Ok(()),
+    };
+    if now != row.status {
+        tracing::info!(task = %task.id, was = row.status.as_str(), now = now.as_str(),
+            "status taken from runc");
+        let (ns, id) = (task.ns.clone(), task.id.clone());
+        inner
+            .store
+            .write(move |tx| store::tasks::set_status(tx, &ns, &id, "", now))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Takes back the terminal master the keeper held and copies it to the client's FIFOs
+/// again (if the client still has them); FIFO ends stay with the keeper.
+async fn restore_stdio(inner: &Inner, task: &LiveTask, row: &ProcessRow, who: Identity) {
+    if !row.terminal {
         return;
     }
-    let fd = if alive {
-        pidfd::open(row.pid as i32).ok().flatten()
-    } else {
-        None
-    };
-    let Some(fd) = fd else {
-        tracing::info!(task = %row.container_id, exec_id = %row.exec_id, pid = row.pid,
-            "process exited while berthd was down; recording status {UNKNOWN_EXIT_STATUS}");
-        record_exit(
-            inner,
-            task,
-            &row.exec_id,
-            UNKNOWN_EXIT_STATUS,
-            &store::now(),
-        )
-        .await;
+    let Ok(held) = inner.keeper.fds(who).await else {
         return;
     };
-    let (inner, task, exec_id) = (Arc::clone(inner), Arc::clone(task), row.exec_id.clone());
-    tokio::spawn(async move {
-        if let Err(e) = pidfd::exited(fd).await {
-            tracing::warn!(error = %e, "watching a recovered process");
-            return;
+    let Some((_, master)) = held.into_iter().find(|(h, _)| *h == Held::PtyMaster) else {
+        return;
+    };
+    match stdio::open(&row.stdin, &row.stdout, &row.stderr) {
+        Ok(opened) => {
+            let stdin = (!row.stdin.is_empty())
+                .then_some(opened.process.stdin)
+                .flatten();
+            let Some(stdout) = opened.process.stdout else {
+                return;
+            };
+            if let Err(e) = create::attach_pty(task, &row.exec_id, master, stdin, stdout) {
+                tracing::warn!(task = %task.id, error = %e, "terminal not re-attached");
+            }
+            task.with_process(&row.exec_id, |p| p.keepers = Some(opened.keepers));
         }
-        record_exit(&inner, &task, &exec_id, UNKNOWN_EXIT_STATUS, &store::now()).await;
-    });
+        Err(e) => {
+            tracing::info!(task = %task.id, error = %e, "the terminal's client is gone");
+            let master = Arc::new(master);
+            task.with_process(&row.exec_id, |p| p.console = Some(master));
+        }
+    }
+}
+
+/// Removes runc containers, bundles and task cgroups that no kept row owns.
+async fn sweep_leftovers(inner: &Inner, kept: &HashSet<(String, String)>) {
+    let mut leftovers: HashSet<(String, String)> = HashSet::new();
+    for base in [inner.state.join("runc"), inner.state.join("tasks")] {
+        for ns in dir_names(&base) {
+            for id in dir_names(&base.join(&ns)) {
+                leftovers.insert((ns.clone(), id));
+            }
+        }
+    }
+    for ns in cgroup::children("/berth") {
+        for id in cgroup::children(&format!("/berth/{ns}")) {
+            leftovers.insert((ns.clone(), id));
+        }
+    }
+    for (ns, id) in leftovers.difference(kept) {
+        if super::check(ns, id, "").is_err() {
+            continue;
+        }
+        tracing::info!(namespace = %ns, task = %id, "removing a runc container, bundle or cgroup no task owns");
+        if let Err(e) = delete::finish(inner, ns, id, "runc").await {
+            tracing::warn!(namespace = %ns, task = %id, error = %e, "leftover not removed");
+        }
+        if let Err(e) = cgroup::sweep(&create::cgroups_path(ns, id)) {
+            tracing::warn!(namespace = %ns, task = %id, error = %e, "leftover cgroup not removed");
+        }
+    }
+}
+
+fn dir_names(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
+}
+
+/// Exits nobody waited for: a keeper restarted after dying replays what it stored.
+async fn record_orphans(
+    inner: Arc<Inner>,
+    mut orphans: tokio::sync::mpsc::UnboundedReceiver<ExitRecord>,
+) {
+    while let Some(rec) = orphans.recv().await {
+        let found = inner
+            .store
+            .read(|c| store::tasks::find_running(c, i64::from(rec.who.pid), rec.who.start));
+        let stored = match found {
+            Ok(Some(row)) => match inner.live.get(&row.namespace, &row.container_id) {
+                Some(task) => {
+                    monitor::record(&inner, &task, &row.exec_id, monitor::exited(&rec)).await
+                }
+                None => false,
+            },
+            Ok(None) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "looking up an orphaned exit");
+                false
+            }
+        };
+        if stored {
+            inner.keeper.ack(rec.who).await;
+        }
+    }
 }

@@ -1,0 +1,107 @@
+//! The exit monitor every task process gets: it waits for the exit the keeper reports for
+//! the process's identity, stores it (with its `/tasks/exit` event), then answers waiters,
+//! and only then tells the keeper it may forget the exit. Nothing waits on a pid.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use schema::ExitReason;
+
+use super::live::LiveTask;
+use super::{Inner, UNKNOWN_EXIT_STATUS};
+use crate::keeper::{ExitRecord, ExitWait, Identity};
+use crate::runtime::pidfd;
+use crate::store::{self, tasks::Exited};
+
+/// How long an exit waits for a terminal's last output to be copied out.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
+/// The stored form of an exit the keeper reaped.
+pub(super) fn exited(rec: &ExitRecord) -> Exited {
+    Exited {
+        status: i64::from(rec.status),
+        at: rec.at.clone(),
+        reason: if rec.signal.is_some() {
+            ExitReason::Signaled
+        } else {
+            ExitReason::Exited
+        },
+    }
+}
+
+/// An exit nobody could observe.
+pub(super) fn unknown(reason: ExitReason) -> Exited {
+    Exited {
+        status: UNKNOWN_EXIT_STATUS,
+        at: store::now(),
+        reason,
+    }
+}
+
+/// Watches process `exec_id` of `task` (identity `who`) until its exit is stored.
+pub(super) fn spawn(
+    inner: &Arc<Inner>,
+    task: &Arc<LiveTask>,
+    exec_id: &str,
+    who: Identity,
+    exit: ExitWait,
+) {
+    let (inner, task, exec_id) = (Arc::clone(inner), Arc::clone(task), exec_id.to_owned());
+    tokio::spawn(async move {
+        let (exit, ack) = match exit.await {
+            Ok(rec) => (exited(&rec), true),
+            Err(_) => {
+                // The keeper died: nobody can reap this process any more. Wait until it is
+                // gone, then say its status is lost (never a silent 255).
+                tracing::warn!(task = %task.id, exec_id, pid = who.pid,
+                    "the keeper died before the process exited; its status is lost");
+                wait_gone(who).await;
+                (unknown(ExitReason::Lost), false)
+            }
+        };
+        let drained = task.process(&exec_id, |p| {
+            p.pty.as_mut().and_then(|c| c.output_done.take())
+        });
+        if let Some(Some(done)) = drained {
+            let _ = tokio::time::timeout(OUTPUT_DRAIN, done).await;
+        }
+        if record(&inner, &task, &exec_id, exit).await && ack {
+            inner.keeper.ack(who).await;
+        }
+    });
+}
+
+/// Resolves once the process `who` names no longer runs.
+pub(super) async fn wait_gone(who: Identity) {
+    if let Ok(Some(fd)) = pidfd::open_checked(who) {
+        let _ = pidfd::exited(fd).await;
+    }
+}
+
+/// Stores the exit (and `/tasks/exit`), then tells the waiters; false if it could not be
+/// stored. Ordered after the process's recorded start by the task lock.
+pub(super) async fn record(
+    inner: &Arc<Inner>,
+    task: &Arc<LiveTask>,
+    exec_id: &str,
+    exit: Exited,
+) -> bool {
+    let _order = task.lock.lock().await;
+    let (ns, id, exec) = (task.ns.clone(), task.id.clone(), exec_id.to_owned());
+    let stored = inner
+        .store
+        .write(move |tx| store::tasks::set_exited(tx, &ns, &id, &exec, &exit))
+        .await;
+    match stored {
+        Ok(row) => {
+            if let Some(info) = super::exit_info(&row) {
+                task.process(exec_id, |p| p.exit.send_replace(Some(info)));
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(task = %task.id, exec_id, error = %e, "exit not recorded");
+            false
+        }
+    }
+}
