@@ -242,6 +242,24 @@ impl TestDaemon {
         Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
     }
 
+    /// `runc delete --force` of every container runc keeps under this daemon's state dir
+    /// (their processes and cgroups go with them), as a host shutdown would end them.
+    pub fn delete_runc_containers(&self) {
+        let runc_root = self.state.join("runc");
+        for ns in fs::read_dir(&runc_root).into_iter().flatten().flatten() {
+            for c in fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+                let mut cmd = Command::new("runc");
+                cmd.arg("--root")
+                    .arg(ns.path())
+                    .args(["delete", "--force"])
+                    .arg(c.file_name())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                let _ = output_within(&mut cmd, b"", STOP_LIMIT);
+            }
+        }
+    }
+
     /// SIGKILLs the keeper's session (the keeper and the tasks it started), as its crash
     /// or a host restart would.
     pub fn kill_keeper(&self) {
@@ -262,7 +280,9 @@ impl Drop for TestDaemon {
             exited_within(&child, STOP_LIMIT);
             kill_group(&mut child);
         }
-        // The keeper outlives berthd by design; a test's must not outlive the test.
+        // The keeper outlives berthd by design; a test's must not outlive the test, nor
+        // the containers runc still knows (their processes and cgroups).
+        self.delete_runc_containers();
         self.kill_keeper();
         unmount_below(self.dir.path());
     }

@@ -1,6 +1,6 @@
-//! Task cgroups left behind without a runc container (a create cut off by a crash): found
-//! under every cgroup hierarchy (v1 controllers and v2 alike), their processes killed
-//! through identity-checked pidfds, then removed.
+//! A task cgroup left behind without a runc container (a create cut off by a crash, runc
+//! state wiped by a restart): in every cgroup hierarchy (v1 controllers and v2 alike), its
+//! processes killed through pidfds checked to still be in it, then removed.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -26,24 +26,6 @@ pub fn mounts() -> Vec<PathBuf> {
             left.split(' ').nth(4).map(PathBuf::from)
         })
         .collect()
-}
-
-/// The names of the sub-cgroups of `parent` (e.g. "/berth/default") in any hierarchy.
-pub fn children(parent: &str) -> Vec<String> {
-    let mut names: Vec<String> = mounts()
-        .iter()
-        .flat_map(|m| {
-            std::fs::read_dir(join(m, parent))
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
 }
 
 fn join(mount: &Path, cgroup: &str) -> PathBuf {

@@ -23,7 +23,7 @@ use super::live::LiveTask;
 use super::{create, delete, identity, monitor, Inner};
 use crate::keeper::{ExitRecord, Held, Identity, Watched};
 use crate::runtime::runc::ContainerStatus;
-use crate::runtime::{cgroup, stdio};
+use crate::runtime::stdio;
 use crate::service::{Error, Result};
 use crate::store::{self, tasks::ProcessRow};
 
@@ -231,7 +231,9 @@ async fn restore_stdio(inner: &Inner, task: &LiveTask, row: &ProcessRow, who: Id
     }
 }
 
-/// Removes runc containers, bundles and task cgroups that no kept row owns.
+/// Removes runc containers and bundles (with their task cgroups) that no kept row owns.
+/// Only what this state dir names: cgroups are host-wide, and another berthd's tasks
+/// live beside ours under /berth/<ns>.
 async fn sweep_leftovers(inner: &Inner, kept: &HashSet<(String, String)>) {
     let mut leftovers: HashSet<(String, String)> = HashSet::new();
     for base in [inner.state.join("runc"), inner.state.join("tasks")] {
@@ -241,11 +243,6 @@ async fn sweep_leftovers(inner: &Inner, kept: &HashSet<(String, String)>) {
             }
         }
     }
-    for ns in cgroup::children("/berth") {
-        for id in cgroup::children(&format!("/berth/{ns}")) {
-            leftovers.insert((ns.clone(), id));
-        }
-    }
     for (ns, id) in leftovers.difference(kept) {
         if super::check(ns, id, "").is_err() {
             continue;
@@ -253,9 +250,6 @@ async fn sweep_leftovers(inner: &Inner, kept: &HashSet<(String, String)>) {
         tracing::info!(namespace = %ns, task = %id, "removing a runc container, bundle or cgroup no task owns");
         if let Err(e) = delete::finish(inner, ns, id, "runc").await {
             tracing::warn!(namespace = %ns, task = %id, error = %e, "leftover not removed");
-        }
-        if let Err(e) = cgroup::sweep(&create::cgroups_path(ns, id)) {
-            tracing::warn!(namespace = %ns, task = %id, error = %e, "leftover cgroup not removed");
         }
     }
 }
