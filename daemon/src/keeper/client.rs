@@ -243,12 +243,20 @@ impl Keeper {
         Ok((conn, stored))
     }
 
-    /// Starts `berthd keeper --state DIR` in a session of its own, so neither a terminal's
-    /// signals nor a kill of berthd's process group reach it.
+    /// Starts `berth-keeper --state DIR` (installed beside berthd; else `berthd keeper`) in
+    /// a session of its own, so neither a terminal's signals nor a kill of berthd's process
+    /// group reach it.
     fn start_keeper(&self) -> std::io::Result<()> {
         let exe = std::env::current_exe()?;
-        let mut cmd = Command::new(exe);
-        cmd.arg("keeper").arg("--state").arg(&self.inner.state);
+        let small = exe.with_file_name("berth-keeper");
+        let mut cmd = if small.is_file() {
+            Command::new(small)
+        } else {
+            let mut cmd = Command::new(exe);
+            cmd.arg("keeper");
+            cmd
+        };
+        cmd.arg("--state").arg(&self.inner.state);
         cmd.current_dir("/");
         // SAFETY: setsid is async-signal-safe and touches no memory of ours.
         unsafe {
