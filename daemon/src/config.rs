@@ -10,6 +10,9 @@ pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 16 << 20;
 /// Default cap on open client connections.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
 
+/// Names of the runc runtime: berth's own and containerd's shims' (v2 and the old v1).
+pub const RUNC_NAMES: &[&str] = &["runc", "io.containerd.runc.v2", "io.containerd.runc.v1"];
+
 /// A group given by name or number.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
@@ -81,13 +84,21 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// The binary of runtime `name`: configured, or `runc` on PATH for "runc".
+    /// The binary of runtime `name`: configured, or `runc` on PATH for "runc" and for
+    /// containerd's names of the runc runtime, which tools written for containerd send
+    /// (a configured `[runtimes.runc]` serves those too).
     pub fn runtime_binary(&self, name: &str) -> Option<PathBuf> {
-        match self.runtimes.get(name) {
-            Some(rt) => Some(rt.path.clone()),
-            None if name == "runc" => Some(PathBuf::from("runc")),
-            None => None,
+        if let Some(rt) = self.runtimes.get(name) {
+            return Some(rt.path.clone());
         }
+        if !RUNC_NAMES.contains(&name) {
+            return None;
+        }
+        Some(
+            self.runtimes
+                .get("runc")
+                .map_or_else(|| PathBuf::from("runc"), |rt| rt.path.clone()),
+        )
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -131,6 +142,24 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn containerds_runc_names_mean_runc_and_unknown_runtimes_are_none() {
+        let c = Config::default();
+        for name in RUNC_NAMES {
+            assert_eq!(
+                c.runtime_binary(name),
+                Some(PathBuf::from("runc")),
+                "{name}"
+            );
+        }
+        assert_eq!(c.runtime_binary("io.containerd.kata.v2"), None);
+        let c: Config = toml::from_str("[runtimes.runc]\npath = \"/opt/runc\"").expect("ok");
+        assert_eq!(
+            c.runtime_binary("io.containerd.runc.v2"),
+            Some(PathBuf::from("/opt/runc"))
+        );
+    }
 
     #[test]
     fn parses_groups_by_name_or_id_and_rejects_unknown_keys() {

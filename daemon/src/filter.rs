@@ -55,7 +55,14 @@ pub enum FilterError {
     /// The field path means nothing for the objects being listed.
     #[error("filter field {path:?} is not supported here")]
     UnknownField { path: String },
+    /// More selectors than one request may combine (SQLite bounds the expression tree a
+    /// filter compiles to; berth refuses well before that bound).
+    #[error("the filters hold {selectors} selectors; at most {MAX_SELECTORS} are allowed")]
+    TooLarge { selectors: usize },
 }
+
+/// Most selectors one request's filters may hold, all expressions together.
+pub const MAX_SELECTORS: usize = 64;
 
 /// A parsed filter: matches when any of its conjunctions matches. No conjunction at
 /// all (an empty request list) matches everything.
@@ -117,7 +124,17 @@ pub fn parse(exprs: &[String]) -> Result<Filter, FilterError> {
     let alternatives = exprs
         .iter()
         .map(|e| parser::Parser::new(e).expression())
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<Conjunction>, _>>()?;
+    let selectors = alternatives
+        .iter()
+        .map(|c| c.selectors.len())
+        .sum::<usize>();
+    // An empty expression is a selector-less conjunction; count it so a list of
+    // thousands of them is refused too.
+    let selectors = selectors.max(alternatives.len());
+    if selectors > MAX_SELECTORS {
+        return Err(FilterError::TooLarge { selectors });
+    }
     Ok(Filter { alternatives })
 }
 

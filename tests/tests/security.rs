@@ -223,3 +223,36 @@ fn connections_over_the_limit_are_refused_until_one_closes() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// images.import of a file that is not a tar must not quote it: the tar reader's errors
+/// hold header bytes, the first line of `/etc/shadow` for instance.
+#[test]
+fn import_errors_never_quote_the_file_they_read() {
+    let d = TestDaemon::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = dir.path().join("shadow");
+    // Long enough to fill a tar header's name field and reach its numeric fields.
+    let line = format!(
+        "root:$6$SECRETSALT$SECRETHASH{}:19000:0:99999:7:::\n",
+        "x".repeat(200)
+    );
+    std::fs::write(&secret, line.repeat(20)).expect("write");
+    chmod(&secret, 0o600);
+    let err = d
+        .rpc("images.import", json!({"path": secret}))
+        .expect_err("not an image archive");
+    let text = err.to_string();
+    assert!(
+        !text.contains("SECRET"),
+        "the error quotes the file: {text}"
+    );
+    assert_eq!(err["data"]["kind"], "invalid_argument", "{err}");
+    // berthd's own environment (it has PATH) and the host's shadow file (root's line).
+    for (path, quoted) in [("/proc/self/environ", "PATH="), ("/etc/shadow", "root:")] {
+        let err = d
+            .rpc("images.import", json!({"path": path}))
+            .expect_err("not an image archive");
+        let text = err.to_string();
+        assert!(!text.contains(quoted), "the error quotes {path}: {text}");
+    }
+}

@@ -302,3 +302,24 @@ fn regexp_function_matches_caches_and_reports_bad_patterns() {
         "{err:?}"
     );
 }
+
+#[test]
+fn the_largest_filter_allowed_runs_and_a_larger_one_is_refused_before_sqlite() {
+    let conn = database();
+    // The widest shapes: one expression of MAX selectors, and MAX one-selector expressions.
+    let wide: Vec<String> = (0..super::MAX_SELECTORS)
+        .map(|i| format!("labels.k{i}==v"))
+        .collect();
+    let joined = wide.join(",");
+    assert_eq!(sql_ids(&conn, &[joined.as_str()]), Vec::<String>::new());
+    let alternatives: Vec<&str> = wide.iter().map(String::as_str).collect();
+    assert_eq!(sql_ids(&conn, &alternatives), Vec::<String>::new());
+    let many: Vec<String> = (0..998).map(|i| format!("labels.k{i}==v")).collect();
+    let err = parse(&[many.join(",")]).map(|_| ());
+    assert!(
+        matches!(err, Err(FilterError::TooLarge { selectors: 998 })),
+        "{err:?}"
+    );
+    let err = parse(&vec![String::new(); 5000]).map(|_| ());
+    assert!(matches!(err, Err(FilterError::TooLarge { .. })), "{err:?}");
+}

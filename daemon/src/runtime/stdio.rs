@@ -41,6 +41,12 @@ pub enum StdioError {
     },
     #[error("{stream} path {path:?} is neither a FIFO, a regular file nor a character device")]
     Unsupported { stream: &'static str, path: String },
+    /// berthd opens stdio as root: a relative path would resolve against its own cwd.
+    #[error("{stream} path {path:?} is relative; give an absolute path")]
+    Relative { stream: &'static str, path: String },
+    /// A symlink could send a root-owned write anywhere; berthd never follows one here.
+    #[error("{stream} path {path:?} is a symlink; berthd does not follow symlinks for stdio")]
+    Symlink { stream: &'static str, path: String },
 }
 
 /// The task's stdio: `process` goes to runc, `keepers` stays with the task.
@@ -118,7 +124,19 @@ fn kind(stream: &'static str, path: &str) -> Result<Kind, StdioError> {
     if path.is_empty() {
         return Ok(Kind::Null);
     }
-    match std::fs::metadata(path) {
+    if !path.starts_with('/') {
+        return Err(StdioError::Relative {
+            stream,
+            path: path.to_owned(),
+        });
+    }
+    // Every open below adds O_NOFOLLOW too, so a symlink swapped in after this look is
+    // refused by the kernel.
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(StdioError::Symlink {
+            stream,
+            path: path.to_owned(),
+        }),
         Ok(m) if m.file_type().is_fifo() => Ok(Kind::Fifo),
         Ok(m) if m.is_file() => Ok(Kind::File),
         Ok(m) if m.file_type().is_char_device() => Ok(Kind::CharDevice),
@@ -149,12 +167,13 @@ fn open_input(path: &str, keepers: &mut StdioKeepers) -> Result<OwnedFd, StdioEr
             .into(),
         Kind::File | Kind::CharDevice => OpenOptions::new()
             .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(err)?
             .into(),
         Kind::Fifo => {
-            let reader: OwnedFd = nonblocking(path, true).map_err(err)?;
-            let writer = nonblocking(proc_fd(&reader), false).map_err(err)?;
+            let reader: OwnedFd = nonblocking(path, true, libc::O_NOFOLLOW).map_err(err)?;
+            let writer = nonblocking(proc_fd(&reader), false, 0).map_err(err)?;
             set_blocking(&reader).map_err(err)?;
             keepers.stdin_writer = Some(writer);
             reader
@@ -181,6 +200,7 @@ fn open_output(
             .into(),
         Kind::CharDevice => OpenOptions::new()
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(err)?
             .into(),
@@ -188,13 +208,14 @@ fn open_output(
             .append(true)
             .create(true)
             .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(err)?
             .into(),
         Kind::Fifo => {
-            let reader = nonblocking(path, true).map_err(err)?;
+            let reader = nonblocking(path, true, libc::O_NOFOLLOW).map_err(err)?;
             // A reader exists, so this neither blocks nor fails with ENXIO.
-            let writer = nonblocking(proc_fd(&reader), false).map_err(err)?;
+            let writer = nonblocking(proc_fd(&reader), false, 0).map_err(err)?;
             set_blocking(&writer).map_err(err)?;
             keepers.output_readers.push(reader);
             writer
@@ -208,11 +229,11 @@ fn proc_fd(fd: &OwnedFd) -> String {
 }
 
 /// Opens a FIFO end with O_NONBLOCK (close-on-exec, as std always does).
-fn nonblocking(path: impl AsRef<Path>, read: bool) -> io::Result<OwnedFd> {
+fn nonblocking(path: impl AsRef<Path>, read: bool, flags: i32) -> io::Result<OwnedFd> {
     Ok(OpenOptions::new()
         .read(read)
         .write(!read)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(libc::O_NONBLOCK | flags)
         .open(path)?
         .into())
 }
@@ -335,5 +356,31 @@ mod tests {
         let path = dir.path().to_str().expect("utf8").to_owned();
         let err = open("", &path, "").err().expect("a directory is not stdio");
         assert!(err.to_string().contains(&path), "{err}");
+    }
+
+    #[test]
+    fn symlinks_and_relative_paths_are_refused_and_the_target_is_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("victim");
+        std::fs::write(&target, "precious\n").expect("write");
+        let link = dir.path().join("stdout");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        let link = link.to_str().expect("utf8").to_owned();
+        for (i, o, e) in [
+            ("", link.as_str(), ""),
+            (link.as_str(), "", ""),
+            ("", "", link.as_str()),
+        ] {
+            let err = open(i, o, e).err().expect("a symlink is refused");
+            assert!(matches!(err, StdioError::Symlink { .. }), "{err}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(&target).expect("read"),
+            "precious\n"
+        );
+        let err = open("", "relative/out", "")
+            .err()
+            .expect("relative is refused");
+        assert!(matches!(err, StdioError::Relative { .. }), "{err}");
     }
 }

@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -57,7 +57,10 @@ pub fn read_in_layers(layers: &[PathBuf], rel: &Path, limit: u64) -> io::Result<
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        let Some(fd) = resolve(&root, rel, OFlag::O_RDONLY | OFlag::O_NONBLOCK)? else {
+        // O_PATH opens nothing: a device or FIFO a hostile layer names is never opened
+        // (no driver's open runs, nothing blocks). Only a regular file is then read,
+        // reopened through the very inode the O_PATH descriptor holds.
+        let Some(fd) = resolve(&root, rel, OFlag::O_PATH)? else {
             // Not in this layer: a whiteout or an opaque directory on the way hides lower
             // layers; otherwise look further down.
             let mut hidden = false;
@@ -91,12 +94,11 @@ pub fn read_in_layers(layers: &[PathBuf], rel: &Path, limit: u64) -> io::Result<
         return match file_type(&fd)? {
             SFlag::S_IFREG => {
                 let mut out = String::new();
-                File::from(fd)
-                    .take(limit)
-                    .read_to_string(&mut out)
-                    .map_err(|e| {
-                        io::Error::new(e.kind(), format!("reading {}: {e}", rel.display()))
-                    })?;
+                let file = File::open(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+                drop(fd);
+                file.take(limit).read_to_string(&mut out).map_err(|e| {
+                    io::Error::new(e.kind(), format!("reading {}: {e}", rel.display()))
+                })?;
                 Ok(Some(out))
             }
             _ => Ok(None),
@@ -124,5 +126,27 @@ mod tests {
         std::os::unix::fs::symlink("/etc/hostname", top.path().join("etc/group")).expect("ln");
         let got = read_in_layers(&layers[..1], Path::new("etc/group"), 1 << 20).expect("read");
         assert_eq!(got, None);
+    }
+
+    #[test]
+    fn a_device_or_fifo_a_layer_names_is_never_opened() {
+        let top = tempfile::tempdir().expect("tmp");
+        let etc = top.path().join("etc");
+        std::fs::create_dir(&etc).expect("mkdir");
+        // /dev/tty's numbers (5:0): opening it on the host fails with ENXIO without a
+        // controlling terminal; a FIFO would block an open forever.
+        nix::sys::stat::mknod(
+            &etc.join("passwd"),
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o644),
+            nix::sys::stat::makedev(5, 0),
+        )
+        .expect("mknod");
+        nix::unistd::mkfifo(&etc.join("group"), Mode::from_bits_truncate(0o644)).expect("fifo");
+        let layers = vec![top.path().to_owned()];
+        let passwd = read_in_layers(&layers, Path::new("etc/passwd"), 1 << 20);
+        assert_eq!(passwd.expect("not opened, so no ENXIO"), None);
+        let group = read_in_layers(&layers, Path::new("etc/group"), 1 << 20);
+        assert_eq!(group.expect("not opened, so no hang"), None);
     }
 }

@@ -12,12 +12,69 @@ use crate::service::{Error, Result};
 const MAX_ETC_FILE: u64 = 1 << 20;
 
 pub(super) fn check_spec(owner: &str, spec: &RawValue) -> Result<()> {
-    if spec.get().starts_with('{') {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
+    if !spec.get().starts_with('{') {
+        return Err(Error::InvalidArgument(format!(
             "{owner}: spec must be a JSON object (an OCI runtime spec)"
-        )))
+        )));
+    }
+    let depth = json_depth(spec.get());
+    if depth > MAX_SPEC_DEPTH {
+        return Err(Error::InvalidArgument(format!(
+            "{owner}: spec nests {depth} levels deep; at most {MAX_SPEC_DEPTH} are allowed \
+             (an OCI runtime spec needs fewer than 10)"
+        )));
+    }
+    Ok(())
+}
+
+/// How deep a stored spec may nest. It is stored as text and decoded later (by tasks, by
+/// clients listing containers, whose JSON parsers stop at 128 levels), so a deeper one
+/// would be accepted once and then break every reader.
+pub const MAX_SPEC_DEPTH: usize = 64;
+
+/// The deepest nesting of objects and arrays in JSON `text` (which is valid JSON).
+fn json_depth(text: &str) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        assert_eq!(json_depth(r#"{"a":[1,{"b":"[[[{{"}]}"#), 3);
+        assert_eq!(json_depth(r#"{"a":"\"[["}"#), 1);
+        // Deeper than berth stores, shallower than serde_json's own limit (128), so it
+        // reaches check_spec as a request's spec would.
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100));
+        let raw = serde_json::value::RawValue::from_string(deep).expect("serde holds 101 levels");
+        let err = check_spec("container \"x\"", &raw).expect_err("too deep");
+        assert!(err.to_string().contains("at most 64"), "{err}");
+        let ok = serde_json::value::RawValue::from_string(r#"{"process":{"args":["sh"]}}"#.into())
+            .expect("raw");
+        check_spec("container \"x\"", &ok).expect("a real spec's depth");
     }
 }
 

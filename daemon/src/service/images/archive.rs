@@ -18,7 +18,9 @@ use crate::oci::MAX_DOCUMENT;
 pub enum ArchiveError {
     #[error("cannot open {path}: {source}")]
     Open { path: PathBuf, source: io::Error },
-    #[error("reading the archive {at}: {source}")]
+    /// The tar reader's own message is not shown: it quotes header bytes, which for a file
+    /// that is not a tar (`/etc/shadow`) are the file's first line.
+    #[error("reading the archive {at}: {}", tar_failure(.source))]
     Read { at: String, source: io::Error },
     #[error("archive entry \"{entry}\": {source}")]
     Blob { entry: String, source: ContentError },
@@ -32,6 +34,17 @@ pub enum ArchiveError {
         "the archive holds neither index.json (OCI image layout) nor manifest.json (docker save)"
     )]
     NotAnImage,
+}
+
+/// What went wrong reading an archive, in words that quote none of its bytes.
+fn tar_failure(e: &io::Error) -> String {
+    if e.raw_os_error().is_some() {
+        return e.to_string();
+    }
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => "it ends in the middle of an entry".to_owned(),
+        _ => "it is not a tar archive, or a corrupt one (an entry header is invalid)".to_owned(),
+    }
 }
 
 /// What one pass over the archive found.
