@@ -1,4 +1,5 @@
-//! Crash harness: `crash [--rounds N] [--seed S] [--clients C] [--max-round-ms M]`.
+//! Crash harness: `crash [--rounds N] [--seed S] [--clients C] [--max-round-ms M]
+//! [--time-limit-s T]` (no round starts after T seconds; SIGINT finishes the round).
 //!
 //! Starts a real berthd on a temp dir (the `berthd` and `berth` binaries next to this one),
 //! imports a busybox image built from /bin/busybox, then for each round runs C client
@@ -12,7 +13,7 @@ mod images;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -38,6 +39,25 @@ struct Args {
     seed: u64,
     clients: u64,
     max_round_ms: u64,
+    /// No round starts after this much time (the short CI run).
+    time_limit: Option<Duration>,
+}
+
+/// Set by SIGINT/SIGTERM: finish the round, clean up, report.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn catch_signals() {
+    let handler: extern "C" fn(libc::c_int) = on_signal;
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to a static atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, handler as libc::sighandler_t);
+        }
+    }
 }
 
 fn parse_args() -> Result<Args> {
@@ -49,6 +69,7 @@ fn parse_args() -> Result<Args> {
             .unwrap_or(1),
         clients: 4,
         max_round_ms: 1500,
+        time_limit: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -62,8 +83,12 @@ fn parse_args() -> Result<Args> {
             "--seed" => args.seed = value()?,
             "--clients" => args.clients = value()?,
             "--max-round-ms" => args.max_round_ms = value()?,
+            "--time-limit-s" => args.time_limit = Some(Duration::from_secs(value()?)),
             "-h" | "--help" => {
-                println!("usage: crash [--rounds N] [--seed S] [--clients C] [--max-round-ms M]");
+                println!(
+                    "usage: crash [--rounds N] [--seed S] [--clients C] [--max-round-ms M] \
+                     [--time-limit-s T]"
+                );
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?} (see --help)"),
@@ -139,8 +164,21 @@ fn run(args: &Args) -> Result<bool> {
     let mut total = Figures::default();
     let mut log = EventLog::new();
     let started = Instant::now();
+    catch_signals();
     for round in 1..=args.rounds {
+        if STOP.load(Ordering::SeqCst) {
+            println!("crash: interrupted; stopping after {} rounds", round - 1);
+            break;
+        }
+        if args.time_limit.is_some_and(|t| started.elapsed() > t) {
+            println!(
+                "crash: time limit reached; stopping after {} rounds",
+                round - 1
+            );
+            break;
+        }
         let mut round_rng = rng.fork(round);
+        let t = Instant::now();
         let (fig, load_ms, down_ms) = one_round(
             &mut daemon,
             &setup,
@@ -150,7 +188,10 @@ fn run(args: &Args) -> Result<bool> {
             &mut round_rng,
             args,
         );
-        println!("{}", fig.line(round, load_ms, down_ms));
+        println!(
+            "{}",
+            fig.line(round, load_ms, down_ms, t.elapsed().as_secs_f64())
+        );
         if !fig.clean() {
             print!("{}", fig.details(5));
         }
@@ -198,7 +239,7 @@ fn one_round(
     }
     let load_ms = rng.range(MIN_ROUND_MS, args.max_round_ms);
     thread::sleep(Duration::from_millis(load_ms));
-    crashing.store(true, std::sync::atomic::Ordering::SeqCst);
+    crashing.store(true, Ordering::SeqCst);
     daemon.kill9();
 
     let mut ledger = Ledger::default();

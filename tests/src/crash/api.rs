@@ -37,8 +37,8 @@ impl Api {
             .map_err(|e| anyhow!("{method} {params}: {e}"))
     }
 
-    /// Every container as `(id, labels)`, paging through `containers.list`.
-    pub fn containers(&mut self) -> Result<Vec<(String, Value)>> {
+    /// Every container object, paging through `containers.list`.
+    pub fn containers(&mut self) -> Result<Vec<Value>> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
@@ -47,10 +47,7 @@ impl Api {
                 params["after"] = json!(a);
             }
             let page = self.ok("containers.list", params)?;
-            for c in page["containers"].as_array().into_iter().flatten() {
-                let id = c["id"].as_str().unwrap_or_default().to_owned();
-                out.push((id, c["labels"].clone()));
-            }
+            out.extend(page["containers"].as_array().into_iter().flatten().cloned());
             match page["next"].as_str() {
                 Some(next) => after = Some(next.to_owned()),
                 None => return Ok(out),

@@ -73,10 +73,23 @@ pub fn after_restart(
 /// Phantom: an object no client ever wrote.
 fn objects(api: &mut Api, setup: &Setup, ledger: &Ledger, fig: &mut Figures) -> Result<()> {
     let mut actual: BTreeMap<(Kind, String), State> = BTreeMap::new();
-    for (id, labels) in api.containers()? {
-        actual.insert((Kind::Container, id), State::Present(labels));
+    for c in api.containers()? {
+        let id = c["id"].as_str().unwrap_or_default().to_owned();
+        // A container's rootfs snapshot goes with it: stored in the same transaction.
+        let key = c["snapshot_key"].as_str().unwrap_or_default();
+        if !key.is_empty() {
+            if let Err(e) = api.call("snapshots.stat", json!({"key": key}))? {
+                fig.lost
+                    .push(format!("container {id}: its snapshot {key}: {e}"));
+            }
+        }
+        actual.insert((Kind::Container, id), State::Present(c["labels"].clone()));
     }
     for name in api.images()? {
+        // An image must still resolve to its manifest and config blobs.
+        if let Err(e) = api.call("images.get", json!({"name": name}))? {
+            fig.lost.push(format!("image {name}: images.get: {e}"));
+        }
         if name != setup.base_image {
             actual.insert((Kind::Image, name), State::Present(Value::Null));
         }
@@ -220,7 +233,8 @@ pub fn clean(d: &TestDaemon, setup: &Setup, base: &Baseline, fig: &mut Figures) 
             fig.leftovers.push(format!("tasks.delete {id} force: {e}"));
         }
     }
-    for (id, _) in api.containers()? {
+    for c in api.containers()? {
+        let id = c["id"].as_str().unwrap_or_default().to_owned();
         if let Err(e) = api.call("containers.delete", json!({"id": id}))? {
             fig.leftovers.push(format!("containers.delete {id}: {e}"));
         }
@@ -244,7 +258,7 @@ pub fn clean(d: &TestDaemon, setup: &Setup, base: &Baseline, fig: &mut Figures) 
     fig.leftovers
         .extend(tasks.iter().map(|t| format!("task {t}")));
     fig.leftovers
-        .extend(containers.iter().map(|(c, _)| format!("container {c}")));
+        .extend(containers.iter().map(|c| format!("container {}", c["id"])));
     fig.leftovers
         .extend(images.iter().map(|i| format!("image {i}")));
     let now = Baseline::read(d)?;

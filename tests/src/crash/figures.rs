@@ -83,9 +83,9 @@ impl Figures {
     }
 
     /// One line per round.
-    pub fn line(&self, round: u64, load_ms: u64, down_ms: u64) -> String {
+    pub fn line(&self, round: u64, load_ms: u64, down_ms: u64, secs: f64) -> String {
         format!(
-            "round {round:>3}: load {load_ms:>4} ms, down {down_ms:>3} ms | acked {:>4} lost {} \
+            "round {round:>3} ({secs:>4.1} s): load {load_ms:>4} ms, down {down_ms:>3} ms | acked {:>4} lost {} \
              phantom {} orphans {} | exit up {}/{} crash {}/{} | events {} integrity {} \
              errors {} leftovers {}",
             self.acked,
