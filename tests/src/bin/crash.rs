@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use berth_tests::crash::api::Api;
@@ -41,6 +41,7 @@ struct Args {
     max_round_ms: u64,
     /// No round starts after this much time (the short CI run).
     time_limit: Option<Duration>,
+    trace: bool,
 }
 
 /// Set by SIGINT/SIGTERM: finish the round, clean up, report.
@@ -70,6 +71,7 @@ fn parse_args() -> Result<Args> {
         clients: 4,
         max_round_ms: 1500,
         time_limit: None,
+        trace: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -84,10 +86,11 @@ fn parse_args() -> Result<Args> {
             "--clients" => args.clients = value()?,
             "--max-round-ms" => args.max_round_ms = value()?,
             "--time-limit-s" => args.time_limit = Some(Duration::from_secs(value()?)),
+            "--trace" => args.trace = true,
             "-h" | "--help" => {
                 println!(
                     "usage: crash [--rounds N] [--seed S] [--clients C] [--max-round-ms M] \
-                     [--time-limit-s T]"
+                     [--time-limit-s T] [--trace]"
                 );
                 std::process::exit(0);
             }
@@ -151,6 +154,7 @@ fn run(args: &Args) -> Result<bool> {
         image_tar: daemon.dir().join("busybox.tar"),
         berth,
         fifo_dir: daemon.dir().join("fifo"),
+        trace: args.trace,
     });
     std::fs::create_dir_all(&setup.fifo_dir).context("creating the FIFO dir")?;
     write_image(&setup.image_tar, &setup.base_image)?;
@@ -240,6 +244,7 @@ fn one_round(
     let load_ms = rng.range(MIN_ROUND_MS, args.max_round_ms);
     thread::sleep(Duration::from_millis(load_ms));
     crashing.store(true, Ordering::SeqCst);
+    let killed_at = SystemTime::now();
     daemon.kill9();
 
     let mut ledger = Ledger::default();
@@ -275,7 +280,7 @@ fn one_round(
             ));
         }
     }
-    if let Err(e) = check::after_restart(daemon, setup, &ledger, log, &mut fig) {
+    if let Err(e) = check::after_restart(daemon, setup, &ledger, killed_at, log, &mut fig) {
         fig.errors.push(format!("checks after restart: {e:#}"));
     }
     if let Err(e) = check::clean(daemon, setup, base, &mut fig) {

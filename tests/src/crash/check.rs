@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -44,10 +44,12 @@ impl Baseline {
 pub type EventLog = Vec<(u64, String)>;
 
 /// Runs every check after a restart, adding to `fig`.
+/// `killed_at` is when the daemon was killed (exits recorded before it were already safe).
 pub fn after_restart(
     d: &TestDaemon,
     setup: &Setup,
     ledger: &Ledger,
+    killed_at: SystemTime,
     log: &mut EventLog,
     fig: &mut Figures,
 ) -> Result<()> {
@@ -57,7 +59,7 @@ pub fn after_restart(
     }
     let mut api = Api::connect(&setup.socket, &setup.namespace)?;
     objects(&mut api, setup, ledger, fig)?;
-    exits(&mut api, ledger, fig)?;
+    exits(&mut api, ledger, &rfc3339(killed_at), fig)?;
     events(&mut api, ledger, log, fig)?;
     for (kind, items) in
         orphans::scan_until_clean(d, &setup.namespace, &setup.fifo_dir, ORPHAN_LIMIT)
@@ -121,7 +123,8 @@ fn objects(api: &mut Api, setup: &Setup, ledger: &Ledger, fig: &mut Figures) -> 
 /// Tasks that were started (or whose start was in flight and happened) and still exist
 /// must report the exit status their command chose; long sleepers are SIGKILLed now and
 /// must report 137.
-fn exits(api: &mut Api, ledger: &Ledger, fig: &mut Figures) -> Result<()> {
+/// Statuses whose `exited_at` sorts before `killed_at` were recorded before the kill.
+fn exits(api: &mut Api, ledger: &Ledger, killed_at: &str, fig: &mut Figures) -> Result<()> {
     let present: BTreeSet<String> = api.tasks()?.into_iter().collect();
     let mut pending: Vec<(&String, i64)> = Vec::new();
     for (id, plan) in &ledger.exits {
@@ -163,11 +166,18 @@ fn exits(api: &mut Api, ledger: &Ledger, fig: &mut Figures) -> Result<()> {
         }
         let waited = api.ok("tasks.wait", json!({"container_id": id}))?;
         let (a, b) = (got["exit_status"].as_i64(), waited["exit_status"].as_i64());
-        if a == Some(expected) && b == Some(expected) {
-            fig.crash_exact += 1;
+        let exited_at = got["exited_at"].as_str().unwrap_or_default();
+        let (exact, wrong) = if exited_at < killed_at {
+            (&mut fig.kept_exact, &mut fig.kept_wrong)
         } else {
-            fig.crash_wrong.push(format!(
-                "{id}: expected {expected}, tasks.get says {a:?}, tasks.wait says {b:?}"
+            (&mut fig.crash_exact, &mut fig.crash_wrong)
+        };
+        if a == Some(expected) && b == Some(expected) {
+            *exact += 1;
+        } else {
+            wrong.push(format!(
+                "{id}: expected {expected}, tasks.get says {a:?}, tasks.wait says {b:?} \
+                 (exited_at {exited_at}, killed at {killed_at})"
             ));
         }
     }
@@ -284,4 +294,41 @@ pub fn clean(d: &TestDaemon, setup: &Setup, base: &Baseline, fig: &mut Figures) 
             .extend(items.into_iter().map(|i| format!("{kind} {i}")));
     }
     Ok(())
+}
+
+/// `t` as the daemon writes times (RFC 3339 UTC with nanoseconds), which sort as text.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let (days, rem) = ((d.as_secs() / 86_400) as i64, d.as_secs() % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
+        let t = UNIX_EPOCH + Duration::new(1_714_566_896, 123_456_789);
+        assert_eq!(rfc3339(t), "2024-05-01T12:34:56.123456789Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000000000Z");
+    }
 }

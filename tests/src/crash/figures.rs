@@ -31,7 +31,11 @@ pub struct Figures {
     /// Exit statuses replies carried while the daemon was up.
     pub up_exact: u64,
     pub up_wrong: Vec<String>,
-    /// Exit statuses of tasks that ran across the crash, read after the restart.
+    /// Exit statuses recorded before the kill, read again after the restart.
+    pub kept_exact: u64,
+    pub kept_wrong: Vec<String>,
+    /// Exit statuses of tasks still running at the kill (they exited while berthd was down
+    /// or after the restart), read after the restart.
     pub crash_exact: u64,
     pub crash_wrong: Vec<String>,
     pub events: Vec<String>,
@@ -57,6 +61,7 @@ impl Figures {
             && self.phantom.is_empty()
             && self.orphan_count() == 0
             && self.up_wrong.is_empty()
+            && self.kept_wrong.is_empty()
             && self.crash_wrong.is_empty()
             && self.events.is_empty()
             && self.integrity.is_empty()
@@ -74,6 +79,8 @@ impl Figures {
         }
         self.up_exact += round.up_exact;
         self.up_wrong.extend(round.up_wrong);
+        self.kept_exact += round.kept_exact;
+        self.kept_wrong.extend(round.kept_wrong);
         self.crash_exact += round.crash_exact;
         self.crash_wrong.extend(round.crash_wrong);
         self.events.extend(round.events);
@@ -86,7 +93,7 @@ impl Figures {
     pub fn line(&self, round: u64, load_ms: u64, down_ms: u64, secs: f64) -> String {
         format!(
             "round {round:>3} ({secs:>4.1} s): load {load_ms:>4} ms, down {down_ms:>3} ms | acked {:>4} lost {} \
-             phantom {} orphans {} | exit up {}/{} crash {}/{} | events {} integrity {} \
+             phantom {} orphans {} | exact exits: up {}/{} kept {}/{} crash {}/{} | events {} integrity {} \
              errors {} leftovers {}",
             self.acked,
             self.lost.len(),
@@ -94,6 +101,8 @@ impl Figures {
             self.orphan_count(),
             self.up_exact,
             self.up_exact + self.up_wrong.len() as u64,
+            self.kept_exact,
+            self.kept_exact + self.kept_wrong.len() as u64,
             self.crash_exact,
             self.crash_exact + self.crash_wrong.len() as u64,
             self.events.len(),
@@ -120,6 +129,7 @@ impl Figures {
             list(&format!("orphan {kind}"), items);
         }
         list("exit wrong (up)", &self.up_wrong);
+        list("exit wrong (kept)", &self.kept_wrong);
         list("exit wrong (crash)", &self.crash_wrong);
         list("events", &self.events);
         list("integrity", &self.integrity);
@@ -147,7 +157,11 @@ impl Figures {
                 exits(self.up_exact, self.up_wrong.len()),
             ),
             (
-                "exit codes, tasks across a crash".into(),
+                "exit codes, recorded before the kill".into(),
+                exits(self.kept_exact, self.kept_wrong.len()),
+            ),
+            (
+                "exit codes, running at the kill".into(),
                 exits(self.crash_exact, self.crash_wrong.len()),
             ),
             ("event log faults".into(), self.events.len().to_string()),

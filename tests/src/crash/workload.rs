@@ -39,6 +39,8 @@ pub struct Setup {
     pub berth: PathBuf,
     /// `TMPDIR` of every `berth run`, so the FIFO dirs it leaves can be found.
     pub fifo_dir: PathBuf,
+    /// Print every call and its outcome to stderr (`--trace`).
+    pub trace: bool,
 }
 
 /// The daemon stopped answering (it was killed): the client stops.
@@ -122,7 +124,16 @@ impl Client {
 
     fn call(&mut self, method: &str, mut params: Value) -> Result<Result<Value, Value>, Down> {
         params["namespace"] = json!(self.setup.namespace);
-        self.conn.try_call(method, params).map_err(|_| Down)
+        let reply = self.conn.try_call(method, params.clone()).map_err(|_| Down);
+        if self.setup.trace {
+            let outcome = match &reply {
+                Ok(Ok(v)) => format!("ok {v}"),
+                Ok(Err(e)) => format!("error {e}"),
+                Err(Down) => "no reply".to_owned(),
+            };
+            eprintln!("{} {method} {params} -> {outcome}", self.prefix);
+        }
+        reply
     }
 
     /// Sends a write that leaves `(kind, id)` in `to`; `Some(result)` when acknowledged.
@@ -422,6 +433,12 @@ impl Client {
             let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
         }
         let code_got = status.and_then(|s| s.code()).map(i64::from);
+        if self.setup.trace {
+            eprintln!(
+                "{} berth run {id} {script:?} -> {status:?} {stderr}",
+                self.prefix
+            );
+        }
         if code_got == Some(code) {
             self.ledger.settle(Kind::Container, &id, State::Absent);
             self.ledger.settle(Kind::Task, &id, State::Absent);
