@@ -131,7 +131,7 @@ impl Client {
                 Ok(Err(e)) => format!("error {e}"),
                 Err(Down) => "no reply".to_owned(),
             };
-            eprintln!("{} {method} {params} -> {outcome}", self.prefix);
+            eprintln!("{} {} {method} {params} -> {outcome}", now(), self.prefix);
         }
         reply
     }
@@ -435,7 +435,8 @@ impl Client {
         let code_got = status.and_then(|s| s.code()).map(i64::from);
         if self.setup.trace {
             eprintln!(
-                "{} berth run {id} {script:?} -> {status:?} {stderr}",
+                "{} {} berth run {id} {script:?} -> {status:?} {stderr}",
+                now(),
                 self.prefix
             );
         }
@@ -461,4 +462,9 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// The wall clock as the daemon writes it, for trace lines.
+fn now() -> String {
+    super::check::rfc3339(std::time::SystemTime::now())
 }
