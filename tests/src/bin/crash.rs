@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use berth_tests::crash::api::Api;
-use berth_tests::crash::check::{self, Baseline, EventLog};
+use berth_tests::crash::check::{self, Baseline, History};
 use berth_tests::crash::figures::Figures;
 use berth_tests::crash::ledger::Ledger;
 use berth_tests::crash::orphans::kill_runc_leftovers;
@@ -166,7 +166,7 @@ fn run(args: &Args) -> Result<bool> {
 
     let mut rng = Rng::new(args.seed);
     let mut total = Figures::default();
-    let mut log = EventLog::new();
+    let mut history = History::default();
     let started = Instant::now();
     catch_signals();
     for round in 1..=args.rounds {
@@ -187,7 +187,7 @@ fn run(args: &Args) -> Result<bool> {
             &mut daemon,
             &setup,
             &base,
-            &mut log,
+            &mut history,
             round,
             &mut round_rng,
             args,
@@ -218,7 +218,7 @@ fn one_round(
     daemon: &mut TestDaemon,
     setup: &Arc<Setup>,
     base: &Baseline,
-    log: &mut EventLog,
+    history: &mut History,
     round: u64,
     rng: &mut Rng,
     args: &Args,
@@ -280,10 +280,10 @@ fn one_round(
             ));
         }
     }
-    if let Err(e) = check::after_restart(daemon, setup, &ledger, killed_at, log, &mut fig) {
+    if let Err(e) = check::after_restart(daemon, setup, &ledger, killed_at, history, &mut fig) {
         fig.errors.push(format!("checks after restart: {e:#}"));
     }
-    if let Err(e) = check::clean(daemon, setup, base, &mut fig) {
+    if let Err(e) = check::clean(daemon, setup, base, history, &mut fig) {
         fig.leftovers.push(format!("cleanup: {e:#}"));
     }
     (fig, load_ms, down_ms)

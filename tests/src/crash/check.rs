@@ -43,6 +43,14 @@ impl Baseline {
 /// The event log as `(seq, topic)`, to check that a later round still starts with it.
 pub type EventLog = Vec<(u64, String)>;
 
+/// What one round leaves the next: the event log so far, and the objects cleanup could not
+/// remove (counted as leftovers where they stuck, so not as phantoms in later rounds).
+#[derive(Debug, Default)]
+pub struct History {
+    pub events: EventLog,
+    pub carried: BTreeSet<(Kind, String)>,
+}
+
 /// Runs every check after a restart, adding to `fig`.
 /// `killed_at` is when the daemon was killed (exits recorded before it were already safe).
 pub fn after_restart(
@@ -50,7 +58,7 @@ pub fn after_restart(
     setup: &Setup,
     ledger: &Ledger,
     killed_at: SystemTime,
-    log: &mut EventLog,
+    history: &mut History,
     fig: &mut Figures,
 ) -> Result<()> {
     match orphans::integrity(&d.root().join("meta.db")) {
@@ -58,9 +66,9 @@ pub fn after_restart(
         Err(e) => fig.integrity.push(format!("{e:#}")),
     }
     let mut api = Api::connect(&setup.socket, &setup.namespace)?;
-    objects(&mut api, setup, ledger, fig)?;
+    objects(&mut api, setup, ledger, &history.carried, fig)?;
     exits(&mut api, ledger, &rfc3339(killed_at), fig)?;
-    events(&mut api, ledger, log, fig)?;
+    events(&mut api, ledger, &mut history.events, fig)?;
     for (kind, items) in
         orphans::scan_until_clean(d, &setup.namespace, &setup.fifo_dir, ORPHAN_LIMIT)
     {
@@ -73,7 +81,13 @@ pub fn after_restart(
 
 /// Lost: an acknowledged state (or the write in flight) is not what the daemon reports.
 /// Phantom: an object no client ever wrote.
-fn objects(api: &mut Api, setup: &Setup, ledger: &Ledger, fig: &mut Figures) -> Result<()> {
+fn objects(
+    api: &mut Api,
+    setup: &Setup,
+    ledger: &Ledger,
+    carried: &BTreeSet<(Kind, String)>,
+    fig: &mut Figures,
+) -> Result<()> {
     let mut actual: BTreeMap<(Kind, String), State> = BTreeMap::new();
     for c in api.containers()? {
         let id = c["id"].as_str().unwrap_or_default().to_owned();
@@ -113,7 +127,7 @@ fn objects(api: &mut Api, setup: &Setup, ledger: &Ledger, fig: &mut Figures) -> 
         }
     }
     for key in actual.keys() {
-        if !ledger.records.contains_key(key) {
+        if !ledger.records.contains_key(key) && !carried.contains(key) {
             fig.phantom.push(format!("{} {}", key.0.name(), key.1));
         }
     }
@@ -232,7 +246,13 @@ fn events(api: &mut Api, ledger: &Ledger, log: &mut EventLog, fig: &mut Figures)
 
 /// Removes every task, container and image but the base one, runs `gc.run`, then checks
 /// that only the baseline remains and nothing is orphaned.
-pub fn clean(d: &TestDaemon, setup: &Setup, base: &Baseline, fig: &mut Figures) -> Result<()> {
+pub fn clean(
+    d: &TestDaemon,
+    setup: &Setup,
+    base: &Baseline,
+    history: &mut History,
+    fig: &mut Figures,
+) -> Result<()> {
     let mut api = Api::connect(&setup.socket, &setup.namespace)?;
     for id in api.tasks()? {
         let _ = api.call(
@@ -271,6 +291,13 @@ pub fn clean(d: &TestDaemon, setup: &Setup, base: &Baseline, fig: &mut Figures) 
         .extend(containers.iter().map(|c| format!("container {}", c["id"])));
     fig.leftovers
         .extend(images.iter().map(|i| format!("image {i}")));
+    let id = |v: &Value| v["id"].as_str().unwrap_or_default().to_owned();
+    history.carried = tasks
+        .iter()
+        .map(|t| (Kind::Task, t.clone()))
+        .chain(containers.iter().map(|c| (Kind::Container, id(c))))
+        .chain(images.iter().map(|i| (Kind::Image, i.clone())))
+        .collect();
     let now = Baseline::read(d)?;
     for s in now.snapshots.difference(&base.snapshots) {
         fig.leftovers.push(format!("snapshot row {}/{}", s.0, s.1));
