@@ -23,7 +23,7 @@ use berth_tests::crash::api::Api;
 use berth_tests::crash::check::{self, Baseline, History};
 use berth_tests::crash::figures::Figures;
 use berth_tests::crash::ledger::Ledger;
-use berth_tests::crash::orphans::kill_runc_leftovers;
+use berth_tests::crash::orphans::{kill_runc_leftovers, remove_namespace_cgroups};
 use berth_tests::crash::rng::Rng;
 use berth_tests::crash::workload::{Client, Setup};
 use berth_tests::TestDaemon;
@@ -104,12 +104,17 @@ fn parse_args() -> Result<Args> {
 }
 
 /// Deletes the runc containers of a daemon's state dir when dropped (before the daemon's
-/// own guard removes that dir), so a failed run leaves no task behind.
-struct RuncSweep(PathBuf);
+/// own guard removes that dir), so a failed run leaves no task behind, then the harness
+/// namespace's empty cgroup directories.
+struct RuncSweep {
+    state: PathBuf,
+    namespace: String,
+}
 
 impl Drop for RuncSweep {
     fn drop(&mut self) {
-        kill_runc_leftovers(&self.0);
+        kill_runc_leftovers(&self.state);
+        remove_namespace_cgroups(&self.namespace);
     }
 }
 
@@ -140,7 +145,11 @@ fn run(args: &Args) -> Result<bool> {
         args.rounds, args.seed, args.clients, args.max_round_ms
     );
     let mut daemon = TestDaemon::start();
-    let _sweep = RuncSweep(daemon.state().to_path_buf());
+    let namespace = format!("crash{}", std::process::id());
+    let _sweep = RuncSweep {
+        state: daemon.state().to_path_buf(),
+        namespace: namespace.clone(),
+    };
     let berth = TestDaemon::binary().with_file_name("berth");
     anyhow::ensure!(
         berth.is_file(),
@@ -149,7 +158,7 @@ fn run(args: &Args) -> Result<bool> {
     );
     let setup = Arc::new(Setup {
         socket: daemon.socket().to_path_buf(),
-        namespace: format!("crash{}", std::process::id()),
+        namespace,
         base_image: "crash.local/busybox:base".into(),
         image_tar: daemon.dir().join("busybox.tar"),
         berth,

@@ -233,6 +233,24 @@ pub fn scan_until_clean(
     }
 }
 
+/// Removes the namespace's own (empty) cgroup directories `/sys/fs/cgroup/*/berth/<ns>`,
+/// which runc leaves behind when it removes a task's; a non-empty one stays.
+pub fn remove_namespace_cgroups(namespace: &str) {
+    let base = Path::new("/sys/fs/cgroup");
+    let mut roots = vec![base.to_path_buf()];
+    roots.extend(
+        std::fs::read_dir(base)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path()),
+    );
+    for root in roots {
+        let _ = std::fs::remove_dir(root.join("berth").join(namespace));
+    }
+}
+
 /// Kills and deletes every runc container under `state/runc/*`, so a failed run leaves no
 /// process or cgroup behind. Errors are ignored: this runs on the way out.
 pub fn kill_runc_leftovers(state: &Path) {
