@@ -1,5 +1,5 @@
 # berth: the two commands a new machine needs are `make daemon` and `make test`.
-.PHONY: deps daemon test lint bench
+.PHONY: deps daemon test lint bench crash crash-short
 
 deps:
 	./scripts/install-deps.sh
@@ -22,3 +22,20 @@ lint:
 bench: deps
 	cargo build --release --workspace --bins
 	./target/release/berth-bench
+
+# Cargo's target dir (CARGO_TARGET_DIR when set), where the crash harness finds berthd/berth.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+CRASH_BINS := -p berthd -p berth -p berth-tests --bin berthd --bin berth --bin crash
+
+# Crash harness (not part of `make test`): kill -9 at random moments during a mixed workload,
+# 30 rounds, then checks every acknowledged write, event seqs, exit codes and orphans.
+# Needs root and runc. Replay a run with CRASH_ARGS="--seed S".
+crash: deps
+	cargo build --release $(CRASH_BINS)
+	$(TARGET_DIR)/release/crash --rounds 30 $(CRASH_ARGS)
+
+# Its short version for CI: debug build (already built by `make test`), 5 rounds, no round
+# starts after 75 s, so it ends well within 2 minutes.
+crash-short: deps
+	cargo build $(CRASH_BINS)
+	$(TARGET_DIR)/debug/crash --rounds 5 --max-round-ms 1000 --time-limit-s 75 $(CRASH_ARGS)

@@ -72,14 +72,17 @@ impl TestDaemon {
         daemon
     }
 
-    /// The `berthd` binary built next to the test executable (target/<profile>/berthd).
+    /// The `berthd` binary built next to the test executable (target/<profile>/berthd);
+    /// tests live in target/<profile>/deps, harness binaries such as `crash` one level up.
     pub fn binary() -> PathBuf {
         let exe = std::env::current_exe().expect("locate the test executable");
-        let bin = exe
-            .parent()
-            .and_then(Path::parent)
-            .map(|dir| dir.join("berthd"))
-            .expect("the test executable lives in target/<profile>/deps");
+        let dir = exe.parent().expect("the executable lives in a directory");
+        let profile = if dir.ends_with("deps") {
+            dir.parent().expect("target/<profile>/deps has a parent")
+        } else {
+            dir
+        };
+        let bin = profile.join("berthd");
         assert!(
             bin.is_file(),
             "{} is missing: run `cargo build --workspace --bins` first (make test does)",

@@ -6,6 +6,7 @@
 //! on its crates, so the tests prove what a client sees.
 
 pub mod clients;
+pub mod crash;
 pub mod daemon;
 pub mod mounts;
 pub mod process;

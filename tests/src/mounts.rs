@@ -28,7 +28,7 @@ pub fn unmount_below(dir: &Path) {
 }
 
 /// Mount points (field 5 of mountinfo) at or below `dir`, in file order.
-fn mount_points_below(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
+pub fn mount_points_below(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
     mountinfo
         .lines()
         .filter_map(|line| line.split(' ').nth(4))

@@ -58,25 +58,6 @@ fn json_depth(text: &str) -> usize {
     max
 }
 
-#[cfg(test)]
-mod depth_tests {
-    use super::*;
-
-    #[test]
-    fn nesting_is_counted_outside_strings_only() {
-        assert_eq!(json_depth(r#"{"a":[1,{"b":"[[[{{"}]}"#), 3);
-        assert_eq!(json_depth(r#"{"a":"\"[["}"#), 1);
-        // Deeper than berth stores, shallower than serde_json's own limit (128), so it
-        // reaches check_spec as a request's spec would.
-        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100));
-        let raw = serde_json::value::RawValue::from_string(deep).expect("serde holds 101 levels");
-        let err = check_spec("container \"x\"", &raw).expect_err("too deep");
-        assert!(err.to_string().contains("at most 64"), "{err}");
-        let ok = serde_json::value::RawValue::from_string(r#"{"process":{"args":["sh"]}}"#.into())
-            .expect("raw");
-        check_spec("container \"x\"", &ok).expect("a real spec's depth");
-    }
-}
 
 /// The spec of a container built from an image: the image config plus `options`, USER
 /// names resolved in the image's own /etc/passwd and /etc/group.
@@ -137,4 +118,24 @@ pub(super) fn default_spec(
     .map_err(|e| Error::InvalidArgument(format!("{owner}: {e}")))?;
     serde_json::value::to_raw_value(&spec)
         .map_err(|e| Error::Internal(format!("encoding the spec: {e}")))
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        assert_eq!(json_depth(r#"{"a":[1,{"b":"[[[{{"}]}"#), 3);
+        assert_eq!(json_depth(r#"{"a":"\"[["}"#), 1);
+        // Deeper than berth stores, shallower than serde_json's own limit (128), so it
+        // reaches check_spec as a request's spec would.
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100));
+        let raw = serde_json::value::RawValue::from_string(deep).expect("serde holds 101 levels");
+        let err = check_spec("container \"x\"", &raw).expect_err("too deep");
+        assert!(err.to_string().contains("at most 64"), "{err}");
+        let ok = serde_json::value::RawValue::from_string(r#"{"process":{"args":["sh"]}}"#.into())
+            .expect("raw");
+        check_spec("container \"x\"", &ok).expect("a real spec's depth");
+    }
 }
