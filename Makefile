@@ -25,7 +25,7 @@ bench: deps
 
 # Cargo's target dir (CARGO_TARGET_DIR when set), where the crash harness finds berthd/berth.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
-CRASH_BINS := -p berthd -p berth -p berth-tests --bin berthd --bin berth --bin crash
+CRASH_BINS := -p berthd -p berth -p berth-tests --bin berthd --bin berth-keeper --bin berth --bin crash
 
 # Crash harness (not part of `make test`): kill -9 at random moments during a mixed workload,
 # 30 rounds, then checks every acknowledged write, event seqs, exit codes and orphans.
