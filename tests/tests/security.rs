@@ -256,3 +256,28 @@ fn import_errors_never_quote_the_file_they_read() {
         assert!(!text.contains(quoted), "the error quotes {path}: {text}");
     }
 }
+
+/// images.import of a FIFO (which would never yield data) or a device is refused at once,
+/// without holding the GC lock: gc.run still answers.
+#[test]
+fn import_of_a_fifo_or_device_is_refused_at_once_and_holds_no_lock() {
+    let d = TestDaemon::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let fifo = dir.path().join("never");
+    let c = std::ffi::CString::new(fifo.to_str().expect("utf8")).expect("path");
+    // SAFETY: mkfifo reads a NUL-terminated path we own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    for (path, what) in [
+        (fifo.to_str().expect("utf8"), "FIFO"),
+        ("/dev/tty", "device"),
+    ] {
+        let started = Instant::now();
+        let err = d
+            .rpc("images.import", json!({"path": path}))
+            .expect_err("not a regular file");
+        assert_eq!(err["data"]["kind"], "invalid_argument", "{err}");
+        assert!(message(&err).contains(what), "{err}");
+        assert!(started.elapsed() < CLIENT_LIMIT, "refused at once");
+    }
+    d.rpc_ok("gc.run", json!({}));
+}

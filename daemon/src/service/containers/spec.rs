@@ -58,7 +58,6 @@ fn json_depth(text: &str) -> usize {
     max
 }
 
-
 /// The spec of a container built from an image: the image config plus `options`, USER
 /// names resolved in the image's own /etc/passwd and /etc/group.
 pub(super) fn image_spec(

@@ -18,6 +18,8 @@ use crate::oci::MAX_DOCUMENT;
 pub enum ArchiveError {
     #[error("cannot open {path}: {source}")]
     Open { path: PathBuf, source: io::Error },
+    #[error("{path} is {what}; images.import reads an archive from a regular file")]
+    NotRegular { path: PathBuf, what: &'static str },
     /// The tar reader's own message is not shown: it quotes header bytes, which for a file
     /// that is not a tar (`/etc/shadow`) are the file's first line.
     #[error("reading the archive {at}: {}", tar_failure(.source))]
@@ -104,16 +106,46 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// Streams the archive at `path` into `content`. `read` counts the archive bytes consumed.
+/// Opens the archive at `path` if it is a regular file, without opening anything else: the
+/// path is looked up with O_PATH (no FIFO blocks, no device driver runs) and only a regular
+/// file is then reopened for reading, through the inode already looked up.
+pub fn open_regular(path: &Path) -> Result<File, ArchiveError> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let open_err = |source| ArchiveError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(path)
+        .map_err(open_err)?;
+    let kind = handle.metadata().map_err(open_err)?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(ArchiveError::NotRegular {
+            path: path.to_owned(),
+            what,
+        });
+    }
+    File::open(format!("/proc/self/fd/{}", handle.as_raw_fd())).map_err(open_err)
+}
+
+/// Streams the archive `file` into `content`. `read` counts the archive bytes consumed.
 pub fn read(
-    path: &Path,
+    file: File,
     content: &ContentStore,
     read: Arc<AtomicU64>,
 ) -> Result<Archive, ArchiveError> {
-    let file = File::open(path).map_err(|source| ArchiveError::Open {
-        path: path.to_owned(),
-        source,
-    })?;
     let reader = Counting {
         inner: BufReader::with_capacity(256 * 1024, file),
         read,

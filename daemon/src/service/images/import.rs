@@ -77,15 +77,17 @@ impl Images {
             check_image_name(n)?;
         }
         let sn = self.snapshots.get(snapshotter.as_deref())?;
+        // Opened before the GC lock is taken, and only if it is a regular file: a FIFO that
+        // never yields data, or a device, would otherwise hold the lock (and a thread) for
+        // as long as it likes.
+        let file = archive::open_regular(Path::new(&path))?;
+        let total = file.metadata().map(|m| m.len()).unwrap_or(0);
         let _gc = self.snapshots.gc_lock.read().await;
-        let total = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let (_tracked, counter) = self.progress.track_import(&path, total);
         let content = self.content.clone();
-        let p = path.clone();
-        let archive =
-            tokio::task::spawn_blocking(move || archive::read(Path::new(&p), &content, counter))
-                .await
-                .map_err(|e| Error::Internal(format!("reading the archive: {e}")))??;
+        let archive = tokio::task::spawn_blocking(move || archive::read(file, &content, counter))
+            .await
+            .map_err(|e| Error::Internal(format!("reading the archive: {e}")))??;
         self.record_blobs(archive.blobs.values().cloned().collect())
             .await?;
 
