@@ -26,7 +26,9 @@ pub use native::Native;
 pub use overlay::Overlay;
 pub use usage::{usage, Usage};
 
-/// What a snapshot is for, as containerd's `snapshots.Kind`.
+/// What a snapshot is for, as containerd's `snapshots.Kind`. Stored as its `as_str` name;
+/// the table's CHECK constraint admits only these names and a trigger (migration 0005)
+/// refuses every change of kind but [`Kind::can_become`]'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Writable; can be committed.
@@ -46,12 +48,31 @@ impl Kind {
         }
     }
 
-    pub fn parse(s: &str) -> Kind {
+    /// The kind a stored name stands for; `None` for a name no kind has.
+    pub fn parse(s: &str) -> Option<Kind> {
         match s {
-            "view" => Kind::View,
-            "committed" => Kind::Committed,
-            _ => Kind::Active,
+            "active" => Some(Kind::Active),
+            "view" => Some(Kind::View),
+            "committed" => Some(Kind::Committed),
+            _ => None,
         }
+    }
+
+    /// Whether a snapshot of this kind may turn into `next`: only an active snapshot
+    /// changes, by being committed.
+    pub fn can_become(self, next: Kind) -> bool {
+        matches!((self, next), (Kind::Active, Kind::Committed))
+    }
+
+    /// Only committed snapshots are immutable, so only they can be parents.
+    pub fn can_be_parent(self) -> bool {
+        self == Kind::Committed
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -147,4 +168,23 @@ pub fn sweep(base: &Path, ids: &std::collections::HashSet<i64>) -> io::Result<us
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::Kind;
+
+    #[test]
+    fn only_active_becomes_committed_and_only_committed_is_a_parent() {
+        let all = [Kind::Active, Kind::View, Kind::Committed];
+        for from in all {
+            assert_eq!(Kind::parse(from.as_str()), Some(from));
+            assert_eq!(from.can_be_parent(), from == Kind::Committed);
+            for to in all {
+                let allowed = from == Kind::Active && to == Kind::Committed;
+                assert_eq!(from.can_become(to), allowed, "{from} -> {to}");
+            }
+        }
+        assert_eq!(Kind::parse("bogus"), None);
+    }
 }

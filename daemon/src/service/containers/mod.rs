@@ -228,7 +228,7 @@ impl Containers {
                     store::leases::holds_snapshot(conn, &ns, &sn, &c.snapshot_key, &store::now())?;
                 if others > 0
                     || leased
-                    || row.kind == "committed"
+                    || row.kind == Kind::Committed
                     || store::snapshots::children(conn, row.id)? > 0
                 {
                     return Ok((c, None));

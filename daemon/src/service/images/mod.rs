@@ -232,7 +232,7 @@ impl Images {
             let exists = self
                 .store
                 .read(|c| store::snapshots::find(c, ns, name, &chain[i]))?
-                .is_some_and(|s| s.kind == "committed");
+                .is_some_and(|s| s.kind == Kind::Committed);
             if exists {
                 continue;
             }
