@@ -52,7 +52,7 @@ impl Gc {
         let now = store::now();
         let n = now.clone();
         self.store
-            .write(move |tx| store::leases::expire(tx, &n))
+            .write_reclaiming(move |tx| store::leases::expire(tx, &n))
             .await?;
         let (targets, containers, leased, rows, contents) = self.store.read(|c| {
             let containers = store::containers::snapshot_refs(c)?;
@@ -100,7 +100,7 @@ impl Gc {
             .collect();
         let (snaps, blobs) = (doomed.clone(), dead_blobs.clone());
         self.store
-            .write(move |tx| {
+            .write_reclaiming(move |tx| {
                 for s in &snaps {
                     store::snapshots::remove_row(tx, s)?;
                 }

@@ -84,7 +84,7 @@ impl Leases {
     pub async fn delete(&self, ns: String, id: String) -> Result<()> {
         check_id("namespace", &ns)?;
         self.store
-            .write(move |tx| store::leases::delete(tx, &ns, &id))
+            .write_reclaiming(move |tx| store::leases::delete(tx, &ns, &id))
             .await?;
         Ok(())
     }
@@ -102,7 +102,7 @@ impl Leases {
         check_id("namespace", &ns)?;
         check_resource(&r)?;
         self.store
-            .write(move |tx| store::leases::delete_resource(tx, &ns, &id, &r))
+            .write_reclaiming(move |tx| store::leases::delete_resource(tx, &ns, &id, &r))
             .await?;
         Ok(())
     }

@@ -161,7 +161,7 @@ impl Snapshots {
         tokio::task::spawn_blocking(move || s.create(&dir, &ancestors))
             .await
             .map_err(blocking_err)?
-            .map_err(|e| Error::Internal(format!("creating a {} snapshot: {e}", sn.name())))?;
+            .map_err(|e| Error::failure(format_args!("creating a {} snapshot", sn.name()), &e))?;
         Ok(staged)
     }
 
@@ -276,7 +276,7 @@ impl Snapshots {
         let name = sn.name();
         let id = self
             .store
-            .write(move |tx| store::snapshots::remove(tx, &ns, name, &key))
+            .write_reclaiming(move |tx| store::snapshots::remove(tx, &ns, name, &key))
             .await?;
         self.discard_dirs(&sn, vec![id]).await;
         Ok(())

@@ -203,7 +203,7 @@ impl Containers {
         check_id("container id", &id)?;
         let (container, removed) = self
             .store
-            .write(move |tx| {
+            .write_reclaiming(move |tx| {
                 let c = store::containers::delete(tx, &ns, &id)?;
                 if keep_snapshot || c.snapshot_key.is_empty() {
                     return Ok((c, None));
