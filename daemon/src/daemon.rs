@@ -13,6 +13,7 @@ use crate::app::{App, Paths};
 use crate::config::{Config, ConfigError};
 use crate::runtime::reaper::{Reaper, ReaperError};
 use crate::service::events::EventBus;
+use crate::service::gc::GcTrigger;
 use crate::store::{Store, StoreError};
 
 /// Why the daemon could not start or stopped badly.
@@ -128,9 +129,14 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let gid = opts.config.socket_gid()?;
     let bus = EventBus::default();
     let publisher = bus.clone();
+    let gc_trigger = GcTrigger::default();
+    let deletes = gc_trigger.clone();
     let store = Store::open(
         &opts.root.join("meta.db"),
-        Arc::new(move |events| publisher.publish(events)),
+        Arc::new(move |events| {
+            publisher.publish(events);
+            deletes.on_commit(events);
+        }),
     )?;
     let paths = Paths {
         root: opts.root.clone(),
@@ -140,8 +146,10 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     // Before the reaper owns waitpid(-1): this one still waits on its child with std.
     crate::app::runc_version();
     let reaper = Reaper::start().map_err(DaemonError::Reaper)?;
-    let app = App::new(paths, store.clone(), bus, reaper, &opts.config)?;
+    let app = App::new(paths, store.clone(), bus, reaper, &opts.config, gc_trigger)?;
     app.tasks.recover().await.map_err(DaemonError::Recover)?;
+    // After recovery: live tasks' rootfs mounts are back, so their directories are kept.
+    app.gc.start();
     let module = api::build_module(app);
     let listener = bind_socket(&opts.socket, gid)?;
     tracing::info!(socket = %opts.socket.display(), root = %opts.root.display(), "berthd serving");

@@ -81,8 +81,15 @@ mod tests {
         };
         let reaper = crate::runtime::reaper::tests::shared_reaper();
         let config = crate::config::Config::default();
-        let app =
-            App::new(paths, store.clone(), EventBus::default(), reaper, &config).expect("app");
+        let app = App::new(
+            paths,
+            store.clone(),
+            EventBus::default(),
+            reaper,
+            &config,
+            Default::default(),
+        )
+        .expect("app");
         let module = super::build_module(app);
         let served: BTreeSet<String> = module.method_names().map(str::to_owned).collect();
         let doc: serde_json::Value = serde_json::from_str(schema::OPENRPC).expect("document");
