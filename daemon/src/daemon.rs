@@ -148,8 +148,9 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let reaper = Reaper::start().map_err(DaemonError::Reaper)?;
     let app = App::new(paths, store.clone(), bus, reaper, &opts.config, gc_trigger)?;
     app.tasks.recover().await.map_err(DaemonError::Recover)?;
-    // After recovery: live tasks' rootfs mounts are back, so their directories are kept.
-    app.gc.start();
+    // After recovery (live tasks' rootfs mounts are back, so their directories are kept)
+    // and before serving.
+    app.gc.start().await;
     let module = api::build_module(app);
     let listener = bind_socket(&opts.socket, gid)?;
     tracing::info!(socket = %opts.socket.display(), root = %opts.root.display(), "berthd serving");

@@ -110,28 +110,37 @@ impl Gc {
         }
     }
 
-    /// Starts the automatic collector on the current runtime and wakes it once, for what a
-    /// crash may have left. It lives as long as the runtime.
-    pub fn start(&self) {
+    /// Sweeps what a crash may have left, then starts the automatic collector on the
+    /// current runtime; it lives as long as the runtime. Call it before serving: the first
+    /// sweep then never races a client's requests.
+    pub async fn start(&self) {
+        self.collect_logged().await;
         let gc = self.clone();
         tokio::spawn(async move {
             loop {
                 gc.trigger.0.notified().await;
                 tokio::time::sleep(DEBOUNCE).await;
-                match gc.collect(Scope::ContentAndLeftovers).await {
-                    Ok(r) if r.removed() => tracing::info!(
-                        content = r.content,
-                        blob_files = r.blob_files,
-                        snapshot_dirs = r.snapshot_dirs,
-                        "automatic gc removed garbage"
-                    ),
-                    Ok(_) => {}
-                    Err(Error::Unavailable(_)) => return,
-                    Err(e) => tracing::warn!(error = %e, "automatic gc failed"),
+                if !gc.collect_logged().await {
+                    return;
                 }
             }
         });
-        self.trigger.pull();
+    }
+
+    /// One automatic run; false once the store is closed.
+    async fn collect_logged(&self) -> bool {
+        match self.collect(Scope::ContentAndLeftovers).await {
+            Ok(r) if r.removed() => tracing::info!(
+                content = r.content,
+                blob_files = r.blob_files,
+                snapshot_dirs = r.snapshot_dirs,
+                "automatic gc removed garbage"
+            ),
+            Ok(_) => {}
+            Err(Error::Unavailable(_)) => return false,
+            Err(e) => tracing::warn!(error = %e, "automatic gc failed"),
+        }
+        true
     }
 
     /// `gc.run`.
@@ -220,19 +229,20 @@ impl Gc {
             }
         }
         let (blob_files, aside) = self.sweep(&dead_blobs).await?;
-        // Orphan directories were moved aside under the lock; deleting them may take long
-        // and needs no lock.
+        // Orphan directories were moved aside under the lock; deleting them may take long,
+        // needs no lock and no one waits for it (a crash midway leaves them to the next
+        // start's sweep).
         drop(gc_lock);
         let snapshot_dirs = aside.len();
-        tokio::task::spawn_blocking(move || {
-            for dir in aside {
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    tracing::warn!(dir = %dir.display(), error = %e, "removing an orphan snapshot directory");
+        if !aside.is_empty() {
+            tokio::task::spawn_blocking(move || {
+                for dir in aside {
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "removing an orphan snapshot directory");
+                    }
                 }
-            }
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("gc: removing orphan directories: {e}")))?;
+            });
+        }
         Ok(Removed {
             snapshots: doomed.len(),
             content: dead_blobs.len(),

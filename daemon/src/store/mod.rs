@@ -374,12 +374,14 @@ fn writer_loop(
     let mut commits: u64 = 0;
     // Set by commits (they may have freed pages), cleared once the free list is small.
     let mut may_vacuum = true;
+    let mut last_vacuum = std::time::Instant::now();
     loop {
         let first = match jobs.recv_timeout(IDLE) {
             Ok(job) => job,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if may_vacuum {
                     may_vacuum = vacuum_step(&conn);
+                    last_vacuum = std::time::Instant::now();
                 }
                 continue;
             }
@@ -400,6 +402,10 @@ fn writer_loop(
         if space.is_released() && !space.restore() {
             batch = refuse_unless_reclaiming(batch);
             if batch.is_empty() {
+                if may_vacuum && last_vacuum.elapsed() >= IDLE {
+                    may_vacuum = vacuum_step(&conn);
+                    last_vacuum = std::time::Instant::now();
+                }
                 continue;
             }
         }
@@ -410,6 +416,11 @@ fn writer_loop(
             space.release();
         }
         may_vacuum = true;
+        // A steady stream of writes never leaves the writer idle: step anyway, now and then.
+        if last_vacuum.elapsed() >= IDLE {
+            may_vacuum = vacuum_step(&conn);
+            last_vacuum = std::time::Instant::now();
+        }
     }
 }
 
