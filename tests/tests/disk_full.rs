@@ -168,4 +168,9 @@ fn a_full_disk_answers_resource_exhausted_and_deletes_reclaim_the_space() {
         !log.contains("internal error answered"),
         "no internal error was answered:\n{log}"
     );
+    assert!(
+        log.contains("released the space reserve") && log.contains("took the space reserve back"),
+        "the deletes ran in the reserve's room, and it was taken back:\n{log}"
+    );
+    assert_eq!(file_len(&root.join("reserve")), 8 << 20);
 }

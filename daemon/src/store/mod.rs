@@ -212,7 +212,8 @@ impl Store {
     }
 
     /// Runs `f` in a write transaction; resolves once the transaction is durable (or failed).
-    /// Refused with [`StoreError::DiskFull`] while the disk is full (see [`space`]).
+    /// Refused with [`StoreError::DiskFull`] while the room kept for deletes is all that is
+    /// left of a full disk (see [`space`]).
     pub async fn write<R, F>(&self, f: F) -> Result<R>
     where
         R: Send + 'static,
@@ -399,7 +400,7 @@ fn writer_loop(
         if reclaims && space.is_low() {
             space.release();
         }
-        if space.is_released() && !space.restore() {
+        if !space.restore() && space.keep_for_deletes() {
             batch = refuse_unless_reclaiming(batch);
             if batch.is_empty() {
                 if may_vacuum && last_vacuum.elapsed() >= IDLE {

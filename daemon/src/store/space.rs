@@ -2,9 +2,10 @@
 //! so a full disk could make the very requests that free space fail. The store keeps a
 //! preallocated file, `<root>/reserve`, and the writer gives its space back (truncates it)
 //! just before a batch that frees space (deletes, `gc.run`) runs while the disk is nearly
-//! full. While the reserve is given back, only such batches run; other writes are refused
-//! with a disk-full error, so the freed room is kept for deletes. Once enough space is
-//! free again the reserve is allocated anew and every write runs.
+//! full. While the reserve is given back, other writes may use at most half of its room
+//! (small ones, such as a task's exit status, still land); below that they are refused
+//! with a disk-full error, so the rest is kept for deletes. Once enough space is free
+//! again the reserve is allocated anew.
 //!
 //! It guards the metadata only: files written outside SQLite (blobs, layers) fail with
 //! ENOSPC on their own and the services map that to `resource_exhausted`.
@@ -83,7 +84,13 @@ impl Space {
         self.available().is_some_and(|free| free < self.bytes)
     }
 
-    /// Whether the reserve has been given back (only space-freeing writes run).
+    /// Whether writes that do not free space must wait: the reserve is given back and less
+    /// than half of its room is left.
+    pub fn keep_for_deletes(&self) -> bool {
+        self.is_released() && self.available().is_none_or(|free| free < self.bytes / 2)
+    }
+
+    /// Whether the reserve has been given back (the disk is full).
     pub fn is_released(&self) -> bool {
         self.released.load(Ordering::Relaxed)
     }
