@@ -166,3 +166,43 @@ pub fn check_labels(owner: &str, labels: &Labels) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    #[test]
+    fn a_full_disk_anywhere_in_the_chain_is_resource_exhausted() {
+        let full = [
+            io::Error::from_raw_os_error(libc::ENOSPC),
+            io::Error::from_raw_os_error(libc::EDQUOT),
+            io::Error::new(io::ErrorKind::StorageFull, "reading etc/passwd"),
+        ];
+        for e in full {
+            let wrapped = crate::content::ContentError::Io {
+                what: "writing a blob".into(),
+                source: e,
+            };
+            let err = Error::failure("importing x", &wrapped);
+            assert_eq!(err.kind(), ErrorKind::ResourceExhausted, "{err}");
+            assert!(err.to_string().contains("writing a blob"), "{err}");
+        }
+        let sqlite = StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        ));
+        assert_eq!(Error::from(sqlite).kind(), ErrorKind::ResourceExhausted);
+        let refused = StoreError::DiskFull("full".into());
+        assert_eq!(Error::from(refused).kind(), ErrorKind::ResourceExhausted);
+
+        let other = io::Error::from_raw_os_error(libc::EIO);
+        assert_eq!(Error::failure("x", &other).kind(), ErrorKind::Internal);
+        let busy = StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+            None,
+        ));
+        assert_eq!(Error::from(busy).kind(), ErrorKind::Internal);
+    }
+}
