@@ -12,7 +12,7 @@ use crate::runtime::reaper::Reaper;
 use crate::service::containers::Containers;
 use crate::service::content::Content;
 use crate::service::events::{EventBus, Events};
-use crate::service::gc::Gc;
+use crate::service::gc::{Gc, GcTrigger};
 use crate::service::images::Images;
 use crate::service::leases::Leases;
 use crate::service::namespaces::Namespaces;
@@ -68,6 +68,7 @@ impl App {
         reaper: Reaper,
         keeper: Keeper,
         config: &Config,
+        gc_trigger: GcTrigger,
     ) -> Result<App, AppError> {
         let blobs = ContentStore::open(&paths.root)?;
         let snapshot_err = |source| AppError::Snapshots {
@@ -106,8 +107,8 @@ impl App {
             containers: Containers::new(store.clone(), images.clone(), snapshots.clone()),
             events: Events::new(store.clone(), bus),
             content: Content::new(store.clone(), blobs.clone()),
-            leases: Leases::new(store.clone()),
-            gc: Gc::new(store.clone(), snapshots.clone(), blobs),
+            leases: Leases::new(store.clone(), gc_trigger.clone()),
+            gc: Gc::new(store.clone(), snapshots.clone(), blobs, gc_trigger),
             images,
             snapshots,
             store,

@@ -14,6 +14,7 @@ use crate::config::{Config, ConfigError};
 use crate::keeper::Keeper;
 use crate::runtime::reaper::{Reaper, ReaperError};
 use crate::service::events::EventBus;
+use crate::service::gc::GcTrigger;
 use crate::store::{Store, StoreError};
 
 /// Why the daemon could not start or stopped badly.
@@ -129,9 +130,14 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let gid = opts.config.socket_gid()?;
     let bus = EventBus::default();
     let publisher = bus.clone();
+    let gc_trigger = GcTrigger::default();
+    let deletes = gc_trigger.clone();
     let store = Store::open(
         &opts.root.join("meta.db"),
-        Arc::new(move |events| publisher.publish(events)),
+        Arc::new(move |events| {
+            publisher.publish(events);
+            deletes.on_commit(events);
+        }),
     )?;
     let paths = Paths {
         root: opts.root.clone(),
@@ -143,11 +149,22 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let host_restarted = host_restarted(&opts.root, &opts.state);
     let reaper = Reaper::start().map_err(DaemonError::Reaper)?;
     let keeper = Keeper::new(&opts.state, reaper.clone());
-    let app = App::new(paths, store.clone(), bus, reaper, keeper, &opts.config)?;
+    let app = App::new(
+        paths,
+        store.clone(),
+        bus,
+        reaper,
+        keeper,
+        &opts.config,
+        gc_trigger,
+    )?;
     app.tasks
         .recover(host_restarted)
         .await
         .map_err(DaemonError::Recover)?;
+    // After recovery (live tasks' rootfs mounts are back, so their directories are kept)
+    // and before serving.
+    app.gc.start().await;
     let module = api::build_module(app);
     let listener = bind_socket(&opts.socket, gid)?;
     tracing::info!(socket = %opts.socket.display(), root = %opts.root.display(), "berthd serving");

@@ -5,7 +5,7 @@
 //!
 //! A new snapshot's directory is made under a staging name (`new-…`) and renamed to its id
 //! inside the transaction that records it, so a row never exists without its directory;
-//! a directory without a row is garbage that `gc.run` sweeps.
+//! a directory without a row is garbage that the collector sweeps.
 
 mod etc;
 mod native;
@@ -26,7 +26,9 @@ pub use native::Native;
 pub use overlay::Overlay;
 pub use usage::{usage, Usage};
 
-/// What a snapshot is for, as containerd's `snapshots.Kind`.
+/// What a snapshot is for, as containerd's `snapshots.Kind`. Stored as its `as_str` name;
+/// the table's CHECK constraint admits only these names and a trigger (migration 0005)
+/// refuses every change of kind but [`Kind::can_become`]'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Writable; can be committed.
@@ -46,12 +48,31 @@ impl Kind {
         }
     }
 
-    pub fn parse(s: &str) -> Kind {
+    /// The kind a stored name stands for; `None` for a name no kind has.
+    pub fn parse(s: &str) -> Option<Kind> {
         match s {
-            "view" => Kind::View,
-            "committed" => Kind::Committed,
-            _ => Kind::Active,
+            "active" => Some(Kind::Active),
+            "view" => Some(Kind::View),
+            "committed" => Some(Kind::Committed),
+            _ => None,
         }
+    }
+
+    /// Whether a snapshot of this kind may turn into `next`: only an active snapshot
+    /// changes, by being committed.
+    pub fn can_become(self, next: Kind) -> bool {
+        matches!((self, next), (Kind::Active, Kind::Committed))
+    }
+
+    /// Only committed snapshots are immutable, so only they can be parents.
+    pub fn can_be_parent(self) -> bool {
+        self == Kind::Committed
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -129,22 +150,91 @@ pub fn remove_dir(dir: &Path) -> io::Result<()> {
     fs::remove_dir_all(&aside)
 }
 
-/// Entries under `base` that belong to no snapshot in `ids`: staging, removal and orphan
-/// directories. Only call this while no snapshot is being created (the GC lock).
-pub fn sweep(base: &Path, ids: &std::collections::HashSet<i64>) -> io::Result<usize> {
-    let mut removed = 0;
+/// Prefix of orphan directories moved aside by [`sweep`], followed by the pid.
+const TRASH: &str = "gc-trash-";
+
+/// Moves aside the entries under `base` that belong to no snapshot in `ids` (staging,
+/// removal and orphan directories) and returns where they went, for the caller to delete
+/// without holding the GC lock. An entry that `mountinfo` (`/proc/self/mountinfo`) shows
+/// mounted from or on is left alone: a live task's rootfs may still use it. Only call
+/// this while no snapshot is being created (the GC lock).
+pub fn sweep(
+    base: &Path,
+    ids: &std::collections::HashSet<i64>,
+    mountinfo: &str,
+) -> io::Result<Vec<PathBuf>> {
+    static NEXT_TRASH: AtomicU64 = AtomicU64::new(0);
+    let ours = format!("{TRASH}{}-", std::process::id());
+    let mut aside = Vec::new();
     let entries = match fs::read_dir(base) {
         Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(aside),
         Err(e) => return Err(e),
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let keep = name.parse::<i64>().is_ok_and(|id| ids.contains(&id));
-        if !keep {
-            fs::remove_dir_all(entry.path())?;
-            removed += 1;
+        // Being deleted by this process already.
+        if keep || name.starts_with(&ours) {
+            continue;
         }
+        let path = entry.path();
+        if is_mounted(&path, mountinfo) {
+            tracing::warn!(dir = %path.display(), "an orphan snapshot directory is in use by a mount; left in place");
+            continue;
+        }
+        let to = base.join(format!(
+            "{ours}{}",
+            NEXT_TRASH.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::rename(&path, &to)?;
+        aside.push(to);
     }
-    Ok(removed)
+    Ok(aside)
+}
+
+/// Whether any mount in `mountinfo` has its mount point, its root or a path in its options
+/// (overlay's lowerdir/upperdir/workdir) at or below `dir`.
+pub fn is_mounted(dir: &Path, mountinfo: &str) -> bool {
+    let dir = dir.to_string_lossy();
+    let below = format!("{dir}/");
+    mountinfo.lines().any(|line| {
+        line.split([' ', ',', ':', '='])
+            .map(|field| field.replace("\\040", " ").replace("\\134", "\\"))
+            .any(|path| path == dir || path.starts_with(&below))
+    })
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::Kind;
+
+    #[test]
+    fn a_directory_behind_a_mount_counts_as_mounted() {
+        let info = "36 35 0:31 / /run/state/t1/rootfs rw - overlay overlay rw,\
+                    lowerdir=/r/snapshots/overlayfs/7/fs:/r/snapshots/overlayfs/3/fs,\
+                    upperdir=/r/snapshots/overlayfs/9/fs,workdir=/r/snapshots/overlayfs/9/work\n\
+                    40 35 8:1 /r/snapshots/native/12/fs /run/b rw - ext4 /dev/sda1 rw\n";
+        let at = |p: &str| super::is_mounted(std::path::Path::new(p), info);
+        assert!(at("/r/snapshots/overlayfs/7"));
+        assert!(at("/r/snapshots/overlayfs/9"));
+        assert!(at("/r/snapshots/native/12"));
+        assert!(at("/run/state/t1"), "a mount point below it");
+        assert!(!at("/r/snapshots/overlayfs/1"));
+        assert!(!at("/r/snapshots/overlayfs/70"), "a prefix is not a parent");
+    }
+
+    #[test]
+    fn only_active_becomes_committed_and_only_committed_is_a_parent() {
+        let all = [Kind::Active, Kind::View, Kind::Committed];
+        for from in all {
+            assert_eq!(Kind::parse(from.as_str()), Some(from));
+            assert_eq!(from.can_be_parent(), from == Kind::Committed);
+            for to in all {
+                let allowed = from == Kind::Active && to == Kind::Committed;
+                assert_eq!(from.can_become(to), allowed, "{from} -> {to}");
+            }
+        }
+        assert_eq!(Kind::parse("bogus"), None);
+    }
 }

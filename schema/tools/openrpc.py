@@ -189,7 +189,8 @@ methods = [
       S("object", properties={"images": ARR(REF("Image"))}), ["invalid_argument"]),
     m("images.get", "An image and its OCI image config.", [p("name", STR, True)],
       S("object", properties={"image": REF("Image"), "config": OBJ}), ["not_found"]),
-    m("images.delete", "Deletes an image name (content is collected by gc.run).",
+    m("images.delete", "Deletes an image name (its unreferenced content is collected shortly "
+      "after, in the background).",
       [p("name", STR, True)], errors=["not_found"]),
     m("content.list", "Blobs in the content store.", [p("filters", REF("Filters"))],
       S("object", properties={"blobs": ARR(REF("ContentInfo"))})),

@@ -43,7 +43,17 @@ impl TestDaemon {
         TestDaemon::launch(Some(config_toml))
     }
 
+    /// Starts a daemon whose root is a fresh tmpfs of `mib` MiB, to fill the disk on
+    /// purpose. `Drop` unmounts it (with everything below the temp dir), also on failure.
+    pub fn start_on_tmpfs(mib: u64) -> TestDaemon {
+        TestDaemon::launch_on(None, Some(mib))
+    }
+
     fn launch(config_toml: Option<&str>) -> TestDaemon {
+        TestDaemon::launch_on(config_toml, None)
+    }
+
+    fn launch_on(config_toml: Option<&str>, tmpfs_mib: Option<u64>) -> TestDaemon {
         // Under /tmp with a short prefix: a unix socket path must stay under 108 bytes.
         let dir = tempfile::Builder::new()
             .prefix("berth-")
@@ -68,6 +78,23 @@ impl TestDaemon {
             daemon.socket.as_os_str().len() < 100,
             "socket path too long"
         );
+        if let Some(mib) = tmpfs_mib {
+            // The guard exists already: a failure from here on still unmounts.
+            fs::create_dir_all(&daemon.root).expect("mkdir root");
+            let out = Command::new("mount")
+                .args(["-t", "tmpfs", "-o"])
+                .arg(format!("size={mib}m,mode=0711"))
+                .arg("berth-test")
+                .arg(&daemon.root)
+                .output()
+                .expect("run mount");
+            assert!(
+                out.status.success(),
+                "mount a tmpfs on {}: {}",
+                daemon.root.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         daemon.restart();
         daemon
     }

@@ -139,6 +139,14 @@ fn a_second_pull_fetches_no_blob_berth_already_has() {
             b.digest()
         );
     }
+    // A lease keeps the blobs from the collector that the delete wakes.
+    let target =
+        d.rpc_ok("images.get", json!({"name": reference}))["image"]["target"]["digest"].clone();
+    d.rpc_ok("leases.create", json!({"id": "keep"}));
+    d.rpc_ok(
+        "leases.add_resource",
+        json!({"id": "keep", "resource": {"id": target, "type": "content"}}),
+    );
     d.rpc_ok("images.delete", json!({"name": reference}));
     let again = pull(&d, &reference).expect("second pull");
     assert_eq!(again["image"]["name"], json!(reference));

@@ -40,11 +40,11 @@ impl Content {
         hex_of(&digest)?;
         let d = digest.clone();
         self.store
-            .write(move |tx| store::content::delete(tx, &ns, &d))
+            .write_reclaiming(move |tx| store::content::delete(tx, &ns, &d))
             .await?;
         self.blobs
             .remove(&digest)
-            .map_err(|e| Error::Internal(e.to_string()))
+            .map_err(|e| Error::failure("content store", &e))
     }
 }
 

@@ -1,4 +1,6 @@
-//! `gc.run`: removes snapshots and blobs that nothing references, by reference only.
+//! Garbage collection: `gc.run` removes snapshots and blobs that nothing references, by
+//! reference only; the automatic collector ([`Gc::start`]) runs by itself at start-up and
+//! after deletes.
 //!
 //! Roots: images (their target, followed through indexes and manifests to configs and
 //! layers; a config's diff_ids give the chain ids of the image's snapshots in its
@@ -7,11 +9,22 @@
 //! Everything else goes, in one transaction; directories and blob files are removed
 //! after it commits. Runs under the exclusive GC lock, so no import, prepare or
 //! container creation is half-way while it decides.
+//!
+//! The automatic collector is woken by a [`GcTrigger`] (the store's commit hook pulls it on
+//! deletes, `leases.delete` pulls it too), waits a moment so a burst of deletes makes one
+//! run, and runs in the background, one run at a time. It removes unreferenced blobs and
+//! what a crash left on disk (blob files and snapshot directories without a row), but no
+//! snapshot rows: a snapshot made through the snapshots API is its client's until
+//! `snapshots.remove` or an explicit `gc.run`. A directory that anything is mounted from or
+//! on (a live task's rootfs) is never removed.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use tokio::sync::Notify;
 
 use super::snapshots::Snapshots;
 use super::{Error, Result};
@@ -22,11 +35,56 @@ use crate::store::{self, snapshots::SnapshotRow, Store};
 /// The label that makes a snapshot a root of its own (containerd's).
 pub const GC_ROOT_LABEL: &str = "containerd.io/gc.root";
 
+/// How long the automatic collector waits after being woken, so that a burst of deletes
+/// makes one run.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Event topics after which the automatic collector runs: something may have lost its
+/// last reference.
+const TRIGGERING_TOPICS: &[&str] = &[
+    "/containers/delete",
+    "/images/delete",
+    "/snapshot/remove",
+    "/content/delete",
+    "/namespaces/delete",
+];
+
+/// Wakes the automatic collector. Cheap to clone; pulling it never blocks, and pulls that
+/// come while a run is pending or under way make one more run, not one each.
+#[derive(Clone, Default)]
+pub struct GcTrigger(Arc<Notify>);
+
+impl GcTrigger {
+    pub fn pull(&self) {
+        self.0.notify_one();
+    }
+
+    /// Pulls the trigger if `events` (just committed) include a delete.
+    pub fn on_commit(&self, events: &[schema::Event]) {
+        if events
+            .iter()
+            .any(|e| TRIGGERING_TOPICS.contains(&e.topic.as_str()))
+        {
+            self.pull();
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Gc {
     store: Store,
     snapshots: Snapshots,
     content: ContentStore,
+    trigger: GcTrigger,
+}
+
+/// What a run may remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// `gc.run`: unreferenced snapshots and blobs, and leftovers on disk.
+    Everything,
+    /// The automatic collector: unreferenced blobs and leftovers on disk.
+    ContentAndLeftovers,
 }
 
 /// What a mark phase keeps.
@@ -38,21 +96,69 @@ struct Marks {
 }
 
 impl Gc {
-    pub fn new(store: Store, snapshots: Snapshots, content: ContentStore) -> Self {
+    pub fn new(
+        store: Store,
+        snapshots: Snapshots,
+        content: ContentStore,
+        trigger: GcTrigger,
+    ) -> Self {
         Gc {
             store,
             snapshots,
             content,
+            trigger,
         }
     }
 
+    /// Sweeps what a crash may have left, then starts the automatic collector on the
+    /// current runtime; it lives as long as the runtime. Call it before serving: the first
+    /// sweep then never races a client's requests.
+    pub async fn start(&self) {
+        self.collect_logged().await;
+        let gc = self.clone();
+        tokio::spawn(async move {
+            loop {
+                gc.trigger.0.notified().await;
+                tokio::time::sleep(DEBOUNCE).await;
+                if !gc.collect_logged().await {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// One automatic run; false once the store is closed.
+    async fn collect_logged(&self) -> bool {
+        match self.collect(Scope::ContentAndLeftovers).await {
+            Ok(r) if r.removed() => tracing::info!(
+                content = r.content,
+                blob_files = r.blob_files,
+                snapshot_dirs = r.snapshot_dirs,
+                "automatic gc removed garbage"
+            ),
+            Ok(_) => {}
+            Err(Error::Unavailable(_)) => return false,
+            Err(e) => tracing::warn!(error = %e, "automatic gc failed"),
+        }
+        true
+    }
+
+    /// `gc.run`.
     pub async fn run(&self) -> Result<Value> {
         let started = Instant::now();
-        let _gc = self.snapshots.gc_lock.write().await;
+        let r = self.collect(Scope::Everything).await?;
+        Ok(json!({
+            "removed": { "snapshots": r.snapshots, "content": r.content },
+            "duration_ms": started.elapsed().as_millis() as u64,
+        }))
+    }
+
+    async fn collect(&self, scope: Scope) -> Result<Removed> {
+        let gc_lock = self.snapshots.gc_lock.write().await;
         let now = store::now();
         let n = now.clone();
         self.store
-            .write(move |tx| store::leases::expire(tx, &n))
+            .write_reclaiming(move |tx| store::leases::expire(tx, &n))
             .await?;
         let (targets, containers, leased, rows, contents) = self.store.read(|c| {
             let containers = store::containers::snapshot_refs(c)?;
@@ -89,7 +195,7 @@ impl Gc {
         let keep = keep_snapshots(&rows, &marks);
         let mut doomed: Vec<SnapshotRow> = rows
             .iter()
-            .filter(|r| !keep.contains(&r.id))
+            .filter(|r| scope == Scope::Everything && !keep.contains(&r.id))
             .cloned()
             .collect();
         doomed.sort_by_key(|r| std::cmp::Reverse(r.id));
@@ -99,17 +205,19 @@ impl Gc {
             .filter(|d| !marks.content.contains(d))
             .collect();
         let (snaps, blobs) = (doomed.clone(), dead_blobs.clone());
-        self.store
-            .write(move |tx| {
-                for s in &snaps {
-                    store::snapshots::remove_row(tx, s)?;
-                }
-                for d in &blobs {
-                    store::content::delete(tx, schema::DEFAULT_NAMESPACE, d)?;
-                }
-                Ok(())
-            })
-            .await?;
+        if !snaps.is_empty() || !blobs.is_empty() {
+            self.store
+                .write_reclaiming(move |tx| {
+                    for s in &snaps {
+                        store::snapshots::remove_row(tx, s)?;
+                    }
+                    for d in &blobs {
+                        store::content::delete(tx, schema::DEFAULT_NAMESPACE, d)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
 
         let mut by_sn: HashMap<String, Vec<i64>> = HashMap::new();
         for s in &doomed {
@@ -120,11 +228,27 @@ impl Gc {
                 self.snapshots.discard_dirs(&sn, ids).await;
             }
         }
-        self.sweep(&dead_blobs).await?;
-        Ok(json!({
-            "removed": { "snapshots": doomed.len(), "content": dead_blobs.len() },
-            "duration_ms": started.elapsed().as_millis() as u64,
-        }))
+        let (blob_files, aside) = self.sweep(&dead_blobs).await?;
+        // Orphan directories were moved aside under the lock; deleting them may take long,
+        // needs no lock and no one waits for it (a crash midway leaves them to the next
+        // start's sweep).
+        drop(gc_lock);
+        let snapshot_dirs = aside.len();
+        if !aside.is_empty() {
+            tokio::task::spawn_blocking(move || {
+                for dir in aside {
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "removing an orphan snapshot directory");
+                    }
+                }
+            });
+        }
+        Ok(Removed {
+            snapshots: doomed.len(),
+            content: dead_blobs.len(),
+            blob_files,
+            snapshot_dirs,
+        })
     }
 
     /// Marks blobs reachable from `(namespace, digest)` roots, and the chain ids their
@@ -173,9 +297,10 @@ impl Gc {
         }
     }
 
-    /// Removes blob files of deleted rows and files no row knows, and snapshot
-    /// directories no row owns.
-    async fn sweep(&self, dead: &[String]) -> Result<()> {
+    /// Removes blob files of deleted rows and files no row knows (returns how many of the
+    /// latter), and moves aside the snapshot directories no row owns and nothing is mounted
+    /// from or on (returns where they went, for the caller to delete).
+    async fn sweep(&self, dead: &[String]) -> Result<(usize, Vec<PathBuf>)> {
         let known: HashSet<String> = self
             .store
             .read(store::content::list)?
@@ -197,30 +322,47 @@ impl Gc {
                 (sn.base().to_owned(), ids)
             })
             .collect();
-        tokio::task::spawn_blocking(move || -> Result<()> {
+        tokio::task::spawn_blocking(move || -> Result<(usize, Vec<PathBuf>)> {
+            let failed = |e: crate::content::ContentError| Error::failure("gc", &e);
             for d in dead {
-                content
-                    .remove(&d)
-                    .map_err(|e| Error::Internal(e.to_string()))?;
+                content.remove(&d).map_err(failed)?;
             }
-            for d in content
-                .files()
-                .map_err(|e| Error::Internal(e.to_string()))?
-            {
+            let mut orphans = 0;
+            for d in content.files().map_err(failed)? {
                 if !known.contains(&d) {
-                    content
-                        .remove(&d)
-                        .map_err(|e| Error::Internal(e.to_string()))?;
+                    content.remove(&d).map_err(failed)?;
+                    orphans += 1;
                 }
             }
+            let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+                .map_err(|e| Error::failure("gc: reading /proc/self/mountinfo", &e))?;
+            let mut aside = Vec::new();
             for (base, ids) in bases {
-                crate::snapshot::sweep(&base, &ids)
-                    .map_err(|e| Error::Internal(format!("sweeping {}: {e}", base.display())))?;
+                aside.extend(crate::snapshot::sweep(&base, &ids, &mounts).map_err(|e| {
+                    Error::failure(format_args!("sweeping {}", base.display()), &e)
+                })?);
             }
-            Ok(())
+            Ok((orphans, aside))
         })
         .await
         .map_err(|e| Error::Internal(format!("gc sweep: {e}")))?
+    }
+}
+
+/// What one run removed.
+#[derive(Debug, Default)]
+struct Removed {
+    snapshots: usize,
+    content: usize,
+    /// Blob files without a row.
+    blob_files: usize,
+    /// Snapshot directories without a row.
+    snapshot_dirs: usize,
+}
+
+impl Removed {
+    fn removed(&self) -> bool {
+        self.snapshots + self.content + self.blob_files + self.snapshot_dirs > 0
     }
 }
 

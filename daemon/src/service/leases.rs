@@ -3,12 +3,15 @@
 
 use schema::{Labels, Lease, LeaseResource};
 
+use super::gc::GcTrigger;
 use super::{check_id, check_labels, Error, Result};
 use crate::store::{self, Store};
 
 #[derive(Clone)]
 pub struct Leases {
     store: Store,
+    /// Pulled when a lease goes: what it held may be garbage now.
+    gc: GcTrigger,
 }
 
 static NEXT_LEASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -38,8 +41,8 @@ fn check_resource(r: &LeaseResource) -> Result<()> {
 }
 
 impl Leases {
-    pub fn new(store: Store) -> Self {
-        Leases { store }
+    pub fn new(store: Store, gc: GcTrigger) -> Self {
+        Leases { store, gc }
     }
 
     pub async fn create(
@@ -84,8 +87,9 @@ impl Leases {
     pub async fn delete(&self, ns: String, id: String) -> Result<()> {
         check_id("namespace", &ns)?;
         self.store
-            .write(move |tx| store::leases::delete(tx, &ns, &id))
+            .write_reclaiming(move |tx| store::leases::delete(tx, &ns, &id))
             .await?;
+        self.gc.pull();
         Ok(())
     }
 
@@ -102,7 +106,7 @@ impl Leases {
         check_id("namespace", &ns)?;
         check_resource(&r)?;
         self.store
-            .write(move |tx| store::leases::delete_resource(tx, &ns, &id, &r))
+            .write_reclaiming(move |tx| store::leases::delete_resource(tx, &ns, &id, &r))
             .await?;
         Ok(())
     }

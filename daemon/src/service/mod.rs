@@ -63,6 +63,63 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The error for an unexpected failure below the services: `resource_exhausted` when
+    /// the disk (or the quota) is full anywhere in `err`'s chain, `internal` otherwise.
+    /// Every failure that may come from a filesystem or SQLite goes through here, so a full
+    /// disk never surfaces as an internal error.
+    pub fn failure(
+        context: impl std::fmt::Display,
+        err: &(dyn std::error::Error + 'static),
+    ) -> Self {
+        Error::unexpected(format!("{context}: {err}"), err)
+    }
+
+    /// [`Error::failure`] with a message of the caller's (which names the object).
+    pub fn unexpected(message: String, err: &(dyn std::error::Error + 'static)) -> Self {
+        if disk_full(err) {
+            Error::ResourceExhausted(format!("{message} (the disk is full)"))
+        } else {
+            Error::Internal(message)
+        }
+    }
+}
+
+/// Whether `err` or one of its sources says the disk or the quota is full: ENOSPC or EDQUOT
+/// from the OS, `SQLITE_FULL` from SQLite.
+pub fn disk_full(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut at = Some(err);
+    while let Some(e) = at {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+                || matches!(
+                    io.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                )
+            {
+                return true;
+            }
+            // A wrapped io::Error (`io::Error::new(kind, inner)`) hides its inner error
+            // from `source`.
+            if let Some(inner) = io.get_ref() {
+                if disk_full(inner) {
+                    return true;
+                }
+            }
+        }
+        if let Some(rusqlite::Error::SqliteFailure(f, _)) = e.downcast_ref::<rusqlite::Error>() {
+            if f.code == rusqlite::ErrorCode::DiskFull {
+                return true;
+            }
+        }
+        if let Some(StoreError::DiskFull(_)) = e.downcast_ref::<StoreError>() {
+            return true;
+        }
+        at = e.source();
+    }
+    false
+}
+
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
@@ -70,8 +127,9 @@ impl From<StoreError> for Error {
             StoreError::AlreadyExists(m) => Error::AlreadyExists(m),
             StoreError::FailedPrecondition(m) => Error::FailedPrecondition(m),
             StoreError::InvalidArgument(m) => Error::InvalidArgument(m),
+            StoreError::DiskFull(m) => Error::ResourceExhausted(m),
             StoreError::Closed => Error::Unavailable(e.to_string()),
-            other => Error::Internal(other.to_string()),
+            other => Error::unexpected(other.to_string(), &other),
         }
     }
 }
@@ -107,4 +165,44 @@ pub fn check_labels(owner: &str, labels: &Labels) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    #[test]
+    fn a_full_disk_anywhere_in_the_chain_is_resource_exhausted() {
+        let full = [
+            io::Error::from_raw_os_error(libc::ENOSPC),
+            io::Error::from_raw_os_error(libc::EDQUOT),
+            io::Error::new(io::ErrorKind::StorageFull, "reading etc/passwd"),
+        ];
+        for e in full {
+            let wrapped = crate::content::ContentError::Io {
+                what: "writing a blob".into(),
+                source: e,
+            };
+            let err = Error::failure("importing x", &wrapped);
+            assert_eq!(err.kind(), ErrorKind::ResourceExhausted, "{err}");
+            assert!(err.to_string().contains("writing a blob"), "{err}");
+        }
+        let sqlite = StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        ));
+        assert_eq!(Error::from(sqlite).kind(), ErrorKind::ResourceExhausted);
+        let refused = StoreError::DiskFull("full".into());
+        assert_eq!(Error::from(refused).kind(), ErrorKind::ResourceExhausted);
+
+        let other = io::Error::from_raw_os_error(libc::EIO);
+        assert_eq!(Error::failure("x", &other).kind(), ErrorKind::Internal);
+        let busy = StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+            None,
+        ));
+        assert_eq!(Error::from(busy).kind(), ErrorKind::Internal);
+    }
 }

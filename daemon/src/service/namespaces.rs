@@ -29,7 +29,7 @@ impl Namespaces {
         check_id("namespace", &name)?;
         Ok(self
             .store
-            .write(move |tx| store::namespaces::delete(tx, &name))
+            .write_reclaiming(move |tx| store::namespaces::delete(tx, &name))
             .await?)
     }
 

@@ -53,7 +53,7 @@ impl Staged {
         if let Some((pkey, pid)) = &self.parent {
             // The parent may have gone while this was staged.
             let p = store::snapshots::get(tx.conn(), ns, name, pkey)?;
-            if p.id != *pid || p.kind != "committed" {
+            if p.id != *pid || !p.kind.can_be_parent() {
                 return Err(StoreError::FailedPrecondition(format!(
                     "parent snapshot \"{pkey}\" changed while preparing \"{key}\""
                 )));
@@ -61,7 +61,7 @@ impl Staged {
         }
         let parent = self.parent.as_ref().map(|(k, id)| (k.as_str(), *id));
         let now = store::now();
-        let id = store::snapshots::insert(tx, ns, name, key, parent, kind.as_str(), labels, &now)?;
+        let id = store::snapshots::insert(tx, ns, name, key, parent, kind, labels, &now)?;
         snapshot::install(&self.dir, &self.sn.dir(id)).map_err(|e| {
             StoreError::FailedPrecondition(format!("installing snapshot \"{key}\": {e}"))
         })?;
@@ -140,7 +140,7 @@ impl Snapshots {
                 let chain = store::snapshots::ancestors(c, row.id)?;
                 Ok((row, chain))
             })?;
-            if row.kind != "committed" {
+            if !row.kind.can_be_parent() {
                 return Err(Error::FailedPrecondition(format!(
                     "snapshot \"{parent}\" in namespace \"{ns}\" is {}; only a committed \
                      snapshot can be a parent",
@@ -161,7 +161,7 @@ impl Snapshots {
         tokio::task::spawn_blocking(move || s.create(&dir, &ancestors))
             .await
             .map_err(blocking_err)?
-            .map_err(|e| Error::Internal(format!("creating a {} snapshot: {e}", sn.name())))?;
+            .map_err(|e| Error::failure(format_args!("creating a {} snapshot", sn.name()), &e))?;
         Ok(staged)
     }
 
@@ -222,7 +222,7 @@ impl Snapshots {
     pub fn mounts(&self, ns: &str, snapshotter: Option<&str>, key: &str) -> Result<Vec<Mount>> {
         let sn = self.get(snapshotter)?;
         let row = self.row(ns, &sn, key)?;
-        self.mounts_of(&sn, row.id, Kind::parse(&row.kind))
+        self.mounts_of(&sn, row.id, row.kind)
     }
 
     fn row(&self, ns: &str, sn: &Arc<dyn Snapshotter>, key: &str) -> Result<SnapshotRow> {
@@ -276,7 +276,7 @@ impl Snapshots {
         let name = sn.name();
         let id = self
             .store
-            .write(move |tx| store::snapshots::remove(tx, &ns, name, &key))
+            .write_reclaiming(move |tx| store::snapshots::remove(tx, &ns, name, &key))
             .await?;
         self.discard_dirs(&sn, vec![id]).await;
         Ok(())

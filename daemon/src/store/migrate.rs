@@ -22,6 +22,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_task_identity.sql",
         include_str!("../../../migrations/0004_task_identity.sql"),
     ),
+    (
+        "0005_snapshot_kind_transitions.sql",
+        include_str!("../../../migrations/0005_snapshot_kind_transitions.sql"),
+    ),
 ];
 
 /// Applies the migrations the database has not seen yet.
@@ -63,6 +67,38 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("version");
         assert_eq!(v as usize, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn a_snapshot_kind_changes_only_from_active_to_committed() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        apply(&mut conn).expect("migrate");
+        conn.execute_batch(
+            "INSERT INTO namespaces (name, created_at) VALUES ('default', 'now');
+             INSERT INTO snapshots (namespace, snapshotter, key, kind, created_at, updated_at)
+             VALUES ('default', 'overlayfs', 'a', 'active', 'now', 'now'),
+                    ('default', 'overlayfs', 'v', 'view', 'now', 'now');",
+        )
+        .expect("rows");
+        let set = |key: &str, kind: &str| {
+            conn.execute(
+                "UPDATE snapshots SET kind = ?2 WHERE key = ?1",
+                rusqlite::params![key, kind],
+            )
+        };
+        let err = conn
+            .execute_batch(
+                "INSERT INTO snapshots (namespace, snapshotter, key, kind, created_at, \
+                 updated_at) VALUES ('default', 'overlayfs', 'b', 'bogus', 'now', 'now')",
+            )
+            .expect_err("CHECK refuses an unknown kind");
+        assert!(err.to_string().contains("CHECK"), "{err}");
+        set("a", "bogus").expect_err("nor may a row become one");
+        set("v", "committed").expect_err("a view is never committed");
+        set("a", "view").expect_err("active -> view");
+        set("a", "committed").expect("active -> committed");
+        set("a", "active").expect_err("committed is final");
+        set("a", "committed").expect("an unchanged kind is no transition");
     }
 
     #[test]

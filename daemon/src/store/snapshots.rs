@@ -2,10 +2,26 @@
 //! with the snapshotters; a row's `id` names its directory.
 
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, ToSql};
 use schema::{Labels, SnapshotInfo};
 
 use super::{is_unique_violation, namespaces, Result, StoreError, Tx};
+use crate::snapshot::Kind;
+
+impl ToSql for Kind {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for Kind {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let name = value.as_str()?;
+        Kind::parse(name)
+            .ok_or_else(|| FromSqlError::Other(format!("\"{name}\" is not a snapshot kind").into()))
+    }
+}
 
 /// A snapshot as the services need it: its directory id and its parent's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,7 +31,7 @@ pub struct SnapshotRow {
     pub snapshotter: String,
     pub key: String,
     pub parent: Option<i64>,
-    pub kind: String,
+    pub kind: Kind,
     pub labels: Labels,
 }
 
@@ -73,7 +89,7 @@ pub fn insert(
     sn: &str,
     key: &str,
     parent: Option<(&str, i64)>,
-    kind: &str,
+    kind: Kind,
     labels: &Labels,
     now: &str,
 ) -> Result<i64> {
@@ -135,7 +151,7 @@ pub fn commit(
 ) -> Result<i64> {
     let conn = tx.conn();
     let active = get(conn, ns, sn, key)?;
-    if active.kind != "active" {
+    if !active.kind.can_become(Kind::Committed) {
         return Err(StoreError::FailedPrecondition(format!(
             "snapshot \"{key}\" in namespace \"{ns}\" is {}, only an active snapshot can be \
              committed",
@@ -153,14 +169,14 @@ pub fn commit(
         labels
     };
     conn.prepare_cached(
-        "UPDATE snapshots SET key = ?2, kind = 'committed', labels = ?3, updated_at = ?4 \
-         WHERE id = ?1",
+        "UPDATE snapshots SET key = ?2, kind = ?5, labels = ?3, updated_at = ?4 WHERE id = ?1",
     )?
     .execute(params![
         active.id,
         name,
         serde_json::to_string(labels)?,
-        now
+        now,
+        Kind::Committed
     ])?;
     write_labels(conn, active.id, labels)?;
     tx.emit(
@@ -208,7 +224,7 @@ fn info_row(r: &Row<'_>) -> Result<SnapshotInfo> {
     Ok(SnapshotInfo {
         key: r.get(0)?,
         parent: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-        kind: r.get(2)?,
+        kind: r.get::<_, Kind>(2)?.as_str().to_owned(),
         snapshotter: r.get(3)?,
         labels: serde_json::from_str(&r.get::<_, String>(4)?)?,
         created_at: r.get(5)?,

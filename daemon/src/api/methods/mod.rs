@@ -89,6 +89,7 @@ mod tests {
             reaper,
             keeper,
             &config,
+            Default::default(),
         )
         .expect("app");
         let module = super::build_module(app);

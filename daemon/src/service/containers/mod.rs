@@ -203,7 +203,7 @@ impl Containers {
         check_id("container id", &id)?;
         let (container, removed) = self
             .store
-            .write(move |tx| {
+            .write_reclaiming(move |tx| {
                 let c = store::containers::delete(tx, &ns, &id)?;
                 if keep_snapshot || c.snapshot_key.is_empty() {
                     return Ok((c, None));
@@ -228,7 +228,7 @@ impl Containers {
                     store::leases::holds_snapshot(conn, &ns, &sn, &c.snapshot_key, &store::now())?;
                 if others > 0
                     || leased
-                    || row.kind == "committed"
+                    || row.kind == Kind::Committed
                     || store::snapshots::children(conn, row.id)? > 0
                 {
                     return Ok((c, None));

@@ -45,7 +45,8 @@ impl From<ArchiveError> for Error {
             ArchiveError::Blob {
                 source: ContentError::Io { .. },
                 ..
-            } => Error::Internal(e.to_string()),
+            } => Error::unexpected(e.to_string(), &e),
+            _ if super::super::disk_full(&e) => Error::ResourceExhausted(e.to_string()),
             _ => Error::InvalidArgument(e.to_string()),
         }
     }
@@ -77,6 +78,7 @@ impl Images {
             check_image_name(n)?;
         }
         let sn = self.snapshots.get(snapshotter.as_deref())?;
+        self.check_space(&format!("importing {path}"))?;
         // Opened before the GC lock is taken, and only if it is a regular file: a FIFO that
         // never yields data, or a device, would otherwise hold the lock (and a thread) for
         // as long as it likes.
@@ -198,7 +200,8 @@ impl Images {
                 w.commit("generated manifest", None, None)
             })
             .await
-            .map_err(|e| Error::Internal(format!("writing a manifest: {e}")))??;
+            .map_err(|e| Error::Internal(format!("writing a manifest: {e}")))?
+            .map_err(Error::from)?;
             self.record_blobs(vec![written.clone()]).await?;
             let names = match e.repo_tags {
                 Some(tags) if !tags.is_empty() => tags,

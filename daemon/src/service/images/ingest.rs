@@ -33,7 +33,7 @@ pub fn integrity(context: &str, e: ContentError) -> Error {
         ContentError::DigestMismatch { .. } | ContentError::SizeMismatch { .. } => {
             Error::FailedPrecondition(format!("{context}: {e}"))
         }
-        ContentError::Io { .. } => Error::Internal(format!("{context}: {e}")),
+        ContentError::Io { .. } => Error::failure(context, &e),
         _ => Error::InvalidArgument(format!("{context}: {e}")),
     }
 }
@@ -173,7 +173,7 @@ impl Images {
         let writer = sink
             .await
             .map_err(|e| Error::Internal(format!("{context}: writing: {e}")))?
-            .map_err(|e| Error::Internal(format!("{context}: writing the ingest file: {e}")))?;
+            .map_err(|e| Error::failure(format!("{context}: writing the ingest file"), &e))?;
         streamed?;
         self.commit_blob(writer, digest, size, context).await
     }

@@ -46,7 +46,7 @@ impl From<ContentError> for Error {
     fn from(e: ContentError) -> Self {
         match e {
             ContentError::NotFound(_) => Error::NotFound(e.to_string()),
-            ContentError::Io { .. } => Error::Internal(e.to_string()),
+            ContentError::Io { .. } => Error::unexpected(e.to_string(), &e),
             _ => Error::InvalidArgument(e.to_string()),
         }
     }
@@ -140,10 +140,22 @@ impl Images {
         Ok((image, config))
     }
 
+    /// Refuses to start filling the disk while the store says it is full (only deletes
+    /// run then; see `store::space`).
+    fn check_space(&self, what: &str) -> Result<()> {
+        if self.store.disk_full() {
+            return Err(Error::ResourceExhausted(format!(
+                "{what}: the disk holding berthd's root is full; delete images, containers or \
+                 snapshots and run gc.run first"
+            )));
+        }
+        Ok(())
+    }
+
     pub async fn delete(&self, ns: String, name: String) -> Result<()> {
         check_id("namespace", &ns)?;
         self.store
-            .write(move |tx| store::images::delete(tx, &ns, &name))
+            .write_reclaiming(move |tx| store::images::delete(tx, &ns, &name))
             .await?;
         Ok(())
     }
@@ -232,7 +244,7 @@ impl Images {
             let exists = self
                 .store
                 .read(|c| store::snapshots::find(c, ns, name, &chain[i]))?
-                .is_some_and(|s| s.kind == "committed");
+                .is_some_and(|s| s.kind == Kind::Committed);
             if exists {
                 continue;
             }
@@ -254,10 +266,11 @@ impl Images {
             .await
             .map_err(|e| Error::Internal(format!("unpacking a layer: {e}")))?
             .map_err(|e| {
-                Error::InvalidArgument(format!(
-                    "image \"{image}\": layer {i} ({}): {e}",
-                    layer.digest
-                ))
+                let message = format!("image \"{image}\": layer {i} ({}): {e}", layer.digest);
+                if super::disk_full(&e) {
+                    return Error::ResourceExhausted(format!("{message} (the disk is full)"));
+                }
+                Error::InvalidArgument(message)
             })?;
             if applied.diff_id != diff_ids[i] {
                 return Err(Error::InvalidArgument(format!(

@@ -73,6 +73,7 @@ impl Images {
             None => oci::host_platform(),
         };
         let sn = self.snapshots.get(snapshotter.as_deref())?;
+        self.check_space(&format!("pulling \"{reference}\""))?;
         let (_tracked, progress) = self.progress.track_pull(&reference, &name);
         let lease = PullLease::create(&self.store, &ns, &name).await?;
         let result = self

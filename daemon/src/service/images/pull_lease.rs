@@ -64,7 +64,7 @@ impl PullLease {
         let (ns, id) = (self.ns.clone(), self.id.clone());
         if let Err(e) = self
             .store
-            .write(move |tx| store::leases::delete(tx, &ns, &id))
+            .write_reclaiming(move |tx| store::leases::delete(tx, &ns, &id))
             .await
         {
             tracing::warn!(lease = %self.id, error = %e, "releasing a pull's lease");
@@ -81,7 +81,7 @@ impl Drop for PullLease {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 let _ = store
-                    .write(move |tx| store::leases::delete(tx, &ns, &id))
+                    .write_reclaiming(move |tx| store::leases::delete(tx, &ns, &id))
                     .await;
             });
         }

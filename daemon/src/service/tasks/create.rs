@@ -23,8 +23,9 @@ use crate::store::{self, tasks::ProcessRow};
 
 /// How long runc may take to hand over a pty master once it has returned.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// An I/O failure building a bundle: `resource_exhausted` on a full disk, else internal.
 pub(super) fn internal(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |e| Error::Internal(format!("{what}: {e}"))
+    move |e| Error::failure(what, &e)
 }
 
 pub(super) async fn create(inner: &Arc<Inner>, p: TaskCreateParams) -> Result<Process> {

@@ -50,15 +50,16 @@ pub(super) async fn delete(
         }
     }
     let (ns2, id2) = (ns.to_owned(), id.to_owned());
+    // Deletes must work on a full disk: they may use the room berthd keeps in reserve.
     inner
         .store
-        .write(move |tx| store::tasks::set_deleting(tx, &ns2, &id2))
+        .write_reclaiming(move |tx| store::tasks::set_deleting(tx, &ns2, &id2))
         .await?;
     finish(inner, ns, id, &row.runtime).await?;
     let (ns2, id2) = (ns.to_owned(), id.to_owned());
     let row = inner
         .store
-        .write(move |tx| store::tasks::delete_task(tx, &ns2, &id2))
+        .write_reclaiming(move |tx| store::tasks::delete_task(tx, &ns2, &id2))
         .await?;
     inner.live.remove(ns, id);
     exit_info(&row).ok_or_else(|| Error::Internal(format!("{what}: deleted without an exit")))
@@ -115,7 +116,7 @@ pub(super) async fn delete_process(
     let (ns2, id2, exec2) = (ns.to_owned(), id.to_owned(), exec_id.to_owned());
     let row = inner
         .store
-        .write(move |tx| store::tasks::delete_exec(tx, &ns2, &id2, &exec2))
+        .write_reclaiming(move |tx| store::tasks::delete_exec(tx, &ns2, &id2, &exec2))
         .await?;
     if let Some(task) = inner.live.get(ns, id) {
         task.remove_process(exec_id);
