@@ -284,23 +284,13 @@ impl Keeper {
             }
             Request::Fds { req, who } => {
                 let slots = self.targets.get(&who).map(Vec::as_slice).unwrap_or(&[]);
-                let held: Vec<Held> = slots.iter().map(|(h, _)| *h).collect();
-                let dups: Vec<OwnedFd> = slots
+                let dups: Vec<(Held, OwnedFd)> = slots
                     .iter()
-                    .filter_map(|(_, fd)| fd.try_clone().ok())
+                    .filter_map(|(h, fd)| fd.try_clone().ok().map(|d| (*h, d)))
                     .collect();
-                let borrowed: Vec<_> = dups.iter().map(AsFd::as_fd).collect();
-                let held = if borrowed.len() == held.len() {
-                    held
-                } else {
-                    Vec::new()
-                };
-                let borrowed = if held.is_empty() {
-                    Vec::new()
-                } else {
-                    borrowed
-                };
-                self.reply(&Reply::Fds { req, held }, &borrowed);
+                let held: Vec<Held> = dups.iter().map(|(h, _)| *h).collect();
+                let fds: Vec<_> = dups.iter().map(|(_, fd)| fd.as_fd()).collect();
+                self.reply(&Reply::Fds { req, held }, &fds);
             }
         }
     }
