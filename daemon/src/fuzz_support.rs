@@ -69,6 +69,23 @@ pub fn corpus_lines(target: &str) -> Vec<String> {
         .collect()
 }
 
+/// `text`, or its start and end with the length between, so a huge input stays readable.
+fn shorten(text: String) -> String {
+    const KEEP: usize = 600;
+    if text.len() <= 2 * KEEP {
+        return text;
+    }
+    let mut head = KEEP;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - KEEP;
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}…[{} bytes]…{}", &text[..head], text.len(), &text[tail..])
+}
+
 /// Runs `check` on each seed input, then on generated inputs of `strategy` until
 /// `BERTH_FUZZ_CASES` cases or `BERTH_FUZZ_SECONDS` have passed, and prints
 /// `fuzz <target>: N inputs, 0 failures`. Panics with the shrunk input and the round's seed
@@ -86,7 +103,8 @@ where
     let mut generated = 0u64;
     for seed in seeds {
         if let Err(e) = check(seed.clone()) {
-            panic!("fuzz {target}: seed input {seed:?} failed: {e}");
+            let seed = shorten(format!("{seed:?}"));
+            panic!("fuzz {target}: seed input {seed} failed: {e}");
         }
         tried += 1;
     }
@@ -108,7 +126,9 @@ where
             Ok(()) => {}
             Err(TestError::Fail(why, input)) => panic!(
                 "fuzz {target}: FAILED after {tried} inputs (replay: BERTH_FUZZ_SEED={base_seed}, \
-                 round {round}, round seed {seed}): {why}\nminimal input: {input:?}"
+                 round {round}, round seed {seed}): {}\nminimal input: {}",
+                shorten(why.to_string()),
+                shorten(format!("{input:?}")),
             ),
             Err(TestError::Abort(why)) => panic!("fuzz {target}: aborted: {why}"),
         }
