@@ -112,9 +112,6 @@ fn bug_long_reference_does_not_round_trip() {
     let r = Reference::parse(&input).expect("4091 bytes are within the limit");
     let printed = r.to_string();
     assert_eq!(printed.len(), 4098);
-    assert_eq!(
-        Reference::parse(&printed).as_ref(),
-        Ok(&r),
-        "the canonical name must parse"
-    );
+    let again = Reference::parse(&printed).map_err(|e| e.why);
+    assert_eq!(again, Ok(r), "the canonical name must parse");
 }
