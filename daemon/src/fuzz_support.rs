@@ -109,7 +109,7 @@ where
         tried += 1;
     }
     let mut round = 0u64;
-    while generated < cases && deadline.map_or(true, |d| Instant::now() < d) {
+    while generated < cases && deadline.is_none_or(|d| Instant::now() < d) {
         let n = ROUND.min(cases - generated);
         let seed = base_seed ^ round.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let mut bytes = [0u8; 32];
