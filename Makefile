@@ -44,12 +44,13 @@ crash-short: deps
 # masks, references, layer tar headers; two properties each) and the transport fuzzer against a
 # real daemon, with a case count no run reaches, so each property stops after FUZZ_SECONDS:
 # about 60 s per target. Each prints "fuzz <target>: N inputs, 0 failures". Replay a failure
-# with BERTH_FUZZ_SEED=<the seed it prints>.
+# with BERTH_FUZZ_SEED=<the seed it prints>. Both parts run even if the first fails.
 FUZZ_SECONDS ?= 30
 FUZZ_CASES ?= 100000000
 fuzz: deps
 	cargo build -p berthd --bin berthd
 	BERTH_FUZZ_CASES=$(FUZZ_CASES) BERTH_FUZZ_SECONDS=$(FUZZ_SECONDS) \
-		cargo test -p berthd --lib fuzz -- --nocapture --test-threads=1
+		cargo test -p berthd --lib fuzz -- --nocapture --test-threads=1; lib=$$?; \
 	BERTH_FUZZ_CASES=$(FUZZ_CASES) BERTH_FUZZ_SECONDS=$(FUZZ_SECONDS) \
-		cargo test -p berth-tests --test fuzz_transport -- --nocapture
+		cargo test -p berth-tests --test fuzz_transport -- --nocapture; net=$$?; \
+	[ $$lib -eq 0 ] && [ $$net -eq 0 ]
