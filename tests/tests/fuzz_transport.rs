@@ -232,6 +232,15 @@ fn dechunk(mut rest: &str) -> String {
     out
 }
 
+/// An NDJSON connection: the daemon tells the protocol by a connection's first byte, so a
+/// valid request goes first and any input after it is read as a line.
+fn ndjson(d: &TestDaemon) -> Ndjson {
+    let mut conn = d.ndjson();
+    let v = conn.call("system.version", json!({}));
+    assert!(v.is_ok(), "system.version on a new connection: {v:?}");
+    conn
+}
+
 #[test]
 fn fuzz_transport_malformed_requests_never_crash_or_fail_internally() {
     let d = TestDaemon::start();
@@ -244,7 +253,7 @@ fn fuzz_transport_malformed_requests_never_crash_or_fail_internally() {
         let mut rng = XorShift(seed | 1);
         let mut tried = 0u64;
         let mut since_check = 0u64;
-        let mut conn = d.ndjson();
+        let mut conn = ndjson(&d);
         let inputs = seeds
             .iter()
             .cloned()
@@ -267,7 +276,7 @@ fn fuzz_transport_malformed_requests_never_crash_or_fail_internally() {
             since_check += 1;
             if since_check == BATCH {
                 since_check = 0;
-                conn = d.ndjson();
+                conn = ndjson(&d);
                 let v = d.rpc("system.version", json!({}));
                 assert!(v.is_ok(), "system.version after {tried} inputs: {v:?}");
             }
