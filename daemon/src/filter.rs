@@ -18,6 +18,8 @@ mod sql;
 #[cfg(test)]
 mod eval_tests;
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod grammar_tests;
 #[cfg(test)]
 mod sql_tests;

@@ -18,3 +18,6 @@ pub mod service;
 pub mod snapshot;
 pub mod store;
 pub mod unpack;
+
+#[cfg(test)]
+mod fuzz_support;

@@ -4,6 +4,8 @@
 pub mod auth;
 pub mod client;
 pub mod reference;
+#[cfg(test)]
+mod reference_fuzz;
 
 pub use auth::{CredentialSources, Credentials};
 pub use client::{http_client, Session};

@@ -1,6 +1,7 @@
 //! Behaviour tests on real directories (run as root): metadata, node types, whiteouts,
 //! replacement rules and diff_id. Hostile layers live in `tests/hostile.rs`.
 
+mod fuzz;
 mod hostile;
 
 use std::ffi::CString;

@@ -8,6 +8,8 @@ use super::images::Images;
 use super::snapshots::{Snapshots, DEFAULT_SNAPSHOTTER};
 mod spec;
 mod update;
+#[cfg(test)]
+mod update_fuzz;
 
 use spec::{check_spec, default_spec, image_spec};
 use update::{apply_update, parse_mask_path};
