@@ -66,6 +66,9 @@ fn selector_sql(
     Ok(match field {
         SqlField::Column(column) => match &selector.op {
             Operator::Present => format!("{column} <> ''"),
+            // `==` needs the field present, and an empty column is absent (as in memory and
+            // in containerd): `==""` selects nothing.
+            Operator::Equal(v) if v.is_empty() => "0".to_owned(),
             Operator::Equal(v) => {
                 bind(v);
                 format!("{column} = ?")

@@ -112,12 +112,20 @@ impl Reference {
             (None, None) => Some("latest".to_owned()),
             _ => tag,
         };
-        Ok(Reference {
+        let r = Reference {
             domain,
             path,
             tag,
             digest,
-        })
+        };
+        // The limit holds for the full name an image is stored under (with `docker.io/`,
+        // `library/` or `:latest` added), so every stored name can be given again.
+        if r.to_string().len() > 4096 {
+            return Err(fail(
+                "its full form (with registry and tag) must be at most 4096 characters",
+            ));
+        }
+        Ok(r)
     }
 
     /// The host the registry's HTTP API answers on.
