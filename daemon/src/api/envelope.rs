@@ -103,19 +103,24 @@ impl Dispatcher {
             let mut used = 2;
             for (i, item) in items.iter().enumerate() {
                 let left = self.max_response_bytes.saturating_sub(used);
+                let over = || {
+                    let msg = format!(
+                        "the replies of this batch exceed the limit of {} bytes \
+                         (max_response_bytes); calls from index {} on were not run",
+                        self.max_response_bytes,
+                        i + 1
+                    );
+                    Answer::default().with(error_reply(ErrorKind::ResourceExhausted, &msg))
+                };
                 let reply = match self.call(item.get(), transport, left, &mut answer).await {
                     Ok(Some(r)) => r,
                     Ok(None) => continue,
-                    Err(e) => return Answer::default().with(e),
+                    Err(Failure::Oversized) => return over(),
+                    Err(Failure::Budget(e)) => return Answer::default().with(e),
                 };
                 used += reply.len() + 1;
                 if used > self.max_response_bytes {
-                    let msg = format!(
-                        "the replies of this batch exceed the limit of {} bytes \
-                         (max_response_bytes); calls from index {i} on were not run",
-                        self.max_response_bytes
-                    );
-                    return Answer::default().with(error_reply(ErrorKind::ResourceExhausted, &msg));
+                    return over();
                 }
                 replies.push(reply);
             }
@@ -132,20 +137,28 @@ impl Dispatcher {
             .await
         {
             Ok(reply) => answer.reply = reply,
-            Err(e) => return Answer::default().with(e),
+            Err(Failure::Budget(e)) => return Answer::default().with(e),
+            Err(Failure::Oversized) => {
+                let msg = format!(
+                    "the reply exceeds the limit of {} bytes (max_response_bytes)",
+                    self.max_response_bytes
+                );
+                return Answer::default().with(error_reply(ErrorKind::ResourceExhausted, &msg));
+            }
         }
         answer
     }
 
-    /// Runs one message that is valid JSON; `Ok(None)` for a notification. `Err` is an
-    /// answer that replaces the whole message's (the budget could not hold the reply).
+    /// Runs one message that is valid JSON; `Ok(None)` for a notification. A reply over
+    /// `max_reply` is answered `resource_exhausted` when `max_reply` is the whole cap, and
+    /// is `Failure::Oversized` when it is what is left of a batch's.
     async fn call(
         &self,
         msg: &str,
         transport: Transport,
         max_reply: usize,
         answer: &mut Answer,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, Failure> {
         let env: Envelope<'_> = match serde_json::from_str(msg) {
             Ok(env) => env,
             Err(_) => {
@@ -213,6 +226,9 @@ impl Dispatcher {
             };
             let resp = run(&self.methods, rpc_id, method, params, max_reply).await;
             if resp.as_error_code() == Some(JSONRPSEE_OVERSIZED_RESPONSE) {
+                if max_reply < self.max_response_bytes {
+                    return Err(Failure::Oversized);
+                }
                 let msg = format!(
                     "the reply to {method} exceeds the limit of {} bytes (max_response_bytes); \
                      ask for less (limit, filters)",
@@ -229,10 +245,23 @@ impl Dispatcher {
         let charge = self.budget.charge(reply.len(), self.budget_wait).await;
         match charge {
             Ok(c) => answer.charge.absorb(c),
-            Err(msg) => return Err(error_reply(ErrorKind::ResourceExhausted, &msg)),
+            Err(msg) => {
+                return Err(Failure::Budget(error_reply(
+                    ErrorKind::ResourceExhausted,
+                    &msg,
+                )))
+            }
         }
         Ok(Some(reply))
     }
+}
+
+/// Why a call's reply replaces the whole message's answer.
+enum Failure {
+    /// The memory budget could not hold the reply; the error answer to send instead.
+    Budget(String),
+    /// The reply does not fit what is left of its batch's `max_response_bytes`.
+    Oversized,
 }
 
 impl Answer {

@@ -407,15 +407,25 @@ pub fn refusal(kind: ErrorKind, msg: &str) -> Vec<u8> {
 }
 
 /// Ends a connection so the peer reads everything written: shut down the write side, then
-/// read and discard what the peer still sends (briefly), so closing does not reset it.
+/// read and discard what the peer still sends, until it closes or pauses for [`QUIET`]
+/// (at most [`DRAIN_LIMIT`]), so that no unread byte makes closing reset the peer.
 pub async fn close_gracefully(stream: &mut UnixStream) {
     let _ = stream.shutdown().await;
     let drain = async {
         let mut sink = [0u8; 64 << 10];
-        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+        while let Ok(Ok(n)) = tokio::time::timeout(QUIET, stream.read(&mut sink)).await {
+            if n == 0 {
+                break;
+            }
+        }
     };
-    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+    let _ = tokio::time::timeout(DRAIN_LIMIT, drain).await;
 }
+
+/// How long a closing peer may pause before berthd stops reading what it sends.
+const QUIET: Duration = Duration::from_millis(100);
+/// Most time spent discarding a closing peer's bytes.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// A stream that yields `prefix` before the rest of `inner`: hands jsonrpsee a connection
 /// whose first bytes berth already read.
