@@ -217,15 +217,21 @@ impl WsReader {
         }
     }
 
-    /// The next text message as JSON; `None` on timeout, close or a non-JSON message.
-    pub fn recv_json(&mut self, limit: Duration) -> Option<Value> {
-        self.stream.set_read_timeout(Some(limit)).ok()?;
+    /// The next text message as JSON; `Err` says why there is none (timeout, close, a
+    /// message that is not JSON).
+    pub fn recv_json(&mut self, limit: Duration) -> Result<Value, String> {
+        self.stream
+            .set_read_timeout(Some(limit))
+            .map_err(|e| e.to_string())?;
         let mut message = Vec::new();
         loop {
             if !self.upgraded {
                 if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                     if !self.buf.starts_with(b"HTTP/1.1 101") {
-                        return None;
+                        return Err(format!(
+                            "upgrade refused: {}",
+                            String::from_utf8_lossy(&self.buf[..end])
+                        ));
                     }
                     self.buf.drain(..end + 4);
                     self.upgraded = true;
@@ -238,10 +244,17 @@ impl WsReader {
                         crate::ws::OP_TEXT | crate::ws::OP_CONTINUATION => {
                             message.extend_from_slice(&frame.payload);
                             if frame.fin {
-                                return serde_json::from_slice(&message).ok();
+                                return serde_json::from_slice(&message).map_err(|e| {
+                                    format!("{e}: {}", String::from_utf8_lossy(&message))
+                                });
                             }
                         }
-                        crate::ws::OP_CLOSE => return None,
+                        crate::ws::OP_CLOSE => {
+                            return Err(format!(
+                                "closed: {}",
+                                String::from_utf8_lossy(&frame.payload)
+                            ))
+                        }
                         _ => {}
                     }
                     continue;
@@ -249,7 +262,8 @@ impl WsReader {
             }
             let mut chunk = [0u8; 64 << 10];
             match self.stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
+                Ok(0) => return Err("end of stream".into()),
+                Err(e) => return Err(e.to_string()),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
         }

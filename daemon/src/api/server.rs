@@ -126,12 +126,16 @@ pub async fn serve(
             })
         });
         if let Some((kind, msg)) = refused {
-            // Refusals neither take a slot nor wait long; a flood of them is just closed.
-            if let Ok(permit) = refusals.clone().try_acquire_owned() {
-                conns.spawn(async move {
-                    refuse(stream, kind, &msg).await;
-                    drop(permit);
-                });
+            // Refusals neither take a slot nor wait long; past MAX_REFUSALS at once they are
+            // answered without waiting at all.
+            match refusals.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    conns.spawn(async move {
+                        refuse(stream, kind, &msg).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => refuse_now(stream, kind, &msg),
             }
             continue;
         }
@@ -270,6 +274,42 @@ fn in_group(pid: i32, gid: u32) -> bool {
                 .map(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
         })
         .unwrap_or(false)
+}
+
+/// Answers a refused connection without waiting: its protocol is guessed from what it
+/// already sent, the answer goes into the socket buffer, and whatever the peer already sent
+/// is discarded before closing (so the peer reads the answer rather than a reset).
+fn refuse_now(stream: UnixStream, kind: ErrorKind, msg: &str) {
+    let mut b = [0u8; 1];
+    let ndjson = matches!(stream.try_peek_first(&mut b), Some(b'{' | b'['));
+    let out = if ndjson {
+        format!("{}\n", error_reply(kind, msg)).into_bytes()
+    } else {
+        http::refusal(kind, msg)
+    };
+    let _ = stream.try_write(&out);
+    if let Ok(mut std) = stream.into_std() {
+        use std::io::Read;
+        let _ = std.shutdown(std::net::Shutdown::Write);
+        let mut sink = [0u8; 16 << 10];
+        while matches!(std.read(&mut sink), Ok(n) if n > 0) {}
+    }
+}
+
+/// Peeks at the first byte a stream has already received, without waiting.
+trait PeekFirst {
+    fn try_peek_first(&self, b: &mut [u8; 1]) -> Option<u8>;
+}
+
+impl PeekFirst for UnixStream {
+    fn try_peek_first(&self, b: &mut [u8; 1]) -> Option<u8> {
+        use std::os::fd::AsRawFd;
+        let flags = nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT;
+        match nix::sys::socket::recv(self.as_raw_fd(), b, flags) {
+            Ok(1) => Some(b[0]),
+            _ => None,
+        }
+    }
 }
 
 /// Answers a refused connection in its own protocol (NDJSON if its first byte says so,
