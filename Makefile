@@ -1,5 +1,5 @@
 # berth: the two commands a new machine needs are `make daemon` and `make test`.
-.PHONY: deps daemon test lint bench
+.PHONY: deps daemon test lint bench abuse
 
 deps:
 	./scripts/install-deps.sh
@@ -22,3 +22,9 @@ lint:
 bench: deps
 	cargo build --release --workspace --bins
 	./target/release/berth-bench
+
+# Hostile clients (issue #9) against a fresh berthd: prints peak RSS, the slowest
+# well-behaved reply and the count of -32603 answers.
+abuse: deps
+	cargo build --release -p berthd -p berth-tests --bins
+	$${CARGO_TARGET_DIR:-target}/release/berth-abuse

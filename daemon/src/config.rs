@@ -176,6 +176,24 @@ mod tests {
     }
 
     #[test]
+    fn transport_limits_default_to_a_bounded_budget_and_parse() {
+        let c = Config::default();
+        assert_eq!(c.max_batch, DEFAULT_MAX_BATCH);
+        assert!(c.memory_budget_bytes < 256 << 20);
+        assert!(u64::from(c.max_response_bytes) <= c.memory_budget_bytes);
+        let c: Config = toml::from_str(
+            "max_batch = 5\nmax_response_bytes = 1024\nmemory_budget_bytes = 4096\n\
+             idle_timeout_secs = 3\nrequest_timeout_secs = 2",
+        )
+        .expect("ok");
+        assert_eq!(
+            (c.max_batch, c.max_response_bytes, c.memory_budget_bytes),
+            (5, 1024, 4096)
+        );
+        assert_eq!((c.idle_timeout_secs, c.request_timeout_secs), (3, 2));
+    }
+
+    #[test]
     fn runtimes_map_names_to_binaries_with_runc_as_the_default() {
         let c: Config = toml::from_str("[runtimes.fast]\npath = \"/opt/crun\"").expect("ok");
         assert_eq!(c.runtime_binary("fast"), Some(PathBuf::from("/opt/crun")));

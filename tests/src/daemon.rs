@@ -85,14 +85,15 @@ impl TestDaemon {
         daemon
     }
 
-    /// The `berthd` binary built next to the test executable (target/<profile>/berthd).
+    /// The `berthd` binary built next to the test executable (target/<profile>/berthd; a
+    /// test runs from target/<profile>/deps, a harness binary from target/<profile>).
     pub fn binary() -> PathBuf {
         let exe = std::env::current_exe().expect("locate the test executable");
-        let bin = exe
-            .parent()
-            .and_then(Path::parent)
-            .map(|dir| dir.join("berthd"))
-            .expect("the test executable lives in target/<profile>/deps");
+        let dir = exe.parent().expect("the executable lives in a directory");
+        let bin = [dir.join("berthd"), dir.join("../berthd")]
+            .into_iter()
+            .find(|b| b.is_file())
+            .unwrap_or_else(|| dir.join("../berthd"));
         assert!(
             bin.is_file(),
             "{} is missing: run `cargo build --workspace --bins` first (make test does)",

@@ -441,3 +441,56 @@ fn a_websocket_subscriber_that_never_reads_is_dropped_with_a_resume_seq_and_memo
     assert_eq!(next["params"]["result"]["seq"], json!(since + 1), "{next}");
     let _ = silent.flush();
 }
+
+#[test]
+fn replies_nobody_reads_stay_within_the_memory_budget() {
+    let d = TestDaemon::start_with(
+        "memory_budget_bytes = 16777216\nmax_response_bytes = 4194304\nrequest_timeout_secs = 2\n",
+    );
+    for i in 0..3 {
+        let mut c = container(&format!("wide{i}"));
+        c["labels"] = big_labels(100, 3900, "");
+        d.rpc_ok("containers.create", json!({"container": c}));
+    }
+    let before = vm_kib(d.pid(), "VmRSS");
+    // 40 clients each ask for three lists of ~1.2 MB and read nothing: 144 MB of replies.
+    let line = json!({"jsonrpc": "2.0", "id": 1, "method": "containers.list", "params": {}});
+    let mut clients: Vec<Ndjson> = (0..40)
+        .map(|_| {
+            let mut c = d.ndjson();
+            for _ in 0..3 {
+                c.send(&line);
+            }
+            c
+        })
+        .collect();
+    // Nobody reads: replies that found room in the budget wait in berthd, the others are
+    // answered resource_exhausted once the request deadline (2 s) passes.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let mut peak = 0;
+    while Instant::now() < deadline {
+        peak = peak.max(vm_kib(d.pid(), "VmRSS").saturating_sub(before));
+        thread::sleep(Duration::from_millis(100));
+    }
+    let peak_mib = peak / 1024;
+    assert!(
+        peak_mib < 48,
+        "RSS grew by {peak_mib} MiB over a 16 MiB budget"
+    );
+    let (mut lists, mut over_budget) = (0, 0);
+    for c in &mut clients {
+        for _ in 0..3 {
+            let reply = c.recv(CLIENT_LIMIT).expect("every request is answered");
+            if reply["result"]["containers"].is_array() {
+                lists += 1;
+            } else {
+                assert_exhausted(&reply["error"], "memory_budget_bytes");
+                over_budget += 1;
+            }
+        }
+    }
+    assert!(
+        lists > 0 && over_budget > 0,
+        "{lists} lists, {over_budget} refusals"
+    );
+}

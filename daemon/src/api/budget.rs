@@ -12,6 +12,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Bytes are granted in chunks of at least this much, so reading a long line does not take
 /// the semaphore once per read.
 const GRANT: usize = 64 << 10;
+/// Requests up to this size are read without a charge: their cost is bounded by the
+/// number of connections, and an exhausted budget must still let a client be told so.
+pub const UNCHARGED_REQUEST: usize = GRANT;
 
 /// The shared pool of bytes.
 #[derive(Clone, Debug)]
@@ -58,27 +61,41 @@ impl Budget {
         self.total
     }
 
+    /// Bytes not held by anyone right now.
+    pub fn available(&self) -> usize {
+        self.pool.available_permits()
+    }
+
     /// Takes `bytes` out of the pool, waiting at most `wait` for other connections to give
     /// some back. The error says what the caller must put in its `resource_exhausted` answer.
     pub async fn charge(&self, bytes: usize, wait: Duration) -> Result<Charge, String> {
         if bytes == 0 {
             return Ok(Charge::default());
         }
-        let exhausted = || {
-            format!(
-                "berthd's memory budget (memory_budget_bytes = {}) cannot hold {bytes} more bytes \
-                 for this connection; retry later or send smaller requests",
-                self.total
-            )
-        };
+        let exhausted = || self.exhausted_message(bytes);
         let n = u32::try_from(bytes).map_err(|_| exhausted())?;
         if bytes > self.total {
             return Err(exhausted());
+        }
+        if wait.is_zero() {
+            return match self.pool.clone().try_acquire_many_owned(n) {
+                Ok(permit) => Ok(Charge { held: Some(permit) }),
+                Err(_) => Err(exhausted()),
+            };
         }
         match tokio::time::timeout(wait, self.pool.clone().acquire_many_owned(n)).await {
             Ok(Ok(permit)) => Ok(Charge { held: Some(permit) }),
             _ => Err(exhausted()),
         }
+    }
+
+    /// What a client is told when the budget cannot hold `bytes` more.
+    pub fn exhausted_message(&self, bytes: usize) -> String {
+        format!(
+            "berthd's memory budget (memory_budget_bytes = {}) cannot hold up to {bytes} more \
+             bytes for this request now; retry later or ask for less",
+            self.total
+        )
     }
 
     /// Grows `charge` so it covers at least `needed` bytes (in [`GRANT`] steps).

@@ -41,7 +41,8 @@ pub struct Dispatcher {
     pub max_batch: usize,
     pub max_response_bytes: usize,
     pub budget: Budget,
-    /// How long a reply may wait for its share of the budget.
+    /// How long a request being read may wait for its share of the budget. A reply never
+    /// waits: it is already in memory, so it is charged at once or replaced by an error.
     pub budget_wait: Duration,
 }
 
@@ -224,8 +225,17 @@ impl Dispatcher {
             let Ok(rpc_id) = serde_json::from_str::<Id<'_>>(id.unwrap_or("0")) else {
                 return Ok(Some(invalid_request("null", "unreadable id")));
             };
-            let resp = run(&self.methods, rpc_id, method, params, max_reply).await;
+            // Encoding stops where the budget's free bytes end, so a reply the budget
+            // cannot hold is never built whole.
+            let room = max_reply.min(self.budget.available());
+            let resp = run(&self.methods, rpc_id, method, params, room).await;
             if resp.as_error_code() == Some(JSONRPSEE_OVERSIZED_RESPONSE) {
+                if room < max_reply {
+                    return Err(Failure::Budget(error_reply(
+                        ErrorKind::ResourceExhausted,
+                        &self.budget.exhausted_message(max_reply),
+                    )));
+                }
                 if max_reply < self.max_response_bytes {
                     return Err(Failure::Oversized);
                 }
@@ -242,7 +252,7 @@ impl Dispatcher {
         if id.is_none() {
             return Ok(None);
         }
-        let charge = self.budget.charge(reply.len(), self.budget_wait).await;
+        let charge = self.budget.charge(reply.len(), Duration::ZERO).await;
         match charge {
             Ok(c) => answer.charge.absorb(c),
             Err(msg) => {

@@ -18,7 +18,7 @@ use tokio::net::UnixStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::budget::Charge;
+use super::budget::{Charge, UNCHARGED_REQUEST};
 use super::envelope::{error_reply, Dispatcher, Transport};
 
 /// Most bytes of a request line and headers.
@@ -159,11 +159,15 @@ async fn one_request(
         }
     } else {
         let len = head.content_length.unwrap_or(0);
-        if let Err(msg) = dispatcher
-            .budget
-            .cover(&mut charge, len, limits.request)
-            .await
-        {
+        let charged = if len > UNCHARGED_REQUEST {
+            dispatcher
+                .budget
+                .cover(&mut charge, len, limits.request)
+                .await
+        } else {
+            Ok(())
+        };
+        if let Err(msg) = charged {
             respond(
                 stream,
                 503,
@@ -274,11 +278,16 @@ async fn read_chunked(
         if body.len() + size > limits.max_body {
             return Err(too_large(stream, limits.max_body).await);
         }
-        if let Err(msg) = dispatcher
-            .budget
-            .cover(charge, body.len() + size, limits.request)
-            .await
-        {
+        let needed = body.len() + size;
+        let charged = if needed > UNCHARGED_REQUEST {
+            dispatcher
+                .budget
+                .cover(charge, needed, limits.request)
+                .await
+        } else {
+            Ok(())
+        };
+        if let Err(msg) = charged {
             respond(
                 stream,
                 503,

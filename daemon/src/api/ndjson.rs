@@ -13,7 +13,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::budget::Charge;
+use super::budget::{Charge, UNCHARGED_REQUEST};
 use super::envelope::{error_reply, parse_error, Dispatcher, Transport};
 
 /// Replies and notifications queued for the writer before the reader waits.
@@ -189,7 +189,7 @@ async fn read_line<R: AsyncBufRead + Unpin>(
                 limits.max_line
             )));
         }
-        if len > charge.bytes() {
+        if len > UNCHARGED_REQUEST && len > charge.bytes() {
             dispatcher
                 .budget
                 .cover(charge, len, limits.request)

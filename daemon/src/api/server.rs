@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{
-    serve_with_graceful_shutdown, stop_channel, BatchRequestConfig, Server, ServerConfig,
+    serve_with_graceful_shutdown, stop_channel, BatchRequestConfig, PingConfig, Server,
+    ServerConfig,
 };
 use jsonrpsee::Methods;
 use schema::ErrorKind;
@@ -70,6 +71,13 @@ pub async fn serve(
         .max_response_body_size(limits.max_response_bytes)
         .set_batch_request_config(BatchRequestConfig::Limit(limits.max_batch))
         .set_message_buffer_capacity(WS_MESSAGE_BUFFER)
+        // A WebSocket that answers neither pings nor anything else is as idle as a silent
+        // connection; one that answers pings stays, subscribed or not.
+        .enable_ws_ping(
+            PingConfig::new()
+                .ping_interval(limits.idle_timeout)
+                .inactive_limit(limits.idle_timeout + limits.request_timeout),
+        )
         .build();
     let ws = Server::builder()
         .set_config(cfg)
