@@ -4,6 +4,7 @@
 //! answer alike. WebSocket messages are left to jsonrpsee, configured with the same caps.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonrpsee::core::server::{MethodCallback, MethodResponse};
@@ -12,7 +13,7 @@ use jsonrpsee::{ConnectionId, Extensions, Methods};
 use schema::ErrorKind;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use super::budget::{Budget, Charge};
 use super::error_object;
@@ -41,6 +42,8 @@ pub struct Dispatcher {
     pub max_batch: usize,
     pub max_response_bytes: usize,
     pub budget: Budget,
+    /// Batches allowed to run at once.
+    pub batch_turns: Arc<Semaphore>,
     /// How long a request being read may wait for its share of the budget. A reply never
     /// waits: it is already in memory, so it is charged at once or replaced by an error.
     pub budget_wait: Duration,
@@ -100,9 +103,26 @@ impl Dispatcher {
                 );
                 return answer.with(error_reply(ErrorKind::ResourceExhausted, &msg));
             }
-            let mut replies: Vec<String> = Vec::new();
+            // Batches take turns: each may build up to max_response_bytes and keeps the CPU
+            // busy while it encodes, so only a few run at once and single calls stay prompt.
+            let Ok(_turn) =
+                tokio::time::timeout(self.budget_wait, self.batch_turns.clone().acquire_owned())
+                    .await
+            else {
+                let msg = format!(
+                    "too many batches are running; this one waited {} s (request_timeout_secs) \
+                     for its turn",
+                    self.budget_wait.as_secs()
+                );
+                return answer.with(error_reply(ErrorKind::ResourceExhausted, &msg));
+            };
+            // Replies are appended as they come, never held twice.
+            let mut joined = String::from("[");
             let mut used = 2;
             for (i, item) in items.iter().enumerate() {
+                // Most calls finish without waiting for anything; without this a batch
+                // would hold its worker thread from its first call to its last.
+                tokio::task::yield_now().await;
                 let left = self.max_response_bytes.saturating_sub(used);
                 let over = || {
                     let msg = format!(
@@ -123,10 +143,14 @@ impl Dispatcher {
                 if used > self.max_response_bytes {
                     return over();
                 }
-                replies.push(reply);
+                if joined.len() > 1 {
+                    joined.push(',');
+                }
+                joined.push_str(&reply);
             }
-            if !replies.is_empty() {
-                answer.reply = Some(format!("[{}]", replies.join(",")));
+            if joined.len() > 1 {
+                joined.push(']');
+                answer.reply = Some(joined);
             }
             return answer;
         }

@@ -90,6 +90,7 @@ pub async fn serve(
         max_response_bytes: limits.max_response_bytes as usize,
         budget: Budget::new(limits.memory_budget_bytes),
         budget_wait: limits.request_timeout,
+        batch_turns: Arc::new(Semaphore::new(batch_turns())),
     };
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
@@ -196,6 +197,13 @@ pub async fn serve(
         );
         conns.abort_all();
     }
+}
+
+/// Batches that may run at once: two per core, at least four.
+fn batch_turns() -> usize {
+    std::thread::available_parallelism()
+        .map_or(4, |n| n.get() * 2)
+        .max(4)
 }
 
 /// Failed accepts (EMFILE above all) back off and are logged once per burst, not per try.

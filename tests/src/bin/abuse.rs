@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -67,6 +67,9 @@ fn main() -> Result<()> {
     // The well-behaved client and the memory sampler run through every probe.
     let stop = Arc::new(AtomicBool::new(false));
     let slowest_us = Arc::new(AtomicU64::new(0));
+    // The probe running now, and the slowest well-behaved reply seen during each.
+    let phase = Arc::new(AtomicUsize::new(0));
+    let per_phase: Arc<[AtomicU64; 6]> = Arc::new(Default::default());
     let failures = Arc::new(AtomicU64::new(0));
     let calls = Arc::new(AtomicU64::new(0));
     let client = {
@@ -77,11 +80,15 @@ fn main() -> Result<()> {
             calls.clone(),
             socket.clone(),
         );
+        let (phase, per_phase) = (phase.clone(), per_phase.clone());
         thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match time_version(&socket, Duration::from_secs(10)) {
                     Ok(t) => {
-                        slowest.fetch_max(t.as_micros() as u64, Ordering::Relaxed);
+                        let us = t.as_micros() as u64;
+                        slowest.fetch_max(us, Ordering::Relaxed);
+                        per_phase[phase.load(Ordering::Relaxed).min(5)]
+                            .fetch_max(us, Ordering::Relaxed);
                     }
                     Err(_) => {
                         failures.fetch_add(1, Ordering::Relaxed);
@@ -109,6 +116,7 @@ fn main() -> Result<()> {
     d.rpc("containers.create", json!({"container": c}))
         .map_err(|e| anyhow::anyhow!("create: {e}"))?;
 
+    phase.store(1, Ordering::Relaxed);
     println!("probe 1: a batch of 10,000 containers.list over HTTP and NDJSON");
     let big = batch(10_000, "containers.list", &json!({}));
     let started = Instant::now();
@@ -124,6 +132,7 @@ fn main() -> Result<()> {
     let reply = ndjson_exchange(&socket, &allowed)?;
     tally.saw("NDJSON batch of 100 (~40 MB of replies)", &reply);
 
+    phase.store(2, Ordering::Relaxed);
     println!("probe 2: 200 clients each ask for a batch of 50 lists and never read");
     let hoarders: Vec<UnixStream> = (0..200)
         .filter_map(|_| {
@@ -137,6 +146,7 @@ fn main() -> Result<()> {
     println!("  RSS now {} MiB", vm_kib(pid, "VmRSS") / 1024);
     drop(hoarders);
 
+    phase.store(3, Ordering::Relaxed);
     println!("probe 3: a WebSocket subscriber that never reads, 1,100 updates of ~390 KB");
     let silent = silent_ws_subscriber(&socket, &[r#"topic=="/containers/update""#]);
     let mut writer = d.ndjson();
@@ -162,11 +172,13 @@ fn main() -> Result<()> {
     };
     tally.saw(&format!("subscriber ({events} messages read)"), &ended);
 
+    phase.store(4, Ordering::Relaxed);
     println!("probe 4: 1,000 stalled connections (silent, half HTTP bodies, half lines)");
     let stalled = stall_many(&socket, 1000);
     let t = time_version(&socket, Duration::from_secs(10));
     println!("  system.version beside them: {t:?}");
 
+    phase.store(5, Ordering::Relaxed);
     println!("probe 5: odd ids, a notification and subscribe over HTTP, 20 MB bodies");
     for id in [r#"{"a":1}"#, "[1]", "true", "1.5", "18446744073709551616"] {
         let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"system.version"}}"#);
@@ -206,6 +218,10 @@ fn main() -> Result<()> {
         slowest_us.load(Ordering::Relaxed) as f64 / 1000.0,
         calls.load(Ordering::Relaxed)
     );
+    for (i, us) in per_phase.iter().enumerate().skip(1) {
+        let ms = us.load(Ordering::Relaxed) as f64 / 1000.0;
+        println!("  slowest during probe {i}: {ms:.1} ms");
+    }
     println!("-32603 answers: {}", tally.internal);
     if failed > 0 {
         bail!("{failed} well-behaved calls failed");
