@@ -14,6 +14,7 @@ use berth_tests::abuse::{
     batch, big_labels, http_exchange, post, raise_own_nofile, silent_ws_subscriber, stall,
     stall_many, time_version, vm_kib, Stall, WsReader, VERSION_LINE,
 };
+use berth_tests::process::output_within;
 use berth_tests::{container, expect_error, message, Ndjson, RecvError, TestDaemon, CLIENT_LIMIT};
 use serde_json::{json, Value};
 
@@ -152,15 +153,41 @@ fn refused_connections_read_their_answer_instead_of_a_reset() {
         assert!(Instant::now() < deadline, "the one slot never came free");
         thread::sleep(Duration::from_millis(20));
     };
-    // A body the daemon never reads: closing on it unread would reset the connection.
-    let pad = "x".repeat(100 << 10);
+    // A body larger than the socket buffer, which the daemon never reads: closing on it
+    // unread would reset curl while it is still sending, before it reads the answer.
+    let pad = "x".repeat(4 << 20);
     let body = request(json!(1), "system.version", json!({"pad": pad})).to_string();
-    let (status, reply) = d.curl(&body);
-    assert_eq!(status, 503, "{reply}");
+    let file = d.dir().join("big-body.json");
+    std::fs::write(&file, &body).expect("write the body");
+    let out = output_within(
+        Command::new("curl")
+            .args(["-s", "--max-time", "20", "--unix-socket"])
+            .arg(d.socket())
+            .arg("http://berth/")
+            .args(["-H", "content-type: application/json", "--data-binary"])
+            .arg(format!("@{}", file.display()))
+            .args(["-w", "\\n%{http_code}"]),
+        b"",
+        CLIENT_LIMIT,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (reply, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    assert_eq!(status, "503", "curl saw {text:?} ({})", out.status);
+    let reply: Value = serde_json::from_str(reply).expect("a JSON body");
     assert_exhausted(&reply["error"], "at most 1");
-    let (status, reply) =
-        http_exchange(d.socket(), &post(&body), CLIENT_LIMIT).expect("a 503, not a reset");
-    assert_eq!(status, 503, "{reply}");
+
+    // A client that reads to the end sees the answer and then a clean end, not a reset.
+    let line = format!("{VERSION_LINE}\n").into_bytes();
+    for (what, request) in [("HTTP", post(&body)), ("NDJSON", line)] {
+        let mut s = UnixStream::connect(d.socket()).expect("connect");
+        s.set_read_timeout(Some(CLIENT_LIMIT)).expect("timeout");
+        let _ = s.write_all(&request);
+        let mut got = Vec::new();
+        let end = std::io::Read::read_to_end(&mut s, &mut got);
+        let text = String::from_utf8_lossy(&got);
+        assert!(end.is_ok(), "{what}: {end:?} after {text:?}");
+        assert!(text.contains("-32006"), "{what}: {text}");
+    }
 }
 
 /// A socat connected as `nobody` that sends nothing until its stdin closes.
