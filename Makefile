@@ -1,5 +1,5 @@
 # berth: the two commands a new machine needs are `make daemon` and `make test`.
-.PHONY: deps daemon test lint bench crash crash-short fuzz
+.PHONY: deps daemon test lint bench crash crash-short fuzz abuse
 
 deps:
 	./scripts/install-deps.sh
@@ -54,3 +54,9 @@ fuzz: deps
 	BERTH_FUZZ_CASES=$(FUZZ_CASES) BERTH_FUZZ_SECONDS=$(FUZZ_SECONDS) \
 		cargo test -p berth-tests --test fuzz_transport -- --nocapture; net=$$?; \
 	[ $$lib -eq 0 ] && [ $$net -eq 0 ]
+
+# Hostile clients (issue #9) against a fresh berthd: prints peak RSS, the slowest
+# well-behaved reply and the count of -32603 answers.
+abuse: deps
+	cargo build --release -p berthd -p berth-tests --bins
+	$(TARGET_DIR)/release/berth-abuse

@@ -9,6 +9,18 @@ use serde::Deserialize;
 pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 16 << 20;
 /// Default cap on open client connections.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+/// Default cap on one reply (a batch's replies together count as one).
+pub const DEFAULT_MAX_RESPONSE_BYTES: u32 = 32 << 20;
+/// Default cap on the calls of one batch.
+pub const DEFAULT_MAX_BATCH: u32 = 100;
+/// Default bound on the bytes all connections may hold at once in requests being read and
+/// replies waiting for their socket.
+pub const DEFAULT_MEMORY_BUDGET_BYTES: u64 = 128 << 20;
+/// Default seconds a connection may stay without a request before it is closed.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+/// Default seconds a request that has started (HTTP head and body, NDJSON line) may take to
+/// arrive in full.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
 
 /// Names of the runc runtime: berth's own and containerd's shims' (v2 and the old v1).
 pub const RUNC_NAMES: &[&str] = &["runc", "io.containerd.runc.v2", "io.containerd.runc.v1"];
@@ -28,6 +40,18 @@ pub struct Config {
     pub socket_group: Option<Group>,
     pub max_request_bytes: u32,
     pub max_connections: u32,
+    /// Most bytes of one reply, or of all replies of one batch (`resource_exhausted` beyond).
+    pub max_response_bytes: u32,
+    /// Most calls in one batch (`resource_exhausted` beyond).
+    pub max_batch: u32,
+    /// Most bytes all connections together may hold in requests being read and replies not
+    /// yet written; a request that cannot get its share in time is `resource_exhausted`.
+    pub memory_budget_bytes: u64,
+    /// Seconds a connection may wait between requests (and before its first) before berthd
+    /// closes it. WebSocket connections are kept alive by pings instead.
+    pub idle_timeout_secs: u64,
+    /// Seconds a started request (an HTTP head and body, an NDJSON line) may take to arrive.
+    pub request_timeout_secs: u64,
     /// OCI runtimes by the name containers give in `runtime.name`: `[runtimes.<name>]
     /// path = "..."`. "runc" means the `runc` on PATH unless configured here.
     pub runtimes: BTreeMap<String, RuntimeConfig>,
@@ -60,6 +84,11 @@ impl Default for Config {
             socket_group: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_batch: DEFAULT_MAX_BATCH,
+            memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES,
+            idle_timeout_secs: DEFAULT_IDLE_TIMEOUT_SECS,
+            request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
             runtimes: BTreeMap::new(),
             max_layer_bytes: crate::unpack::Limits::default().max_bytes,
             max_layer_entries: crate::unpack::Limits::default().max_entries,
@@ -173,6 +202,24 @@ mod tests {
         assert!(toml::from_str::<Config>("sockt_group = 5").is_err());
         let c: Config = toml::from_str("socket_group = \"no-such-group-x\"").expect("ok");
         assert!(matches!(c.socket_gid(), Err(ConfigError::NoSuchGroup(_))));
+    }
+
+    #[test]
+    fn transport_limits_default_to_a_bounded_budget_and_parse() {
+        let c = Config::default();
+        assert_eq!(c.max_batch, DEFAULT_MAX_BATCH);
+        assert!(c.memory_budget_bytes < 256 << 20);
+        assert!(u64::from(c.max_response_bytes) <= c.memory_budget_bytes);
+        let c: Config = toml::from_str(
+            "max_batch = 5\nmax_response_bytes = 1024\nmemory_budget_bytes = 4096\n\
+             idle_timeout_secs = 3\nrequest_timeout_secs = 2",
+        )
+        .expect("ok");
+        assert_eq!(
+            (c.max_batch, c.max_response_bytes, c.memory_budget_bytes),
+            (5, 1024, 4096)
+        );
+        assert_eq!((c.idle_timeout_secs, c.request_timeout_secs), (3, 2));
     }
 
     #[test]

@@ -124,6 +124,7 @@ fn mkdir_keep_mode(path: &Path) -> Result<(), DaemonError> {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(opts: Options) -> Result<(), DaemonError> {
+    let open_files = raise_open_file_limit();
     mkdir(&opts.root, 0o711)?;
     mkdir(&opts.state, 0o711)?;
     let _lock = lock_root(&opts.root)?;
@@ -168,16 +169,75 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let module = api::build_module(app);
     let listener = bind_socket(&opts.socket, gid)?;
     tracing::info!(socket = %opts.socket.display(), root = %opts.root.display(), "berthd serving");
+    let c = &opts.config;
     let limits = Limits {
         gid,
-        max_request_bytes: opts.config.max_request_bytes,
-        max_connections: opts.config.max_connections,
+        max_request_bytes: c.max_request_bytes,
+        max_connections: connections_within(c.max_connections, open_files),
+        max_response_bytes: c.max_response_bytes,
+        max_batch: c.max_batch.max(1),
+        memory_budget_bytes: c.memory_budget_bytes,
+        idle_timeout: std::time::Duration::from_secs(c.idle_timeout_secs.max(1)),
+        request_timeout: std::time::Duration::from_secs(c.request_timeout_secs.max(1)),
     };
     api::server::serve(listener, module, limits, shutdown_signal()).await;
     let _ = fs::remove_file(&opts.socket);
     store.close();
     tracing::info!("berthd stopped");
     Ok(())
+}
+
+/// Descriptors kept free for what berthd opens besides client connections (the store,
+/// content, the keeper, stdio FIFOs, runc pipes) and for answering refused peers.
+const FD_RESERVE: u64 = 256;
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (an inherited 1024 would starve the
+/// socket long before `max_connections`) and returns the soft limit now in force.
+fn raise_open_file_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the valid, exclusively borrowed `lim`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read RLIMIT_NOFILE");
+        return 1024;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads one valid rlimit; raising soft up to hard needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            tracing::info!(
+                from = lim.rlim_cur,
+                to = lim.rlim_max,
+                "raised RLIMIT_NOFILE"
+            );
+            lim.rlim_cur = lim.rlim_max;
+        } else {
+            let e = std::io::Error::last_os_error();
+            tracing::warn!(error = %e, soft = lim.rlim_cur, "cannot raise RLIMIT_NOFILE");
+        }
+    }
+    lim.rlim_cur
+}
+
+/// `max_connections`, lowered so that every connection can be opened and berthd still has
+/// descriptors left for its own files.
+fn connections_within(max_connections: u32, open_files: u64) -> u32 {
+    let reserve = FD_RESERVE.min(open_files / 2);
+    let fits = u32::try_from(open_files.saturating_sub(reserve)).unwrap_or(u32::MAX);
+    if max_connections > fits {
+        tracing::warn!(
+            max_connections,
+            serving = fits,
+            open_files,
+            "max_connections lowered to fit RLIMIT_NOFILE"
+        );
+    }
+    max_connections.min(fits).max(1)
 }
 
 /// Whether nothing of the state dir's previous life survived: it is new (a reboot wiped

@@ -27,6 +27,8 @@ pub struct TestDaemon {
     state: PathBuf,
     socket: PathBuf,
     config: Option<PathBuf>,
+    /// RLIMIT_NOFILE (soft, hard) the daemon starts under, when the test sets one.
+    nofile: Option<(u64, u64)>,
     log: PathBuf,
     // Last field: dropped after `Drop::drop` has stopped the daemon and unmounted.
     dir: TempDir,
@@ -46,14 +48,24 @@ impl TestDaemon {
     /// Starts a daemon whose root is a fresh tmpfs of `mib` MiB, to fill the disk on
     /// purpose. `Drop` unmounts it (with everything below the temp dir), also on failure.
     pub fn start_on_tmpfs(mib: u64) -> TestDaemon {
-        TestDaemon::launch_on(None, Some(mib))
+        TestDaemon::launch_on(None, Some(mib), None)
+    }
+
+    /// Starts a daemon under RLIMIT_NOFILE `soft`/`hard` (as an inherited limit would be),
+    /// with `config_toml`.
+    pub fn start_with_nofile(config_toml: &str, soft: u64, hard: u64) -> TestDaemon {
+        TestDaemon::launch_on(Some(config_toml), None, Some((soft, hard)))
     }
 
     fn launch(config_toml: Option<&str>) -> TestDaemon {
-        TestDaemon::launch_on(config_toml, None)
+        TestDaemon::launch_on(config_toml, None, None)
     }
 
-    fn launch_on(config_toml: Option<&str>, tmpfs_mib: Option<u64>) -> TestDaemon {
+    fn launch_on(
+        config_toml: Option<&str>,
+        tmpfs_mib: Option<u64>,
+        nofile: Option<(u64, u64)>,
+    ) -> TestDaemon {
         // Under /tmp with a short prefix: a unix socket path must stay under 108 bytes.
         let dir = tempfile::Builder::new()
             .prefix("berth-")
@@ -71,6 +83,7 @@ impl TestDaemon {
             state: base.join("state"),
             socket: base.join("state").join("berthd.sock"),
             config,
+            nofile,
             log: base.join("berthd.log"),
             dir,
         };
@@ -132,6 +145,22 @@ impl TestDaemon {
             cmd.arg("--config").arg(config);
         }
         cmd.process_group(0);
+        if let Some((soft, hard)) = self.nofile {
+            let lim = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            // SAFETY: the closure runs in the forked child before exec and only calls
+            // setrlimit(2), which is async-signal-safe, on a value copied into it.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd
     }
 

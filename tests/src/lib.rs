@@ -5,6 +5,7 @@
 //! It depends on the daemon only through its binary and the wire contract (API.md), never
 //! on its crates, so the tests prove what a client sees.
 
+pub mod abuse;
 pub mod clients;
 pub mod crash;
 pub mod daemon;

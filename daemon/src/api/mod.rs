@@ -2,6 +2,9 @@
 //! calls one service, and encodes the result; the rules live in `service`.
 //! This is also the one place where domain errors become JSON-RPC errors.
 
+mod budget;
+mod envelope;
+mod http;
 mod methods;
 pub mod ndjson;
 pub mod server;

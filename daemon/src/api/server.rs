@@ -1,16 +1,22 @@
-//! The one unix socket: accepts connections, checks the peer, and routes each connection by
-//! its first byte: `{` or `[` speaks newline-delimited JSON, anything else is HTTP/1.1 (plain
-//! POSTs, or a WebSocket upgrade) served by jsonrpsee.
+//! The one unix socket: accepts connections, checks the peer at once, and routes each
+//! connection by its first byte: `{` or `[` speaks newline-delimited JSON, anything else is
+//! HTTP/1.1 (plain POSTs served by berth's envelope, or a WebSocket upgrade served by
+//! jsonrpsee).
 //!
-//! Every connection runs in its own task, so a slow or idle client never blocks another; a
-//! connection that says nothing is closed after [`FIRST_BYTE_TIMEOUT`].
+//! Every connection runs in its own task, so a slow or idle client never blocks another. A
+//! peer that is refused (credentials, or no free slot) never takes a slot: it gets its
+//! answer and a graceful close. Connections that stay silent, or leave a request half-sent,
+//! are closed after the idle and request timeouts.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
-use jsonrpsee::server::{serve_with_graceful_shutdown, stop_channel, Server, ServerConfig};
+use jsonrpsee::server::{
+    serve_with_graceful_shutdown, stop_channel, BatchRequestConfig, PingConfig, Server,
+    ServerConfig,
+};
 use jsonrpsee::Methods;
 use schema::ErrorKind;
 use tokio::io::AsyncWriteExt;
@@ -18,21 +24,36 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use super::budget::Budget;
+use super::envelope::{error_reply, Dispatcher};
+use super::http::{self, HttpLimits};
+use super::ndjson::{self, LineLimits};
 use super::unsubscribe::UnsubscribeByName;
-use super::{error_object, ndjson};
 
-/// How long a new connection may stay silent before it is closed.
-pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a refused peer is given to show which protocol it speaks before its answer.
+const REFUSAL_PEEK: Duration = Duration::from_secs(2);
+/// Refusals answered at once; beyond this a refused connection is just closed.
+const MAX_REFUSALS: usize = 64;
+/// Notifications one NDJSON connection may have queued for its socket, in bytes.
+pub const NOTIFICATION_BYTES: usize = 4 << 20;
+/// WebSocket messages queued per connection (replies and notifications; notifications are
+/// also bounded in bytes by their producer).
+const WS_MESSAGE_BUFFER: u32 = 64;
 
-/// Who may connect and how much they may send.
+/// Who may connect and how much they may send and receive.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Besides root, members of this group may connect.
     pub gid: Option<u32>,
     pub max_request_bytes: u32,
     pub max_connections: u32,
+    pub max_response_bytes: u32,
+    pub max_batch: u32,
+    pub memory_budget_bytes: u64,
+    pub idle_timeout: Duration,
+    pub request_timeout: Duration,
 }
 
 /// Serves `methods` on `listener` until `shutdown` resolves, then lets in-flight requests
@@ -47,14 +68,33 @@ pub async fn serve(
     let (stop_handle, server_handle) = stop_channel();
     let cfg = ServerConfig::builder()
         .max_request_body_size(limits.max_request_bytes)
-        .max_response_body_size(u32::MAX)
+        .max_response_body_size(limits.max_response_bytes)
+        .set_batch_request_config(BatchRequestConfig::Limit(limits.max_batch))
+        .set_message_buffer_capacity(WS_MESSAGE_BUFFER)
+        // A WebSocket that answers neither pings nor anything else is as idle as a silent
+        // connection; one that answers pings stays, subscribed or not.
+        .enable_ws_ping(
+            PingConfig::new()
+                .ping_interval(limits.idle_timeout)
+                .inactive_limit(limits.idle_timeout + limits.request_timeout),
+        )
         .build();
-    let http = Server::builder()
+    let ws = Server::builder()
         .set_config(cfg)
         .set_rpc_middleware(RpcServiceBuilder::new().layer_fn(UnsubscribeByName))
         .to_service_builder()
         .max_connections(limits.max_connections);
+    let dispatcher = Dispatcher {
+        methods: methods.clone(),
+        max_batch: limits.max_batch as usize,
+        max_response_bytes: limits.max_response_bytes as usize,
+        budget: Budget::new(limits.memory_budget_bytes),
+        budget_wait: limits.request_timeout,
+        batch_turns: Arc::new(Semaphore::new(batch_turns())),
+    };
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
+    let mut accept_errors = AcceptErrors::default();
     let (closing_tx, closing) = watch::channel(false);
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
@@ -64,42 +104,82 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let pause = accept_errors.failed(&e);
+                    tokio::time::sleep(pause).await;
                     continue;
                 }
             },
             // Reap finished connection tasks so the set does not grow.
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
-        let slot = slots.clone().try_acquire_owned().ok();
-        let svc = http.clone().build(methods.clone(), stop_handle.clone());
-        let stopped = stop_handle.clone().shutdown();
-        let methods = methods.clone();
-        let limits = limits.clone();
-        let closing = closing.clone();
-        conns.spawn(async move {
-            let Some(first) = first_byte(&stream).await else {
-                return;
-            };
-            let ndjson = first == b'{' || first == b'[';
-            if let Err(msg) = check_peer(&stream, limits.gid) {
+        accept_errors.succeeded();
+        let refused = match check_peer(&stream, limits.gid) {
+            Err(msg) => {
                 tracing::info!(%msg, "refused a connection");
-                refuse(stream, ndjson, ErrorKind::PermissionDenied, &msg).await;
-                return;
+                Some((ErrorKind::PermissionDenied, msg))
             }
-            let Some(_slot) = slot else {
+            Ok(()) => None,
+        };
+        let slot = if refused.is_none() {
+            slots.clone().try_acquire_owned().ok()
+        } else {
+            None
+        };
+        let refused = refused.or_else(|| {
+            slot.is_none().then(|| {
                 let msg = format!(
                     "too many connections: berthd serves at most {} at once",
                     limits.max_connections
                 );
-                refuse(stream, ndjson, ErrorKind::ResourceExhausted, &msg).await;
+                (ErrorKind::ResourceExhausted, msg)
+            })
+        });
+        if let Some((kind, msg)) = refused {
+            // Refusals neither take a slot nor wait long; past MAX_REFUSALS at once they are
+            // answered without waiting at all.
+            match refusals.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    conns.spawn(async move {
+                        refuse(stream, kind, &msg).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => refuse_now(stream, kind, &msg),
+            }
+            continue;
+        }
+        let svc = ws.clone().build(methods.clone(), stop_handle.clone());
+        let stopped = stop_handle.clone().shutdown();
+        let dispatcher = dispatcher.clone();
+        let limits = limits.clone();
+        let closing = closing.clone();
+        conns.spawn(async move {
+            let _slot = slot;
+            let Some(first) = first_byte(&stream, limits.idle_timeout).await else {
                 return;
             };
-            if ndjson {
-                ndjson::serve(stream, methods, limits.max_request_bytes as usize, closing).await;
-            } else if let Err(e) = serve_with_graceful_shutdown(stream, svc, stopped).await {
-                tracing::debug!(error = %e, "http connection ended");
+            if first == b'{' || first == b'[' {
+                let line = LineLimits {
+                    max_line: limits.max_request_bytes as usize,
+                    idle: limits.idle_timeout,
+                    request: limits.request_timeout,
+                    notification_bytes: NOTIFICATION_BYTES,
+                };
+                ndjson::serve(stream, dispatcher, line, closing).await;
+                return;
+            }
+            let mut stream = stream;
+            let http_limits = HttpLimits {
+                max_body: limits.max_request_bytes as usize,
+                idle: limits.idle_timeout,
+                request: limits.request_timeout,
+            };
+            let served = http::serve(&mut stream, &dispatcher, http_limits, closing).await;
+            if let Some(head) = served {
+                let io = http::Replay::new(head, stream);
+                if let Err(e) = serve_with_graceful_shutdown(io, svc, stopped).await {
+                    tracing::debug!(error = %e, "websocket connection ended");
+                }
             }
         });
     }
@@ -119,8 +199,43 @@ pub async fn serve(
     }
 }
 
+/// Batches that may run at once: two per core, at least four.
+fn batch_turns() -> usize {
+    std::thread::available_parallelism()
+        .map_or(4, |n| n.get() * 2)
+        .max(4)
+}
+
+/// Failed accepts (EMFILE above all) back off and are logged once per burst, not per try.
+#[derive(Default)]
+struct AcceptErrors {
+    in_a_row: u32,
+    unlogged: u64,
+    last_log: Option<std::time::Instant>,
+}
+
+impl AcceptErrors {
+    fn failed(&mut self, e: &std::io::Error) -> Duration {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        self.unlogged += 1;
+        let due = self
+            .last_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
+        if due {
+            tracing::warn!(error = %e, failures = self.unlogged, "accept failed; backing off");
+            self.unlogged = 0;
+            self.last_log = Some(std::time::Instant::now());
+        }
+        Duration::from_millis(10 << self.in_a_row.min(6))
+    }
+
+    fn succeeded(&mut self) {
+        self.in_a_row = 0;
+    }
+}
+
 /// Waits for the connection's first byte without consuming it; `None` if it closes or idles.
-async fn first_byte(stream: &UnixStream) -> Option<u8> {
+async fn first_byte(stream: &UnixStream, wait: Duration) -> Option<u8> {
     use std::os::fd::AsRawFd;
     let peek = async {
         loop {
@@ -142,10 +257,7 @@ async fn first_byte(stream: &UnixStream) -> Option<u8> {
             }
         }
     };
-    tokio::time::timeout(FIRST_BYTE_TIMEOUT, peek)
-        .await
-        .ok()
-        .flatten()
+    tokio::time::timeout(wait, peek).await.ok().flatten()
 }
 
 /// Root may always connect; others only as members of the configured group.
@@ -180,30 +292,51 @@ fn in_group(pid: i32, gid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// Answers a refused connection in its own protocol, then closes it.
-async fn refuse(mut stream: UnixStream, ndjson: bool, kind: ErrorKind, msg: &str) {
-    let body = serde_json::json!({
-        "jsonrpc": "2.0",
-        "id": null,
-        "error": error_object(kind, msg),
-    })
-    .to_string();
+/// Answers a refused connection without waiting: its protocol is guessed from what it
+/// already sent, the answer goes into the socket buffer, and whatever the peer already sent
+/// is discarded before closing (so the peer reads the answer rather than a reset).
+fn refuse_now(stream: UnixStream, kind: ErrorKind, msg: &str) {
+    let mut b = [0u8; 1];
+    let ndjson = matches!(stream.try_peek_first(&mut b), Some(b'{' | b'['));
     let out = if ndjson {
-        format!("{body}\n")
+        format!("{}\n", error_reply(kind, msg)).into_bytes()
     } else {
-        let status = match kind {
-            ErrorKind::PermissionDenied => "403 Forbidden",
-            _ => "503 Service Unavailable",
-        };
-        format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-             connection: close\r\n\r\n{body}",
-            body.len()
-        )
+        http::refusal(kind, msg)
     };
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = stream.write_all(out.as_bytes()).await;
-        let _ = stream.shutdown().await;
-    })
-    .await;
+    let _ = stream.try_write(&out);
+    if let Ok(mut std) = stream.into_std() {
+        use std::io::Read;
+        let _ = std.shutdown(std::net::Shutdown::Write);
+        let mut sink = [0u8; 16 << 10];
+        while matches!(std.read(&mut sink), Ok(n) if n > 0) {}
+    }
+}
+
+/// Peeks at the first byte a stream has already received, without waiting.
+trait PeekFirst {
+    fn try_peek_first(&self, b: &mut [u8; 1]) -> Option<u8>;
+}
+
+impl PeekFirst for UnixStream {
+    fn try_peek_first(&self, b: &mut [u8; 1]) -> Option<u8> {
+        use std::os::fd::AsRawFd;
+        let flags = nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT;
+        match nix::sys::socket::recv(self.as_raw_fd(), b, flags) {
+            Ok(1) => Some(b[0]),
+            _ => None,
+        }
+    }
+}
+
+/// Answers a refused connection in its own protocol (NDJSON if its first byte says so,
+/// else HTTP), then closes it gracefully so the peer reads the answer instead of a reset.
+async fn refuse(mut stream: UnixStream, kind: ErrorKind, msg: &str) {
+    let ndjson = matches!(first_byte(&stream, REFUSAL_PEEK).await, Some(b'{' | b'['));
+    let out = if ndjson {
+        format!("{}\n", error_reply(kind, msg)).into_bytes()
+    } else {
+        http::refusal(kind, msg)
+    };
+    let _ = tokio::time::timeout(REFUSAL_PEEK, stream.write_all(&out)).await;
+    http::close_gracefully(&mut stream).await;
 }

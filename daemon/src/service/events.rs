@@ -2,6 +2,11 @@
 //! module lists them and fans them out live. A subscriber that falls behind by more than the
 //! bus capacity is dropped with `resource_exhausted` instead of growing memory without bound;
 //! it can resubscribe with `since` and miss nothing that is still retained.
+//!
+//! The bus keeps its last [`BUS_CAPACITY`] entries alive whether or not anyone reads them,
+//! so only small events travel on it whole; a larger one travels as its seq and is read
+//! back from the store by each subscriber that gets to it. The bus thus holds at most
+//! `BUS_CAPACITY * INLINE_EVENT_BYTES` of event bodies, however large events are.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -17,11 +22,21 @@ use crate::store::{self, Store};
 pub const BUS_CAPACITY: usize = 4096;
 /// Default and maximum page of `events.list`.
 pub const MAX_LIST: u32 = 10_000;
+/// Events whose body encodes larger than this are not kept on the bus, only their seq.
+pub const INLINE_EVENT_BYTES: usize = 4 << 10;
+
+/// One bus entry: the event, or (for a large one) its envelope with a null body that
+/// subscribers replace by reading the stored event.
+#[derive(Clone)]
+struct Live {
+    event: Arc<Event>,
+    stored_only: bool,
+}
 
 /// Fan-out of committed events. Fed by the store's commit hook, in seq order.
 #[derive(Clone)]
 pub struct EventBus {
-    tx: broadcast::Sender<Arc<Event>>,
+    tx: broadcast::Sender<Live>,
 }
 
 impl Default for EventBus {
@@ -34,11 +49,46 @@ impl Default for EventBus {
 
 impl EventBus {
     pub fn publish(&self, events: &[Event]) {
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
         for ev in events {
+            let stored_only = encoded_len(&ev.event) > INLINE_EVENT_BYTES;
+            let event = if stored_only {
+                Event {
+                    event: serde_json::Value::Null,
+                    seq: ev.seq,
+                    timestamp: ev.timestamp.clone(),
+                    namespace: ev.namespace.clone(),
+                    topic: ev.topic.clone(),
+                }
+            } else {
+                ev.clone()
+            };
             // No subscriber is not an error.
-            let _ = self.tx.send(Arc::new(ev.clone()));
+            let _ = self.tx.send(Live {
+                event: Arc::new(event),
+                stored_only,
+            });
         }
     }
+}
+
+/// The length of `v` encoded as JSON, without keeping the encoding.
+fn encoded_len(v: &serde_json::Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Counter(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 /// Lets filters see an event's fields: `topic`, `namespace`, `event.<field>...`.
@@ -130,7 +180,7 @@ impl Events {
 pub struct Subscription {
     store: Store,
     filter: Filter,
-    live: broadcast::Receiver<Arc<Event>>,
+    live: broadcast::Receiver<Live>,
     /// Stored events read but not yet handed out, newest last.
     replay: Vec<Event>,
     /// Where the next replay page starts; `None` once replay has caught up.
@@ -146,8 +196,8 @@ impl Subscription {
             if let Some(ev) = self.next_replayed()? {
                 return Ok(ev);
             }
-            let ev = match self.live.recv().await {
-                Ok(ev) => ev,
+            let live = match self.live.recv().await {
+                Ok(live) => live,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     return Err(Error::ResourceExhausted(format!(
                         "event subscriber too slow: {n} events were dropped; \
@@ -159,14 +209,41 @@ impl Subscription {
                     return Err(Error::Unavailable("berthd is shutting down".into()))
                 }
             };
-            if ev.seq <= self.delivered {
+            if live.event.seq <= self.delivered {
                 continue;
             }
+            let ev = if live.stored_only {
+                self.stored(live.event.seq)?
+            } else {
+                live.event
+            };
             self.delivered = ev.seq;
             if self.filter.matches(&EventFields(&ev)) {
                 return Ok(ev);
             }
         }
+    }
+
+    /// The seq after which a new subscription would continue where this one stands.
+    pub fn resume_seq(&self) -> i64 {
+        self.delivered
+    }
+
+    /// Reads the stored event `seq` (one too large for the bus).
+    fn stored(&self, seq: i64) -> Result<Arc<Event>> {
+        let found = self
+            .store
+            .read(|c| store::events::list_since(c, seq - 1, 1))?
+            .into_iter()
+            .next()
+            .filter(|e| e.seq == seq);
+        found.map(Arc::new).ok_or_else(|| {
+            Error::ResourceExhausted(format!(
+                "event {seq} left the retained log before this subscriber read it; \
+                 subscribe again with since={} to resume",
+                self.delivered
+            ))
+        })
     }
 
     fn next_replayed(&mut self) -> Result<Option<Arc<Event>>> {
@@ -251,6 +328,33 @@ mod tests {
         }
         let expected: Vec<i64> = (1001..=2505).collect();
         assert_eq!(seqs, expected);
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn large_events_reach_subscribers_whole_without_riding_on_the_bus() {
+        let (_dir, store, bus) = setup();
+        let events = Events::new(store.clone(), bus.clone());
+        let mut sub = events
+            .subscribe(&["event.big==yes".to_owned()], None)
+            .expect("subscribe");
+        let pad = "x".repeat(INLINE_EVENT_BYTES * 4);
+        store
+            .write(move |tx| {
+                tx.emit(
+                    "default",
+                    "/test",
+                    serde_json::json!({"big": "yes", "pad": pad}),
+                )?;
+                Ok(())
+            })
+            .await
+            .expect("write");
+        let ev = sub.next().await.expect("event");
+        assert_eq!(
+            ev.event["pad"].as_str().map(str::len),
+            Some(INLINE_EVENT_BYTES * 4)
+        );
         store.close();
     }
 
