@@ -437,6 +437,22 @@ fn daemon_with_runtime(dir: &Path, verb: &str, secs: u32, extra: &str) -> (TestD
     (TestDaemon::start_with(&config), mark)
 }
 
+/// Runs `berth ARGS`, kill -9s berthd once the runtime wrapper wrote `mark` (runc is inside
+/// the verb under test), then restarts berthd.
+fn crash_during(d: &mut TestDaemon, mark: &Path, args: &[&str]) {
+    let mut client = tasks_support::berth(d);
+    client
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = client.spawn().expect("berth");
+    until("the runtime wrapper reached its verb", || mark.exists());
+    d.kill9();
+    let _ = child.kill();
+    let _ = child.wait();
+    d.restart();
+}
+
 /// kill -9 of berthd while runc creates the task: start-up undoes the create (no runc
 /// container, mount, cgroup or bundle is left) and the same id can be created again.
 #[test]
@@ -446,27 +462,19 @@ fn a_create_cut_off_by_a_crash_is_undone_at_start_up() {
     let rootfs = Rootfs::new();
     let id = unique_id("cut-create");
     // No Cleanup guard: the daemon restarts; TestDaemon's Drop removes what runc holds.
-    let mut client = tasks_support::berth(&d);
-    client.args([
+    let r = rootfs.arg();
+    let args = [
         "run",
         "-d",
         "--rootfs",
-        &rootfs.arg(),
+        &r,
         "--runtime",
         "wrapped",
         &id,
         "sleep",
         "1000",
-    ]);
-    client
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = client.spawn().expect("berth run");
-    until("runc create has run", || mark.exists());
-    d.kill9();
-    let _ = child.kill();
-    let _ = child.wait();
-    d.restart();
+    ];
+    crash_during(&mut d, &mark, &args);
     let err = d
         .rpc("tasks.get", json!({"container_id": id}))
         .expect_err("undone");
@@ -487,27 +495,19 @@ fn a_start_cut_off_by_a_crash_takes_its_status_from_runc() {
     let rootfs = Rootfs::new();
     let id = unique_id("cut-start");
     // No Cleanup guard: the daemon restarts; TestDaemon's Drop removes what runc holds.
-    let mut client = tasks_support::berth(&d);
-    client.args([
+    let r = rootfs.arg();
+    let args = [
         "run",
         "-d",
         "--rootfs",
-        &rootfs.arg(),
+        &r,
         "--runtime",
         "wrapped",
         &id,
         "sleep",
         "1000",
-    ]);
-    client
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = client.spawn().expect("berth run");
-    until("runc start has run", || mark.exists());
-    d.kill9();
-    let _ = child.kill();
-    let _ = child.wait();
-    d.restart();
+    ];
+    crash_during(&mut d, &mark, &args);
     assert_eq!(process(&d, &id, "")["status"], "running");
     d.rpc_ok(
         "tasks.kill",
@@ -529,17 +529,7 @@ fn a_delete_cut_off_by_a_crash_is_finished_at_start_up() {
     // No Cleanup guard: the daemon restarts; TestDaemon's Drop removes what runc holds.
     run_d(&d, &rootfs, Some("wrapped"), &id, &["true"]);
     wait(&d, &id, "");
-    let mut client = tasks_support::berth(&d);
-    client.args(["t", "rm", &id]);
-    client
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = client.spawn().expect("berth t rm");
-    until("runc delete has begun", || mark.exists());
-    d.kill9();
-    let _ = child.kill();
-    let _ = child.wait();
-    d.restart();
+    crash_during(&mut d, &mark, &["t", "rm", &id]);
     let err = d
         .rpc("tasks.get", json!({"container_id": id}))
         .expect_err("deleted");
