@@ -32,6 +32,10 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("another daemon answers on the socket {0}; stop it or give berthd another --socket")]
+    SocketInUse(PathBuf),
+    #[error("{0} exists and is not a socket; berthd will not remove it (give another --socket)")]
+    NotASocket(PathBuf),
     #[error("binding the socket {path}: {source}")]
     Bind {
         path: PathBuf,
@@ -103,10 +107,12 @@ fn bind_socket(path: &Path, gid: Option<u32>) -> Result<UnixListener, DaemonErro
     if let Some(parent) = path.parent() {
         mkdir_keep_mode(parent)?;
     }
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(bind_err(e)),
+    if check_socket_free(path)? {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(bind_err(e)),
+        }
     }
     let listener = UnixListener::bind(path).map_err(bind_err)?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o660)).map_err(bind_err)?;
@@ -114,7 +120,27 @@ fn bind_socket(path: &Path, gid: Option<u32>) -> Result<UnixListener, DaemonErro
     Ok(listener)
 }
 
-/// Creates a directory the socket lives in without changing the mode of one that exists.
+/// Whether a stale socket sits at `path` (one nobody answers on), which may be replaced.
+/// Nothing at all is fine too (`false`); a live socket or any other file is an error, and
+/// nothing is removed.
+fn check_socket_free(path: &Path) -> Result<bool, DaemonError> {
+    use std::os::unix::fs::FileTypeExt;
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(DaemonError::Bind {
+            path: path.to_owned(),
+            source,
+        }),
+        Ok(m) if !m.file_type().is_socket() => Err(DaemonError::NotASocket(path.to_owned())),
+        Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => Err(DaemonError::SocketInUse(path.to_owned())),
+            Err(_) => Ok(true),
+        },
+    }
+}
+
+/// Creates a directory without changing the mode of one that exists (only a directory
+/// berthd creates gets its mode).
 fn mkdir_keep_mode(path: &Path) -> Result<(), DaemonError> {
     if path.is_dir() {
         return Ok(());
@@ -125,9 +151,11 @@ fn mkdir_keep_mode(path: &Path) -> Result<(), DaemonError> {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let open_files = raise_open_file_limit();
-    mkdir(&opts.root, 0o711)?;
-    mkdir(&opts.state, 0o711)?;
+    mkdir_keep_mode(&opts.root)?;
+    mkdir_keep_mode(&opts.state)?;
     let _lock = lock_root(&opts.root)?;
+    // Before any work on the root: a daemon that would fail to bind must not reconcile.
+    check_socket_free(&opts.socket)?;
     let gid = opts.config.socket_gid()?;
     let bus = EventBus::default();
     let publisher = bus.clone();

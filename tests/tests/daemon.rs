@@ -39,6 +39,64 @@ fn second_daemon_on_the_same_root_is_refused() {
     d.rpc_ok("system.version", json!({}));
 }
 
+/// Runs a berthd on its own root and state with `--socket socket`; bounded.
+fn berthd_on_socket(dir: &std::path::Path, socket: &std::path::Path) -> (bool, String) {
+    let mut cmd = std::process::Command::new(TestDaemon::binary());
+    cmd.arg("--root")
+        .arg(dir.join("root"))
+        .arg("--state")
+        .arg(dir.join("state"))
+        .arg("--socket")
+        .arg(socket);
+    let out = berth_tests::process::output_within(&mut cmd, b"", Duration::from_secs(30));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_socket_path_holding_a_live_daemon_a_file_or_a_directory_is_refused_and_kept() {
+    let d = TestDaemon::start();
+    let other = tempfile::Builder::new()
+        .prefix("berth-")
+        .tempdir_in("/tmp")
+        .expect("dir");
+    // Another root, the live daemon's socket: refused, and the first daemon keeps serving.
+    let (ok, stderr) = berthd_on_socket(other.path(), d.socket());
+    assert!(!ok, "took over a live socket: {stderr}");
+    assert!(stderr.contains("another daemon answers"), "{stderr}");
+    d.rpc_ok("system.version", json!({}));
+    let file = other.path().join("notes.txt");
+    std::fs::write(&file, "keep me").expect("write");
+    let (ok, stderr) = berthd_on_socket(other.path(), &file);
+    assert!(!ok && stderr.contains("is not a socket"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).expect("kept"), "keep me");
+    let dir = other.path().join("a-dir");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let (ok, stderr) = berthd_on_socket(other.path(), &dir);
+    assert!(!ok && stderr.contains("is not a socket"), "{stderr}");
+    assert!(dir.is_dir(), "the directory is kept");
+}
+
+#[test]
+fn an_existing_root_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut d = TestDaemon::start();
+    d.stop();
+    std::fs::set_permissions(d.root(), std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    d.restart();
+    let mode = std::fs::metadata(d.root())
+        .expect("root")
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(
+        mode, 0o750,
+        "berthd changed the mode of a root it did not create"
+    );
+}
+
 #[test]
 fn sigterm_removes_the_socket_and_exits_zero() {
     let mut d = TestDaemon::start();

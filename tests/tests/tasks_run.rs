@@ -452,3 +452,40 @@ fn exit_status_survives_a_daemon_restart_and_deaths_while_down_keep_their_real_s
     }
     assert_clean(&d, &[a, b]);
 }
+
+/// A namespace's cgroup parent (`/berth/<ns>`) goes with its last task.
+#[test]
+fn the_namespace_cgroup_goes_with_its_last_task() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let ns = unique_id("cgns");
+    let id = unique_id("cg");
+    let r = rootfs.arg();
+    let out = berth_out(
+        &d,
+        &["-n", &ns, "run", "-d", "--rootfs", &r, &id, "sleep", "1000"],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let parents: Vec<std::path::PathBuf> = ["pids", "memory", "freezer", "unified"]
+        .iter()
+        .map(|c| {
+            std::path::Path::new("/sys/fs/cgroup")
+                .join(c)
+                .join("berth")
+                .join(&ns)
+        })
+        .filter(|p| p.is_dir())
+        .collect();
+    assert!(
+        !parents.is_empty(),
+        "the running task has a /berth/{ns} cgroup"
+    );
+    let out = berth_out(&d, &["-n", &ns, "t", "rm", "-f", &id], b"");
+    assert!(out.status.success(), "{out:?}");
+    for p in &parents {
+        assert!(!p.exists(), "{} left after the last task", p.display());
+    }
+    assert!(berth_out(&d, &["-n", &ns, "c", "rm", &id], b"")
+        .status
+        .success());
+}

@@ -79,3 +79,17 @@ fn kill_if_in(pid: i32, path: &str) {
         let _ = pidfd::send_signal(&fd, libc::SIGKILL);
     }
 }
+
+/// Removes the now-empty parents of cgroup `path` (`/berth/<ns>`, then `/berth`) in every
+/// hierarchy. rmdir(2) refuses a cgroup that still has children or processes, so a parent
+/// another task (or another berthd) still uses is left alone.
+pub fn remove_empty_parents(path: &str) {
+    for mount in mounts() {
+        let mut dir = join(&mount, path);
+        while dir.pop() && dir != mount {
+            if std::fs::remove_dir(&dir).is_err() {
+                break;
+            }
+        }
+    }
+}

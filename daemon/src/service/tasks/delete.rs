@@ -92,7 +92,12 @@ pub(super) async fn finish(inner: &Inner, ns: &str, id: &str, runtime: &str) -> 
     // What runc cannot remove because it no longer knows the container (a host restart
     // wiped its state, a create died half-way): berth's own cgroup for the task.
     let cgroup = super::create::cgroups_path(ns, id);
-    let swept = tokio::task::spawn_blocking(move || crate::runtime::cgroup::sweep(&cgroup)).await;
+    let swept = tokio::task::spawn_blocking(move || {
+        let swept = crate::runtime::cgroup::sweep(&cgroup);
+        crate::runtime::cgroup::remove_empty_parents(&cgroup);
+        swept
+    })
+    .await;
     if let Ok(Err(e)) = swept {
         tracing::warn!(namespace = ns, task = id, error = %e, "task cgroup not removed");
     }
