@@ -437,9 +437,27 @@ fn daemon_with_runtime(dir: &Path, verb: &str, secs: u32, extra: &str) -> (TestD
     (TestDaemon::start_with(&config), mark)
 }
 
+/// `berth run -d` of a `sleep` on the wrapped runtime.
+fn run_wrapped(rootfs: &Rootfs, id: &str) -> Vec<String> {
+    let r = rootfs.arg();
+    [
+        "run",
+        "-d",
+        "--rootfs",
+        &r,
+        "--runtime",
+        "wrapped",
+        id,
+        "sleep",
+        "1000",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// Runs `berth ARGS`, kill -9s berthd once the runtime wrapper wrote `mark` (runc is inside
 /// the verb under test), then restarts berthd.
-fn crash_during(d: &mut TestDaemon, mark: &Path, args: &[&str]) {
+fn crash_during<S: AsRef<std::ffi::OsStr>>(d: &mut TestDaemon, mark: &Path, args: &[S]) {
     let mut client = tasks_support::berth(d);
     client
         .args(args)
@@ -462,19 +480,7 @@ fn a_create_cut_off_by_a_crash_is_undone_at_start_up() {
     let rootfs = Rootfs::new();
     let id = unique_id("cut-create");
     // No Cleanup guard: the daemon restarts; TestDaemon's Drop removes what runc holds.
-    let r = rootfs.arg();
-    let args = [
-        "run",
-        "-d",
-        "--rootfs",
-        &r,
-        "--runtime",
-        "wrapped",
-        &id,
-        "sleep",
-        "1000",
-    ];
-    crash_during(&mut d, &mark, &args);
+    crash_during(&mut d, &mark, &run_wrapped(&rootfs, &id));
     let err = d
         .rpc("tasks.get", json!({"container_id": id}))
         .expect_err("undone");
@@ -495,19 +501,7 @@ fn a_start_cut_off_by_a_crash_takes_its_status_from_runc() {
     let rootfs = Rootfs::new();
     let id = unique_id("cut-start");
     // No Cleanup guard: the daemon restarts; TestDaemon's Drop removes what runc holds.
-    let r = rootfs.arg();
-    let args = [
-        "run",
-        "-d",
-        "--rootfs",
-        &r,
-        "--runtime",
-        "wrapped",
-        &id,
-        "sleep",
-        "1000",
-    ];
-    crash_during(&mut d, &mark, &args);
+    crash_during(&mut d, &mark, &run_wrapped(&rootfs, &id));
     assert_eq!(process(&d, &id, "")["status"], "running");
     d.rpc_ok(
         "tasks.kill",

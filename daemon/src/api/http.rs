@@ -159,23 +159,8 @@ async fn one_request(
         }
     } else {
         let len = head.content_length.unwrap_or(0);
-        let charged = if len > UNCHARGED_REQUEST {
-            dispatcher
-                .budget
-                .cover(&mut charge, len, limits.request)
-                .await
-        } else {
-            Ok(())
-        };
-        if let Err(msg) = charged {
-            respond(
-                stream,
-                503,
-                &error_reply(ErrorKind::ResourceExhausted, &msg),
-                true,
-            )
-            .await;
-            return Next::Close;
+        if let Err(next) = charge_body(stream, dispatcher, &mut charge, len, limits).await {
+            return next;
         }
         while buf.len() < len {
             if let Err(next) = read_more(stream, buf, deadline, limits).await {
@@ -250,6 +235,26 @@ async fn too_large(stream: &mut UnixStream, max: usize) -> Next {
     Next::Close
 }
 
+/// Charges a request body of `len` bytes to the memory budget (small ones ride free); when
+/// the budget has no room, answers 503 `resource_exhausted` and closes.
+async fn charge_body(
+    stream: &mut UnixStream,
+    dispatcher: &Dispatcher,
+    charge: &mut Charge,
+    len: usize,
+    limits: HttpLimits,
+) -> Result<(), Next> {
+    if len <= UNCHARGED_REQUEST {
+        return Ok(());
+    }
+    if let Err(msg) = dispatcher.budget.cover(charge, len, limits.request).await {
+        let reply = error_reply(ErrorKind::ResourceExhausted, &msg);
+        respond(stream, 503, &reply, true).await;
+        return Err(Next::Close);
+    }
+    Ok(())
+}
+
 /// Decodes a chunked body, bounded by the body limit and the budget.
 async fn read_chunked(
     stream: &mut UnixStream,
@@ -278,25 +283,7 @@ async fn read_chunked(
         if body.len() + size > limits.max_body {
             return Err(too_large(stream, limits.max_body).await);
         }
-        let needed = body.len() + size;
-        let charged = if needed > UNCHARGED_REQUEST {
-            dispatcher
-                .budget
-                .cover(charge, needed, limits.request)
-                .await
-        } else {
-            Ok(())
-        };
-        if let Err(msg) = charged {
-            respond(
-                stream,
-                503,
-                &error_reply(ErrorKind::ResourceExhausted, &msg),
-                true,
-            )
-            .await;
-            return Err(Next::Close);
-        }
+        charge_body(stream, dispatcher, charge, body.len() + size, limits).await?;
         buf.drain(..line_end + 2);
         if size == 0 {
             // Trailers, if any, end with an empty line.

@@ -105,7 +105,6 @@ struct Conn {
     routes: Mutex<Routes>,
     next: AtomicU64,
     dead: AtomicBool,
-    pid: i32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -157,11 +156,6 @@ impl Keeper {
         Ok(stored)
     }
 
-    /// The keeper's pid, if connected.
-    pub async fn pid(&self) -> Option<i32> {
-        self.inner.conn.lock().await.as_ref().map(|c| c.pid)
-    }
-
     async fn conn(&self) -> Result<Arc<Conn>, KeeperError> {
         let mut slot = self.inner.conn.lock().await;
         if let Some(c) = slot.as_ref() {
@@ -207,7 +201,6 @@ impl Keeper {
             routes: Mutex::new(Routes::default()),
             next: AtomicU64::new(1),
             dead: AtomicBool::new(false),
-            pid: 0,
         };
         conn.send(
             &Request::Hello {
@@ -233,7 +226,7 @@ impl Keeper {
                 other => return Err(fail(format!("unexpected first reply {other:?}"))),
             }
         };
-        let conn = Arc::new(Conn { pid, ..conn });
+        let conn = Arc::new(conn);
         tokio::spawn(read_loop(Arc::clone(&conn), self.inner.orphans_tx.clone()));
         tracing::info!(
             keeper = pid,
