@@ -489,3 +489,27 @@ fn the_namespace_cgroup_goes_with_its_last_task() {
         .status
         .success());
 }
+
+#[test]
+fn start_and_kill_without_a_task_are_not_found_naming_the_container() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let id = unique_id("notask");
+    let _cleanup = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    create_task(&d, &rootfs, &id, &["true"]);
+    d.rpc_ok("tasks.wait", json!({"container_id": id}));
+    d.rpc_ok("tasks.delete", json!({"container_id": id}));
+    for method in ["tasks.start", "tasks.kill"] {
+        let err = d
+            .rpc(method, json!({"container_id": id}))
+            .expect_err("no task");
+        assert_eq!(err["data"]["kind"], "not_found", "{method}: {err}");
+        let message = err["message"].as_str().unwrap_or_default();
+        assert!(message.contains(&id), "{method}: {message}");
+    }
+    assert!(berth_out(&d, &["c", "rm", &id], b"").status.success());
+    drop(_cleanup);
+    assert_clean(&d, &[id]);
+}

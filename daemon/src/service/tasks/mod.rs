@@ -319,13 +319,18 @@ impl Inner {
         Ok(self.store.read(|c| store::tasks::get(c, ns, id, exec_id))?)
     }
 
+    /// The task berthd drives for container `id`. Without one, a container that has no
+    /// task row at all is `not_found` (naming the task); only a row that exists while
+    /// no live task does (mid-create or mid-delete) is `failed_precondition`.
     fn live_task(&self, ns: &str, id: &str) -> Result<Arc<LiveTask>> {
-        self.live.get(ns, id).ok_or_else(|| {
-            Error::FailedPrecondition(format!(
-                "{} is not managed by this berthd (it is being created or deleted)",
-                store::tasks::describe(ns, id, "")
-            ))
-        })
+        if let Some(task) = self.live.get(ns, id) {
+            return Ok(task);
+        }
+        self.row(ns, id, "")?;
+        Err(Error::FailedPrecondition(format!(
+            "{} is not managed by this berthd (it is being created or deleted)",
+            store::tasks::describe(ns, id, "")
+        )))
     }
 
     fn bundle(&self, ns: &str, id: &str) -> PathBuf {
