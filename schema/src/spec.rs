@@ -201,7 +201,9 @@ pub fn build(
         .readonly_paths(oci_spec::runtime::get_default_readonly_paths())
         .build()?;
 
-    let hostname = non_empty(opts.hostname.as_ref()).map_or(id, String::as_str);
+    // sethostname(2) refuses more than HOST_NAME_MAX (64) bytes; ids may be 76 chars.
+    let hostname = non_empty(opts.hostname.as_ref())
+        .map_or_else(|| id.get(..HOST_NAME_MAX).unwrap_or(id), String::as_str);
     let mut spec = SpecBuilder::default()
         .version(oci_spec::runtime::VERSION)
         .root(
@@ -218,6 +220,9 @@ pub fn build(
     annotate_image(&mut spec, image_ref);
     Ok(spec)
 }
+
+/// The longest hostname the kernel accepts (`HOST_NAME_MAX`).
+const HOST_NAME_MAX: usize = 64;
 
 /// Parses a whole runtime spec (the seed's `--runtime-config`) and points `root.path` at
 /// [`ROOTFS_PATH`], because the daemon always mounts the rootfs there; `root.readonly` is

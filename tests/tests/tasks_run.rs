@@ -513,3 +513,44 @@ fn start_and_kill_without_a_task_are_not_found_naming_the_container() {
     drop(_cleanup);
     assert_clean(&d, &[id]);
 }
+
+#[test]
+fn a_76_character_id_runs_with_its_hostname_cut_to_64_bytes() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let short = unique_id("long");
+    let id = format!("{short}{}", "x".repeat(76 - short.len()));
+    assert_eq!(id.len(), 76);
+    let _cleanup = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    let out = run(&d, &rootfs, &[], &id, &["hostname"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(stdout(&out), format!("{}\n", &id[..64]));
+    drop(_cleanup);
+    assert_clean(&d, &[id]);
+}
+
+#[test]
+fn a_bind_mount_without_options_is_an_rbind() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let id = unique_id("bind");
+    let _cleanup = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    let host = tempfile::tempdir().expect("host dir");
+    std::fs::write(host.path().join("hello"), "from the host\n").expect("write");
+    let flag = format!("type=bind,src={},dst=/data", host.path().display());
+    let out = run(
+        &d,
+        &rootfs,
+        &["--mount", &flag],
+        &id,
+        &["cat", "/data/hello"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(stdout(&out), "from the host\n");
+    drop(_cleanup);
+    assert_clean(&d, &[id]);
+}

@@ -44,7 +44,8 @@ pub fn parse_mount(flag: &str) -> Result<Mount, SpecError> {
         )));
     }
     let mut mount = MountBuilder::default().destination(destination);
-    if let Some(typ) = typ.filter(|t| !t.is_empty()) {
+    let typ = typ.filter(|t| !t.is_empty());
+    if let Some(typ) = typ {
         mount = mount.typ(typ);
     }
     if let Some(source) = source.filter(|s| !s.is_empty()) {
@@ -56,7 +57,18 @@ pub fn parse_mount(flag: &str) -> Result<Mount, SpecError> {
                 "options \"{options}\" contain an empty option"
             )));
         }
-        mount = mount.options(options.split(':').map(str::to_owned).collect::<Vec<_>>());
+    }
+    let mut opts: Vec<String> = options
+        .filter(|o| !o.is_empty())
+        .map(|o| o.split(':').map(str::to_owned).collect())
+        .unwrap_or_default();
+    // runc hands a bind mount without `bind`/`rbind` to mount(2) as a filesystem type
+    // named "bind" (`no such device`); plain bind semantics are rbind, as docker's -v.
+    if typ == Some("bind") && !opts.iter().any(|o| o == "bind" || o == "rbind") {
+        opts.insert(0, "rbind".to_owned());
+    }
+    if !opts.is_empty() {
+        mount = mount.options(opts);
     }
     Ok(mount.build()?)
 }
@@ -98,6 +110,19 @@ mod tests {
                 Some(&["mode=1777".to_owned(), "size=64m".to_owned()][..])
             );
         }
+    }
+
+    #[test]
+    fn bind_mounts_default_to_rbind() {
+        let m = parse_mount("type=bind,src=/a,dst=/b").expect("valid flag");
+        assert_eq!(m.options().as_deref(), Some(&["rbind".to_owned()][..]));
+        let m = parse_mount("type=bind,src=/a,dst=/b,options=ro").expect("valid flag");
+        assert_eq!(
+            m.options().as_deref(),
+            Some(&["rbind".to_owned(), "ro".to_owned()][..])
+        );
+        let m = parse_mount("type=bind,src=/a,dst=/b,options=bind").expect("valid flag");
+        assert_eq!(m.options().as_deref(), Some(&["bind".to_owned()][..]));
     }
 
     #[test]
