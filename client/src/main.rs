@@ -85,7 +85,16 @@ enum Command {
 
 fn main() -> ExitCode {
     restore_sigpipe();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version are not errors; a usage error is berth's own, so 125 as
+        // docker's: never mistaken for a container's exit status.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(BERTH_ERROR);
+        }
+    };
     let ctx = Ctx {
         socket: cli.socket,
         namespace: cli.namespace,
@@ -118,13 +127,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Commands that run a process exit with its status (128+N for a signal).
+/// The exit status of a failure of berth itself or of berthd (usage, daemon down, image
+/// not found, runc failed), as docker's 125: distinct from any status a container's
+/// process commonly exits with.
+const BERTH_ERROR: u8 = 125;
+
+/// Commands that run a process exit with its status (128+N for a signal), or with
+/// [`BERTH_ERROR`] when berth or berthd failed before there was one.
 fn exit_with(outcome: anyhow::Result<i32>) -> ExitCode {
     match outcome {
         Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(255)),
         Err(e) => {
             eprintln!("berth: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(BERTH_ERROR)
         }
     }
 }

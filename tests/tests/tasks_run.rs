@@ -554,3 +554,50 @@ fn a_bind_mount_without_options_is_an_rbind() {
     drop(_cleanup);
     assert_clean(&d, &[id]);
 }
+
+#[test]
+fn run_never_takes_an_unknown_flag_for_the_image_or_the_id() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let r = rootfs.arg();
+    for argv in [
+        vec!["run", "--rm", "--foo", "busybox", "x1", "true"],
+        vec!["run", "-p", "8080:80", "busybox", "x1", "true"],
+        vec!["run", "--rootfs", r.as_str(), "--bogus", "x1", "true"],
+    ] {
+        let out = berth_out(&d, &argv, b"");
+        assert_eq!(out.status.code(), Some(125), "{argv:?}: {out:?}");
+        let flag = argv
+            .iter()
+            .find(|w| w.starts_with('-') && **w != "--rm" && **w != "--rootfs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag.expect("a flag")), "{argv:?}: {err}");
+    }
+    let listed = d.rpc_ok("containers.list", json!({}));
+    assert_eq!(listed["containers"], json!([]), "nothing was created");
+    // A daemon error is berth's own failure too: 125, not a container's status.
+    let out = berth_out(&d, &["run", "--rm", "no-such-image", "x2", "true"], b"");
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+}
+
+#[test]
+fn run_detached_prints_the_container_id() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let id = unique_id("detached");
+    let _cleanup = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    let r = rootfs.arg();
+    let out = berth_out(&d, &["run", "-d", "--rootfs", &r, &id, "true"], b"");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), format!("{id}\n"));
+    let out = berth_out(
+        &d,
+        &["run", "--rm", "-d", "--rootfs", &r, "x3", "true"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(125), "--rm -d is refused: {out:?}");
+    d.rpc_ok("tasks.wait", json!({"container_id": id}));
+    drop(_cleanup);
+    assert_clean(&d, &[id]);
+}

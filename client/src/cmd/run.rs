@@ -49,6 +49,14 @@ pub struct RunArgs {
 
 /// The positional words split into image, id and command.
 fn split_words(args: &RunArgs) -> anyhow::Result<(String, String, Vec<String>)> {
+    // clap hands every word from the first one it does not know to `words`, so an unknown
+    // flag before IMAGE would otherwise become the image or the id (`-p 8080:80`).
+    if let Some(flag) = args.words.first().filter(|w| w.starts_with('-')) {
+        anyhow::bail!(
+            "unknown flag {flag:?} for `berth run` (flags after IMAGE belong to the \
+             container's command; see `berth run --help`)"
+        );
+    }
     let mut words = args.words.iter().cloned();
     let image = match args.rootfs {
         Some(_) => String::new(),
@@ -128,6 +136,11 @@ pub fn create_params(args: &RunArgs) -> anyhow::Result<(String, Value)> {
 
 /// Runs the command; the result is the exit status berth should exit with.
 pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
+    if args.rm && args.detach {
+        // Until berthd removes a container when its task exits, --rm cannot outlive the
+        // client; refusing beats a silently kept container.
+        anyhow::bail!("--rm with --detach is not supported yet: run attached, or remove the container with `berth c rm` after its task exits");
+    }
     let (id, params) = create_params(&args)?;
     let mut client = ctx.connect()?;
     client.call("containers.create", params)?;
@@ -154,6 +167,7 @@ pub fn run_task(
         let p = json!({ "container_id": id, "terminal": tty });
         client.call("tasks.create", p)?;
         client.call("tasks.start", json!({ "container_id": id }))?;
+        println!("{id}");
         return Ok(0);
     }
     let fifos = Fifos::new(id, tty)?;
