@@ -153,3 +153,23 @@ fn the_same_container_id_runs_in_two_namespaces_at_once() {
     assert_eq!(stdout(&y), "other\n", "{y:?}");
     assert_clean(&d, &[id]);
 }
+
+#[test]
+fn short_image_names_resolve_as_pull_names_them() {
+    let d = TestDaemon::start();
+    import_busybox(&d, "docker.io/library/busybox:latest");
+    let got = d.rpc_ok("images.get", json!({"name": "busybox"}));
+    assert_eq!(got["image"]["name"], "docker.io/library/busybox:latest");
+    let id = unique_id("short");
+    let out = berth_out(&d, &["run", "--rm", "busybox", &id, "echo", "short"], b"");
+    assert_eq!(stdout(&out), "short\n", "{out:?}");
+    assert_eq!(out.status.code(), Some(0));
+    let err = d
+        .rpc("images.get", json!({"name": "alpine"}))
+        .expect_err("not imported");
+    assert_eq!(err["data"]["kind"], "not_found");
+    d.rpc_ok("images.delete", json!({"name": "busybox:latest"}));
+    let listed = d.rpc_ok("images.list", json!({}));
+    assert_eq!(listed["images"], json!([]), "deleted by its short name");
+    assert_clean(&d, &[id]);
+}

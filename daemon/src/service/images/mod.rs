@@ -127,9 +127,23 @@ impl Images {
             .read(|c| store::images::list(c, ns, (&cond, args)))?)
     }
 
+    /// The image stored under `name` exactly, else under its normalised reference
+    /// (`busybox` -> `docker.io/library/busybox:latest`), as `images.pull` names images.
     pub fn get(&self, ns: &str, name: &str) -> Result<Image> {
         check_id("namespace", ns)?;
-        Ok(self.store.read(|c| store::images::get(c, ns, name))?)
+        let exact = self.store.read(|c| store::images::get(c, ns, name));
+        match (exact, self.normalised(name)) {
+            (Err(_), Some(full)) => Ok(self.store.read(|c| store::images::get(c, ns, &full))?),
+            (r, _) => Ok(r?),
+        }
+    }
+
+    /// `name`'s full reference form when it parses as one and differs from `name`.
+    fn normalised(&self, name: &str) -> Option<String> {
+        let full = crate::registry::reference::Reference::parse(name)
+            .ok()?
+            .to_string();
+        (full != name).then_some(full)
     }
 
     /// The image and its OCI config (for the host platform).
@@ -154,6 +168,7 @@ impl Images {
 
     pub async fn delete(&self, ns: String, name: String) -> Result<()> {
         check_id("namespace", &ns)?;
+        let name = self.get(&ns, &name).map(|i| i.name).unwrap_or(name);
         self.store
             .write_reclaiming(move |tx| store::images::delete(tx, &ns, &name))
             .await?;
