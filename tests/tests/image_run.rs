@@ -168,6 +168,11 @@ fn short_image_names_resolve_as_pull_names_them() {
         .rpc("images.get", json!({"name": "alpine"}))
         .expect_err("not imported");
     assert_eq!(err["data"]["kind"], "not_found");
+    let message = err["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("\"alpine\"") && message.contains("docker.io/library/alpine:latest"),
+        "names the typed name and its full form: {message}"
+    );
     d.rpc_ok("images.delete", json!({"name": "busybox:latest"}));
     let listed = d.rpc_ok("images.list", json!({}));
     assert_eq!(listed["images"], json!([]), "deleted by its short name");

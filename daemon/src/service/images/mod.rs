@@ -133,7 +133,15 @@ impl Images {
         check_id("namespace", ns)?;
         let exact = self.store.read(|c| store::images::get(c, ns, name));
         match (exact, self.normalised(name)) {
-            (Err(_), Some(full)) => Ok(self.store.read(|c| store::images::get(c, ns, &full))?),
+            (Err(store::StoreError::NotFound(missing)), Some(full)) => {
+                match self.store.read(|c| store::images::get(c, ns, &full)) {
+                    // Name what the caller typed, not only the form it was tried under.
+                    Err(store::StoreError::NotFound(_)) => {
+                        Err(Error::NotFound(format!("{missing} (nor as {full:?})")))
+                    }
+                    r => Ok(r?),
+                }
+            }
             (r, _) => Ok(r?),
         }
     }
