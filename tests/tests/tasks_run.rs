@@ -601,3 +601,33 @@ fn run_detached_prints_the_container_id() {
     drop(_cleanup);
     assert_clean(&d, &[id]);
 }
+
+#[test]
+fn volumes_and_tmpfs_mount_as_docker_s() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let id = unique_id("vol");
+    let _cleanup = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    let host = tempfile::tempdir().expect("host dir");
+    std::fs::write(host.path().join("hello"), "via -v\n").expect("write");
+    let vol = format!("{}:/data:ro", host.path().display());
+    let out = run(
+        &d,
+        &rootfs,
+        &["-v", &vol, "--tmpfs", "/scratch"],
+        &id,
+        &["sh", "-c", "cat /data/hello; touch /data/x || echo ro; touch /scratch/y && grep -c ' /scratch tmpfs' /proc/mounts"],
+    );
+    assert_eq!(stdout(&out), "via -v\nro\n1\n", "{out:?}");
+    let missing = format!("{}/nope:/data", host.path().display());
+    let out = run(&d, &rootfs, &["-v", &missing], "x4", &["true"]);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nope"),
+        "{out:?}"
+    );
+    drop(_cleanup);
+    assert_clean(&d, &[id]);
+}

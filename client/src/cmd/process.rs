@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use crate::args::parse_mount;
+use crate::args::{parse_mount, parse_tmpfs, parse_volume};
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct ProcessArgs {
@@ -28,12 +28,26 @@ pub struct ProcessArgs {
     /// Extra mount: type=bind,src=/a,dst=/b,options=rbind:ro (repeatable)
     #[arg(long = "mount", value_name = "SPEC", value_parser = parse_mount)]
     pub mounts: Vec<String>,
+    /// Bind mount HOST:CTR[:ro|rw]; a relative HOST is taken from the current directory (repeatable)
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CTR[:ro|rw]", value_parser = parse_volume)]
+    pub volumes: Vec<String>,
+    /// Mount a tmpfs at CTR, with comma-separated mount options (repeatable)
+    #[arg(long, value_name = "CTR[:OPTS]", value_parser = parse_tmpfs)]
+    pub tmpfs: Vec<String>,
     /// Hostname inside the container
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
 }
 
 impl ProcessArgs {
+    /// `--mount`, `-v` and `--tmpfs` flags, all in `--mount` syntax, in that order.
+    pub fn all_mounts(&self) -> Vec<String> {
+        let mut all = self.mounts.clone();
+        all.extend(self.volumes.iter().cloned());
+        all.extend(self.tmpfs.iter().cloned());
+        all
+    }
+
     /// The spec options for `command`, with `env_first` (e.g. an env file) before `--env`.
     pub fn spec_options(
         &self,
@@ -50,7 +64,7 @@ impl ProcessArgs {
             tty: self.tty,
             net_host: self.net_host,
             readonly: self.readonly,
-            mounts: self.mounts.clone(),
+            mounts: self.all_mounts(),
             hostname: self.hostname.clone(),
         }
     }

@@ -530,3 +530,33 @@ fn annotate_image_adds_to_existing_annotations() {
         json!({"a": "b", "image": IMAGE})
     );
 }
+
+#[test]
+fn ids_longer_than_a_hostname_get_a_truncated_hostname() {
+    let id = "a".repeat(76);
+    let spec = build(
+        &id,
+        IMAGE,
+        Some(&busybox()),
+        &SpecOptions::default(),
+        &EtcFiles::default(),
+    )
+    .expect("spec builds");
+    assert_eq!(spec.hostname().as_deref(), Some(&id[..64]));
+}
+
+#[test]
+fn bind_mounts_without_options_become_rbind_in_the_spec() {
+    let opts = SpecOptions {
+        mounts: vec!["type=bind,src=/tmp,dst=/data".into()],
+        ..SpecOptions::default()
+    };
+    let spec = spec_json(Some(&busybox()), &opts);
+    let mounts = spec["mounts"].as_array().expect("mounts");
+    assert_eq!(
+        mounts.last(),
+        Some(
+            &json!({"destination": "/data", "type": "bind", "source": "/tmp", "options": ["rbind"]})
+        )
+    );
+}

@@ -18,7 +18,7 @@ use crate::output::{self, Table};
 #[derive(Subcommand)]
 pub enum Command {
     /// Create a container from an image (or a whole OCI spec)
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List containers, optionally matching filters (e.g. labels.env==prod,image~=^busy)
     #[command(visible_alias = "list")]
     Ls {

@@ -32,7 +32,7 @@ pub fn create(args: &CreateArgs, spec: Option<Value>) -> Value {
             put(&mut options, "tty", args.process.tty);
             put(&mut options, "net_host", args.process.net_host);
             put(&mut options, "readonly", args.process.readonly);
-            put(&mut options, "mounts", args.process.mounts.clone());
+            put(&mut options, "mounts", args.process.all_mounts());
             put(&mut options, "hostname", args.process.hostname.clone());
             params.insert("spec_options".into(), Value::Object(options));
         }
@@ -124,7 +124,7 @@ mod tests {
             "--cwd",
             "/srv",
             "--mount",
-            "type=bind,src=/h,dst=/c",
+            "type=bind,src=/tmp,dst=/c",
             "--runtime",
             "runc",
             "busybox",
@@ -140,7 +140,7 @@ mod tests {
                               "runtime": {"name": "runc"}},
                 "spec_options": {"args": ["sh", "-c", "echo hi"], "env": ["X=1"],
                                  "cwd": "/srv", "tty": true, "net_host": true,
-                                 "mounts": ["type=bind,src=/h,dst=/c"]},
+                                 "mounts": ["type=bind,src=/tmp,dst=/c"]},
             })
         );
     }
