@@ -89,7 +89,8 @@ pub fn parse_mount(spec: &str) -> Result<String, ArgError> {
     match mount.source() {
         Some(src) if bind && !src.is_absolute() => {
             let src = src.display().to_string();
-            let abs = host_path(&src)?;
+            let abs =
+                host_path(&src).map_err(|e| ArgError::Mount(format!("mount {spec:?}: {e}")))?;
             let fields: Vec<String> = spec
                 .split(',')
                 .map(|f| match f.split_once('=') {

@@ -132,7 +132,7 @@ impl Images {
     pub fn get(&self, ns: &str, name: &str) -> Result<Image> {
         check_id("namespace", ns)?;
         let exact = self.store.read(|c| store::images::get(c, ns, name));
-        match (exact, self.normalised(name)) {
+        match (exact, normalised(name)) {
             (Err(store::StoreError::NotFound(missing)), Some(full)) => {
                 match self.store.read(|c| store::images::get(c, ns, &full)) {
                     // Name what the caller typed, not only the form it was tried under.
@@ -144,14 +144,6 @@ impl Images {
             }
             (r, _) => Ok(r?),
         }
-    }
-
-    /// `name`'s full reference form when it parses as one and differs from `name`.
-    fn normalised(&self, name: &str) -> Option<String> {
-        let full = crate::registry::reference::Reference::parse(name)
-            .ok()?
-            .to_string();
-        (full != name).then_some(full)
     }
 
     /// The image and its OCI config (for the host platform).
@@ -353,4 +345,12 @@ impl Images {
             layers,
         })
     }
+}
+
+/// `name`'s full reference form when it parses as one and differs from `name`.
+fn normalised(name: &str) -> Option<String> {
+    let full = crate::registry::reference::Reference::parse(name)
+        .ok()?
+        .to_string();
+    (full != name).then_some(full)
 }
