@@ -14,8 +14,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
 use cmd::{
-    call, containers, content, events, images, leases, namespaces, run, snapshots, system, tasks,
-    Ctx,
+    call, containers, content, events, images, leases, logs, namespaces, ps, run, snapshots,
+    system, tasks, Ctx,
 };
 
 const DEFAULT_SOCKET: &str = "/run/berth/berthd.sock";
@@ -54,6 +54,10 @@ enum Command {
     Containers(containers::Command),
     /// Run a container: create it, run its task attached, exit with its status
     Run(run::RunArgs),
+    /// List containers with their task's status (-a: also those that exited or never ran)
+    Ps(ps::PsArgs),
+    /// Print a container's log (its output when run detached), or follow it with -f
+    Logs(logs::LogsArgs),
     /// Manage tasks (running containers)
     #[command(subcommand, visible_alias = "t")]
     Tasks(tasks::Command),
@@ -110,6 +114,8 @@ fn main() -> ExitCode {
         Command::Content(command) => content::run(&ctx, command),
         Command::Leases(command) => leases::run(&ctx, command),
         Command::Events(args) => events::run(&ctx, args),
+        Command::Logs(args) => logs::run(&ctx, args),
+        Command::Ps(args) => ps::run(&ctx, args),
         Command::Version => system::version(&ctx),
         Command::Info => system::info(&ctx),
         Command::Call(args) => call::run(&ctx, args),

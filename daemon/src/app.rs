@@ -15,6 +15,7 @@ use crate::service::events::{EventBus, Events};
 use crate::service::gc::{Gc, GcTrigger};
 use crate::service::images::Images;
 use crate::service::leases::Leases;
+use crate::service::logs::Logs;
 use crate::service::namespaces::Namespaces;
 use crate::service::snapshots::Snapshots;
 use crate::service::tasks::Tasks;
@@ -43,6 +44,7 @@ pub struct App {
     pub leases: Leases,
     pub gc: Gc,
     pub tasks: Tasks,
+    pub logs: Logs,
     /// The daemon's one reaper: berthd is a child subreaper from start-up.
     pub reaper: Reaper,
 }
@@ -91,6 +93,14 @@ impl App {
             limits,
             config.credential_sources(),
         );
+        let logs = Logs::new(
+            store.clone(),
+            &paths.root,
+            crate::runtime::logfile::Limits {
+                max_bytes: config.log_max_bytes.max(1),
+                max_files: config.log_max_files.max(1),
+            },
+        );
         let tasks = Tasks::new(
             store.clone(),
             reaper.clone(),
@@ -98,13 +108,20 @@ impl App {
             paths.state.clone(),
             config.clone(),
             Arc::new(snapshots.clone()),
+            logs.clone(),
         );
         Ok(App {
             tasks,
             reaper,
             paths,
             namespaces: Namespaces::new(store.clone()),
-            containers: Containers::new(store.clone(), images.clone(), snapshots.clone()),
+            containers: Containers::new(
+                store.clone(),
+                images.clone(),
+                snapshots.clone(),
+                logs.clone(),
+            ),
+            logs,
             events: Events::new(store.clone(), bus),
             content: Content::new(store.clone(), blobs.clone()),
             leases: Leases::new(store.clone(), gc_trigger.clone()),

@@ -22,6 +22,11 @@ pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 /// arrive in full.
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
 
+/// Default size of a container's newest log file before it is rotated.
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 4 << 20;
+/// Default number of files one container's log keeps.
+pub const DEFAULT_LOG_MAX_FILES: u32 = 2;
+
 /// Names of the runc runtime: berth's own and containerd's shims' (v2 and the old v1).
 pub const RUNC_NAMES: &[&str] = &["runc", "io.containerd.runc.v2", "io.containerd.runc.v1"];
 
@@ -68,6 +73,10 @@ pub struct Config {
     /// Seconds one runc invocation may take before it is killed and its RPC answered
     /// `unavailable` naming the verb.
     pub runc_timeout_secs: u64,
+    /// Bytes of a container's newest log file before it is rotated.
+    pub log_max_bytes: u64,
+    /// Files of one container's log kept, the newest included (at least 1).
+    pub log_max_files: u32,
 }
 
 /// One `[runtimes.<name>]` table.
@@ -95,6 +104,8 @@ impl Default for Config {
             registries: BTreeMap::new(),
             docker_config: None,
             runc_timeout_secs: crate::runtime::runc::DEFAULT_TIMEOUT.as_secs(),
+            log_max_bytes: DEFAULT_LOG_MAX_BYTES,
+            log_max_files: DEFAULT_LOG_MAX_FILES,
         }
     }
 }

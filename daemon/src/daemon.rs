@@ -191,6 +191,9 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         .recover(host_restarted)
         .await
         .map_err(DaemonError::Recover)?;
+    if let Err(e) = app.logs.sweep() {
+        tracing::warn!(error = %e, "logs of deleted containers not swept");
+    }
     // After recovery (live tasks' rootfs mounts are back, so their directories are kept)
     // and before serving.
     app.gc.start().await;

@@ -4,6 +4,7 @@
 //! binary itself.
 pub mod cgroup;
 pub mod console;
+pub mod logfile;
 pub mod mount;
 pub mod pidfd;
 pub mod reaper;

@@ -119,7 +119,7 @@ fn process_json(bundle: &Bundle, name: &str, args: &[&str]) -> std::path::PathBu
 async fn exec_attached_and_detached(bundle: &Bundle, id: &str) {
     let runc = bundle.runc();
     let out = bundle.path().join("exec.out");
-    let task = stdio::open("", out.to_str().expect("utf8"), "").expect("stdio");
+    let task = stdio::open("", out.to_str().expect("utf8"), "", false).expect("stdio");
     let attached = ExecOpts {
         process: process_json(
             bundle,
@@ -180,7 +180,7 @@ async fn failed_create_carries_runc_log_in_the_error() {
 async fn stdout_to_a_regular_file_holds_the_output() {
     let bundle = Bundle::new(&["echo", "hello from berth"], false);
     let out = bundle.path().join("stdout.log");
-    let task = stdio::open("", out.to_str().expect("utf8"), "").expect("stdio");
+    let task = stdio::open("", out.to_str().expect("utf8"), "", false).expect("stdio");
     assert_eq!(run_to_exit(&bundle, "file", task.process).await, 0);
     assert_eq!(
         std::fs::read_to_string(&out).expect("read"),
@@ -201,7 +201,7 @@ async fn stdout_fifo_reaches_a_waiting_reader_with_eof() {
         let read = std::fs::File::open(&reader_path).and_then(|mut f| f.read_to_string(&mut text));
         let _ = tx.send(read.map(|_| text));
     });
-    let task = stdio::open("", fifo.to_str().expect("utf8"), "").expect("stdio");
+    let task = stdio::open("", fifo.to_str().expect("utf8"), "", false).expect("stdio");
     let keepers = task.keepers;
     assert_eq!(run_to_exit(&bundle, "fifo", task.process).await, 0);
     let text = rx
@@ -219,7 +219,7 @@ async fn fifo_without_reader_opens_at_once_and_output_is_not_fatal() {
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
     let path = fifo.to_str().expect("utf8").to_owned();
     let task = within(5, "opening a FIFO with no reader", async {
-        tokio::task::spawn_blocking(move || stdio::open("", &path, &path)).await
+        tokio::task::spawn_blocking(move || stdio::open("", &path, &path, false)).await
     })
     .await
     .expect("join")

@@ -278,3 +278,53 @@ pub struct ExitInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_reason: Option<ExitReason>,
 }
+
+/// `containers.logs` and `logs.subscribe`: a container's log (berth extension). Entries
+/// come oldest first; `tail` keeps the last N of those that match.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsParams {
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub id: String,
+    /// Only entries at or after this time (RFC 3339).
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Only the last N matching entries (of what is there when the call starts).
+    #[serde(default)]
+    pub tail: Option<u64>,
+    /// `stdout` or `stderr`; both when absent.
+    #[serde(default)]
+    pub stream: Option<String>,
+    /// `logs.subscribe` only: keep streaming new entries until the task's output ends.
+    #[serde(default)]
+    pub follow: bool,
+}
+
+/// One line of a container's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// When berthd read it from the process (RFC 3339, nanoseconds, UTC).
+    pub time: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// A piece of a longer line, or a last line without its newline; the next entry of the
+    /// same stream continues it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+    /// The line without its newline (invalid UTF-8 replaced).
+    pub text: String,
+}
+
+/// The reply of `containers.logs` and each notification of `logs.subscribe`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogBatch {
+    pub entries: Vec<LogEntry>,
+    /// `containers.logs`: more entries matched than one reply carries; these are the
+    /// oldest (ask with `tail`, or use `logs.subscribe`, which has no such bound).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// `logs.subscribe`: the last notification; the stream has ended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub end: bool,
+}

@@ -42,6 +42,28 @@ pub struct Container {
     pub created_at: String,
     pub updated_at: String,
     pub extensions: BTreeMap<String, Value>,
+    /// With `with_status`: its task's status, or how its last task ended (berth extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ContainerStatus>,
+}
+
+/// Where a container's task stands, or how the last one ended once it was deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    /// `created running paused stopped` while a task exists (`stopped`: it exited, not yet
+    /// deleted); `exited` once the task that ended was deleted; `none` if it never ran.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i64>,
+    /// Its code, or 128 + the signal that killed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_reason: Option<crate::ExitReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exited_at: Option<String>,
 }
 
 /// The container fields a client sends to `containers.create` and `containers.update`.
@@ -152,6 +174,9 @@ pub struct ContainerListParams {
     /// Resume after this container id (the previous page's `next`).
     #[serde(default)]
     pub after: Option<String>,
+    /// Add each container's `status` (its task's, or its last exit), in the same call.
+    #[serde(default)]
+    pub with_status: bool,
 }
 
 /// `{container}`: the reply of containers.create, get and update.

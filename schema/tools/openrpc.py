@@ -19,7 +19,14 @@ schemas = {
         "id": STR, "labels": REF("Labels"), "image": STR, "runtime": REF("Runtime"),
         "spec": S("object", description="OCI runtime spec, stored as given"),
         "snapshotter": STR, "snapshot_key": STR, "created_at": STR, "updated_at": STR,
-        "extensions": OBJ}),
+        "extensions": OBJ, "status": REF("ContainerStatus")}),
+    "ContainerStatus": S("object", required=["state"], description="containers.list with "
+                         "with_status: the task's status, or how the last task ended", properties={
+        "state": S("string", enum=["none", "created", "running", "paused", "stopped", "exited"],
+                   description="stopped: the task exited and is not deleted yet; exited: the "
+                               "ended task was deleted; none: it never ran"),
+        "pid": INT, "exit_status": INT, "exit_reason": REF("ExitReason"), "started_at": STR,
+        "exited_at": STR}),
     "ContainerInput": S("object", required=["id"], additionalProperties=False, properties={
         "id": STR, "labels": REF("Labels"), "image": STR, "runtime": REF("Runtime"),
         "spec": OBJ, "snapshotter": STR, "snapshot_key": STR, "extensions": OBJ}),
@@ -57,6 +64,18 @@ schemas = {
                                       "expires_at": STR}),
     "LeaseResource": S("object", required=["id", "kind"], properties={
         "id": STR, "kind": S("string", description="content, or snapshots/<snapshotter>")}),
+    "LogEntry": S("object", required=["time", "stream", "text"], properties={
+        "time": S("string", description="RFC 3339, nanoseconds, UTC"),
+        "stream": S("string", enum=["stdout", "stderr"]),
+        "partial": S("boolean", description="a piece of a longer line (or a last line "
+                                            "without newline); the stream's next entry "
+                                            "continues it"),
+        "text": S("string", description="without its newline; invalid UTF-8 replaced")}),
+    "LogBatch": S("object", properties={
+        "entries": ARR(REF("LogEntry")),
+        "truncated": S("boolean", description="containers.logs: more matched than one reply "
+                                              "carries (4 MiB of text); these are the oldest"),
+        "end": S("boolean", description="logs.subscribe: the last notification")}),
     "Signal": {"oneOf": [INT, S("string", description="SIGTERM, TERM, KILL, ...")]},
 }
 
@@ -102,7 +121,8 @@ methods = [
     m("containers.get", "One container.", [p("id", STR, True)],
       S("object", properties={"container": REF("Container")}), ["not_found"]),
     m("containers.list", "Containers in id order, filtered and paged.",
-      [p("filters", REF("Filters")), p("limit", INT), p("after", STR)],
+      [p("filters", REF("Filters")), p("limit", INT), p("after", STR),
+       p("with_status", BOOL, description="add each container's status (berth extension)")],
       S("object", properties={"containers": ARR(REF("Container")), "next": STR}),
       ["invalid_argument"]),
     m("containers.update", "Updates a container's mutable fields.",
@@ -114,6 +134,20 @@ methods = [
     m("containers.delete", "Deletes a container.",
       [p("id", STR, True), p("keep_snapshot", BOOL)],
       errors=["not_found", "failed_precondition"]),
+    m("containers.logs", "The container's log (its tasks' stdout and stderr when they were "
+      "created without stdio paths), oldest first. Kept after the task, removed with the "
+      "container.", [p("id", STR, True), p("since", STR, description="RFC 3339: entries at or after it"),
+       p("tail", INT, description="only the last N matching entries"),
+       p("stream", S("string", enum=["stdout", "stderr"]))],
+      REF("LogBatch"), ["not_found", "invalid_argument"]),
+    m("logs.subscribe", "The container's log as `logs.entries` notifications (LogBatch), "
+      "then, with follow, new entries until the task's output ends; the last notification "
+      "has end: true. WebSocket and NDJSON only.",
+      [p("id", STR, True), p("since", STR, description="RFC 3339: entries at or after it"),
+       p("tail", INT, description="only the last N matching entries"),
+       p("stream", S("string", enum=["stdout", "stderr"])), p("follow", BOOL)],
+      S("string", description="subscription id"), ["not_found", "invalid_argument"],
+      **{"x-notification": "logs.entries", "x-unsubscribe": "logs.unsubscribe"}),
     m("events.list", "Stored events after a seq, oldest first.",
       [p("filters", REF("Filters")), p("since", INT), p("limit", INT)],
       S("object", properties={"events": ARR(REF("Event")), "last_seq": INT})),
@@ -235,6 +269,9 @@ methods = [
       "leases, gc.root labels).", [],
       S("object", properties={"removed": OBJ, "duration_ms": INT})),
     {"name": "events.unsubscribe", "summary": "Ends a subscription.",
+     "paramStructure": "either", "params": [p("subscription", STR, True)],
+     "result": {"name": "result", "schema": BOOL}},
+    {"name": "logs.unsubscribe", "summary": "Ends a logs.subscribe subscription.",
      "paramStructure": "either", "params": [p("subscription", STR, True)],
      "result": {"name": "result", "schema": BOOL}},
 ]

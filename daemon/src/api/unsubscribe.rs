@@ -10,7 +10,7 @@ use jsonrpsee::server::middleware::rpc::{Batch, Notification, Request, RpcServic
 use serde_json::value::RawValue;
 
 /// Methods whose single by-name `subscription` param must become positional.
-const UNSUBSCRIBE_METHODS: &[&str] = &["events.unsubscribe"];
+const UNSUBSCRIBE_METHODS: &[&str] = &["events.unsubscribe", "logs.unsubscribe"];
 
 /// `{"subscription": X, ...}` -> `[X]` for unsubscribe methods; `None` leaves params as they are.
 pub fn positional(method: &str, params: Option<&RawValue>) -> Option<Box<RawValue>> {

@@ -68,6 +68,9 @@ struct Keeper {
     spawned: HashMap<i32, Spawn>,
     /// Processes berthd waits for, with what is held for them.
     targets: HashMap<Identity, Vec<(Held, OwnedFd)>>,
+    /// Output pipe readers of targets that exited, until the exit is acknowledged: what the
+    /// process wrote last may still sit in the pipe for a berthd that restarts to log.
+    lingering: HashMap<Identity, Vec<(Held, OwnedFd)>>,
     /// Exits of targets, stored on disk too, until acknowledged.
     exits: HashMap<Identity, ExitRecord>,
     recent: VecDeque<(u64, ExitRecord)>,
@@ -105,6 +108,7 @@ fn run(state: &Path) -> io::Result<()> {
         client: None,
         spawned: HashMap::new(),
         targets: HashMap::new(),
+        lingering: HashMap::new(),
         recent: VecDeque::new(),
         seq: 0,
         settling: Vec::new(),
@@ -263,6 +267,7 @@ impl Keeper {
                 self.reply(&Reply::Watched { req, watch }, &[]);
             }
             Request::Ack { who } => {
+                self.lingering.remove(&who);
                 if self.exits.remove(&who).is_some() {
                     let _ = fs::remove_file(self.exit_file(who));
                 }
@@ -283,7 +288,12 @@ impl Keeper {
                 self.settle();
             }
             Request::Fds { req, who } => {
-                let slots = self.targets.get(&who).map(Vec::as_slice).unwrap_or(&[]);
+                let slots = self
+                    .targets
+                    .get(&who)
+                    .or_else(|| self.lingering.get(&who))
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
                 let dups: Vec<(Held, OwnedFd)> = slots
                     .iter()
                     .filter_map(|(h, fd)| fd.try_clone().ok().map(|d| (*h, d)))
@@ -448,9 +458,18 @@ impl Keeper {
         Some(who)
     }
 
-    /// Stores a target's exit, closes what was held for it, and tells berthd.
+    /// Stores a target's exit, closes what was held for it but its output readers, and
+    /// tells berthd.
     fn target_exited(&mut self, exit: ExitRecord) {
-        self.targets.remove(&exit.who);
+        if let Some(slots) = self.targets.remove(&exit.who) {
+            let readers: Vec<_> = slots
+                .into_iter()
+                .filter(|(h, _)| matches!(h, Held::StdoutReader | Held::StderrReader))
+                .collect();
+            if !readers.is_empty() {
+                self.lingering.insert(exit.who, readers);
+            }
+        }
         if let Err(e) = write_atomic(&self.exit_file(exit.who), &exit) {
             eprintln!(
                 "berth keeper: storing the exit of pid {}: {e}",

@@ -18,6 +18,11 @@
 //!
 //! Regular files are created if missing and appended to; stdin from a regular
 //! file is read from the start.
+//!
+//! An empty output path is /dev/null, unless the process is logged: then it is a pipe whose
+//! reader goes to the log's copy thread (see `logfile`), with a duplicate kept in
+//! [`StdioKeepers`] for the keeper, so that neither a slow log nor a berthd crash ever
+//! closes it under the container.
 
 use std::fs::OpenOptions;
 use std::io;
@@ -27,6 +32,7 @@ use std::path::Path;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
+use super::logfile::{self, Stream};
 use super::runc::ProcessStdio;
 
 /// Errors opening a task's stdio.
@@ -49,10 +55,12 @@ pub enum StdioError {
     Symlink { stream: &'static str, path: String },
 }
 
-/// The task's stdio: `process` goes to runc, `keepers` stays with the task.
+/// The task's stdio: `process` goes to runc, `keepers` stays with the task, `log` (the
+/// readers of logged outputs) goes to the log's copy thread.
 pub struct TaskStdio {
     pub process: ProcessStdio,
     pub keepers: StdioKeepers,
+    pub log: Vec<(Stream, OwnedFd)>,
 }
 
 /// FIFO ends berthd holds while the task lives (see the module doc). Drop when the
@@ -60,7 +68,7 @@ pub struct TaskStdio {
 #[derive(Default)]
 pub struct StdioKeepers {
     stdin_writer: Option<OwnedFd>,
-    output_readers: Vec<OwnedFd>,
+    output_readers: Vec<(crate::keeper::Held, OwnedFd)>,
 }
 
 impl StdioKeepers {
@@ -77,12 +85,8 @@ impl StdioKeepers {
         if let Some(w) = &self.stdin_writer {
             out.push((Held::StdinWriter, w.as_fd()));
         }
-        for (r, h) in self
-            .output_readers
-            .iter()
-            .zip([Held::StdoutReader, Held::StderrReader])
-        {
-            out.push((h, r.as_fd()));
+        for (h, r) in &self.output_readers {
+            out.push((*h, r.as_fd()));
         }
         out
     }
@@ -97,20 +101,57 @@ impl StdioKeepers {
     }
 }
 
-/// Opens the three host paths of a task; "" means /dev/null. Never blocks.
-pub fn open(stdin: &str, stdout: &str, stderr: &str) -> Result<TaskStdio, StdioError> {
+/// Opens the three host paths of a task; "" means /dev/null, or a logged pipe for an
+/// output when `logged`. Never blocks.
+pub fn open(
+    stdin: &str,
+    stdout: &str,
+    stderr: &str,
+    logged: bool,
+) -> Result<TaskStdio, StdioError> {
     let mut keepers = StdioKeepers::default();
+    let mut log = Vec::new();
     let stdin_fd = open_input(stdin, &mut keepers)?;
-    let stdout_fd = open_output("stdout", stdout, &mut keepers)?;
-    let stderr_fd = open_output("stderr", stderr, &mut keepers)?;
+    let mut outputs = Vec::new();
+    for (stream, path) in [(Stream::Stdout, stdout), (Stream::Stderr, stderr)] {
+        let name = stream.as_str();
+        let fd = if logged && path.is_empty() {
+            let (reader, writer) = logfile::pipe().map_err(|source| StdioError::Open {
+                stream: name,
+                path: "(log pipe)".into(),
+                source,
+            })?;
+            let dup = reader.try_clone().map_err(|source| StdioError::Open {
+                stream: name,
+                path: "(log pipe)".into(),
+                source,
+            })?;
+            keepers.output_readers.push((held_reader(stream), dup));
+            log.push((stream, reader));
+            writer
+        } else {
+            open_output(stream, path, &mut keepers)?
+        };
+        outputs.push(fd);
+    }
+    let stderr_fd = outputs.pop();
+    let stdout_fd = outputs.pop();
     Ok(TaskStdio {
         process: ProcessStdio {
             stdin: Some(stdin_fd),
-            stdout: Some(stdout_fd),
-            stderr: Some(stderr_fd),
+            stdout: stdout_fd,
+            stderr: stderr_fd,
         },
         keepers,
+        log,
     })
+}
+
+fn held_reader(stream: Stream) -> crate::keeper::Held {
+    match stream {
+        Stream::Stdout => crate::keeper::Held::StdoutReader,
+        Stream::Stderr => crate::keeper::Held::StderrReader,
+    }
 }
 
 enum Kind {
@@ -183,10 +224,11 @@ fn open_input(path: &str, keepers: &mut StdioKeepers) -> Result<OwnedFd, StdioEr
 }
 
 fn open_output(
-    stream: &'static str,
+    which: Stream,
     path: &str,
     keepers: &mut StdioKeepers,
 ) -> Result<OwnedFd, StdioError> {
+    let stream = which.as_str();
     let err = |source| StdioError::Open {
         stream,
         path: path.to_owned(),
@@ -217,7 +259,7 @@ fn open_output(
             // A reader exists, so this neither blocks nor fails with ENXIO.
             let writer = nonblocking(proc_fd(&reader), false, 0).map_err(err)?;
             set_blocking(&writer).map_err(err)?;
-            keepers.output_readers.push(reader);
+            keepers.output_readers.push((held_reader(which), reader));
             writer
         }
     };
@@ -273,7 +315,7 @@ mod tests {
         let (a, b, c) = (strs[0].clone(), strs[1].clone(), strs[2].clone());
         // In a thread so a regression shows as a failed timeout, not a hung test run.
         std::thread::spawn(move || {
-            let _ = tx.send(open(&a, &b, &c));
+            let _ = tx.send(open(&a, &b, &c, false));
         });
         let task = rx
             .recv_timeout(Duration::from_secs(5))
@@ -291,7 +333,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("out");
         mkfifo(&out);
-        let task = open("", out.to_str().expect("utf8"), "").expect("open");
+        let task = open("", out.to_str().expect("utf8"), "", false).expect("open");
         // The client opens late, after output was written: nothing is lost.
         let mut writer = std::fs::File::from(task.process.stdout.expect("stdout"));
         writer.write_all(b"early\n").expect("write before client");
@@ -310,7 +352,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let input = dir.path().join("in");
         mkfifo(&input);
-        let mut task = open(input.to_str().expect("utf8"), "", "").expect("open");
+        let mut task = open(input.to_str().expect("utf8"), "", "", false).expect("open");
         let mut client = OpenOptions::new().write(true).open(&input).expect("client");
         client.write_all(b"line\n").expect("write");
         drop(client);
@@ -336,14 +378,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("log");
         std::fs::write(&log, "old\n").expect("seed");
-        let task = open("", log.to_str().expect("utf8"), "").expect("open");
+        let task = open("", log.to_str().expect("utf8"), "", false).expect("open");
         assert!(task.keepers.is_empty());
         std::fs::File::from(task.process.stdout.expect("stdout"))
             .write_all(b"new\n")
             .expect("write");
         assert_eq!(std::fs::read_to_string(&log).expect("read"), "old\nnew\n");
         let created = dir.path().join("created");
-        let task = open("", "", created.to_str().expect("utf8")).expect("open");
+        let task = open("", "", created.to_str().expect("utf8"), false).expect("open");
         assert!(created.is_file());
         let mut null = std::fs::File::from(task.process.stdin.expect("stdin"));
         let mut buf = Vec::new();
@@ -351,10 +393,34 @@ mod tests {
     }
 
     #[test]
+    fn logged_empty_outputs_become_pipes_with_labelled_readers_for_the_keeper() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = dir.path().join("err");
+        let task = open("", "", err.to_str().expect("utf8"), true).expect("open");
+        // Only stdout is logged; stderr goes to the named file.
+        assert_eq!(task.log.len(), 1);
+        assert_eq!(task.log[0].0, Stream::Stdout);
+        let held: Vec<_> = task.keepers.held().into_iter().map(|(h, _)| h).collect();
+        assert_eq!(held, vec![crate::keeper::Held::StdoutReader]);
+        let mut w = std::fs::File::from(task.process.stdout.expect("stdout"));
+        w.write_all(b"to the log\n").expect("write");
+        drop(w);
+        let (_, reader) = task.log.into_iter().next().expect("reader");
+        let mut text = String::new();
+        drop(task.keepers);
+        std::fs::File::from(reader)
+            .read_to_string(&mut text)
+            .expect("read to EOF");
+        assert_eq!(text, "to the log\n");
+    }
+
+    #[test]
     fn a_directory_is_refused_with_its_path() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().to_str().expect("utf8").to_owned();
-        let err = open("", &path, "").err().expect("a directory is not stdio");
+        let err = open("", &path, "", false)
+            .err()
+            .expect("a directory is not stdio");
         assert!(err.to_string().contains(&path), "{err}");
     }
 
@@ -371,14 +437,14 @@ mod tests {
             (link.as_str(), "", ""),
             ("", "", link.as_str()),
         ] {
-            let err = open(i, o, e).err().expect("a symlink is refused");
+            let err = open(i, o, e, false).err().expect("a symlink is refused");
             assert!(matches!(err, StdioError::Symlink { .. }), "{err}");
         }
         assert_eq!(
             std::fs::read_to_string(&target).expect("read"),
             "precious\n"
         );
-        let err = open("", "relative/out", "")
+        let err = open("", "relative/out", "", false)
             .err()
             .expect("relative is refused");
         assert!(matches!(err, StdioError::Relative { .. }), "{err}");

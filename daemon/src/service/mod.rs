@@ -7,6 +7,7 @@ pub mod events;
 pub mod gc;
 pub mod images;
 pub mod leases;
+pub mod logs;
 pub mod namespaces;
 pub mod snapshots;
 pub mod tasks;

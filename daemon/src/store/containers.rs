@@ -29,6 +29,7 @@ fn from_row(r: &Row<'_>) -> Result<Container> {
         extensions: serde_json::from_str(&text(8)?)?,
         created_at: text(9)?,
         updated_at: text(10)?,
+        status: None,
     })
 }
 

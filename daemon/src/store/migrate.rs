@@ -26,6 +26,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_snapshot_kind_transitions.sql",
         include_str!("../../../migrations/0005_snapshot_kind_transitions.sql"),
     ),
+    (
+        "0006_last_exits.sql",
+        include_str!("../../../migrations/0006_last_exits.sql"),
+    ),
 ];
 
 /// Applies the migrations the database has not seen yet.

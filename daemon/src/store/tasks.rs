@@ -2,7 +2,7 @@
 //! statuses. Each change records its `/tasks/*` event in the same transaction.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use schema::{ExitReason, Process, TaskStatus};
+use schema::{ContainerStatus, ExitReason, Process, TaskStatus};
 use serde_json::json;
 
 use super::{is_unique_violation, Result, StoreError, Tx};
@@ -298,10 +298,17 @@ pub fn set_started(
 ) -> Result<()> {
     tx.conn()
         .prepare_cached(
-            "UPDATE processes SET pid = ?4, start_time = ?5, status = 'running' \
+            "UPDATE processes SET pid = ?4, start_time = ?5, status = 'running', started_at = ?6 \
              WHERE namespace = ?1 AND container_id = ?2 AND exec_id = ?3 AND status = 'created'",
         )?
-        .execute(params![ns, container_id, exec_id, pid, start_time as i64])?;
+        .execute(params![
+            ns,
+            container_id,
+            exec_id,
+            pid,
+            start_time as i64,
+            super::now()
+        ])?;
     if exec_id.is_empty() {
         tx.emit(
             ns,
@@ -387,9 +394,27 @@ pub fn set_exited(
     Ok(row)
 }
 
-/// Deletes a task with all its exec processes and records `/tasks/delete`.
+/// Deletes a task with all its exec processes and records `/tasks/delete`; its init's exit
+/// becomes the container's last exit.
 pub fn delete_task(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<ProcessRow> {
     let row = get_any(tx.conn(), ns, container_id, "")?;
+    if let (Some(status), Some(reason), Some(at)) =
+        (row.exit_status, row.exit_reason, &row.exited_at)
+    {
+        tx.conn()
+            .prepare_cached(
+                "INSERT INTO last_exits (container, exit_status, exit_reason, started_at, \
+                 exited_at) \
+                 SELECT c.pk, ?3, ?4, p.started_at, ?5 FROM containers c \
+                 JOIN processes p ON p.namespace = c.namespace AND p.container_id = c.id \
+                 AND p.exec_id = '' \
+                 WHERE c.namespace = ?1 AND c.id = ?2 \
+                 ON CONFLICT (container) DO UPDATE SET exit_status = excluded.exit_status, \
+                 exit_reason = excluded.exit_reason, started_at = excluded.started_at, \
+                 exited_at = excluded.exited_at",
+            )?
+            .execute(params![ns, container_id, status, reason.as_str(), at])?;
+    }
     tx.conn()
         .prepare_cached("DELETE FROM processes WHERE namespace = ?1 AND container_id = ?2")?
         .execute(params![ns, container_id])?;
@@ -432,4 +457,59 @@ pub fn find_running(conn: &Connection, pid: i64, start_time: u64) -> Result<Opti
         Some(row) => Ok(Some(from_row(row)?)),
         None => Ok(None),
     }
+}
+
+/// Every container of `ns` with its task's status, or how its last task ended: one query
+/// for a whole listing.
+pub fn container_statuses(
+    conn: &Connection,
+    ns: &str,
+) -> Result<std::collections::HashMap<String, ContainerStatus>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.id, p.status, p.pid, p.exit_status, p.exit_reason, p.started_at, \
+         p.exited_at, l.exit_status, l.exit_reason, l.started_at, l.exited_at \
+         FROM containers c \
+         LEFT JOIN processes p ON p.namespace = c.namespace AND p.container_id = c.id \
+         AND p.exec_id = '' \
+         LEFT JOIN last_exits l ON l.container = c.pk \
+         WHERE c.namespace = ?1",
+    )?;
+    let mut rows = stmt.query(params![ns])?;
+    let mut out = std::collections::HashMap::new();
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
+        let task: Option<String> = r.get(1)?;
+        let reason = |s: Option<String>| s.as_deref().and_then(ExitReason::parse);
+        let status = match task.as_deref().and_then(TaskStatus::parse) {
+            Some(t) => ContainerStatus {
+                state: match t {
+                    TaskStatus::Creating => "created".to_owned(),
+                    other => other.wire().to_owned(),
+                },
+                pid: r.get::<_, Option<i64>>(2)?.filter(|p| *p > 0),
+                exit_status: r.get(3)?,
+                exit_reason: reason(r.get(4)?),
+                started_at: r.get(5)?,
+                exited_at: r.get(6)?,
+            },
+            None => {
+                let exit_status: Option<i64> = r.get(7)?;
+                ContainerStatus {
+                    state: if exit_status.is_some() {
+                        "exited"
+                    } else {
+                        "none"
+                    }
+                    .to_owned(),
+                    pid: None,
+                    exit_status,
+                    exit_reason: reason(r.get(8)?),
+                    started_at: r.get(9)?,
+                    exited_at: r.get(10)?,
+                }
+            }
+        };
+        out.insert(id, status);
+    }
+    Ok(out)
 }

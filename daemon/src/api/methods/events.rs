@@ -1,13 +1,10 @@
 //! events.list and the events.subscribe subscription.
 
-use std::collections::VecDeque;
-use std::time::Duration;
-
 use jsonrpsee::core::SubscriptionError;
 use jsonrpsee::types::ErrorObjectOwned;
-use jsonrpsee::SubscriptionMessage;
 use schema::{EventListParams, EventSubscribeParams};
 
+use super::stream::{Queued, Unsent};
 use super::{method, Module};
 use crate::api::parse_params;
 use crate::service;
@@ -22,7 +19,7 @@ pub(super) fn register(m: &mut Module) {
     register_subscribe(m);
 }
 
-fn subscription_error(e: service::Error) -> SubscriptionError {
+pub(super) fn subscription_error(e: service::Error) -> SubscriptionError {
     let obj = ErrorObjectOwned::from(e);
     match serde_json::value::to_raw_value(&obj) {
         Ok(raw) => SubscriptionError::from_json(raw),
@@ -31,35 +28,7 @@ fn subscription_error(e: service::Error) -> SubscriptionError {
 }
 
 /// How long a notification may wait for a subscriber's connection before it counts as stuck.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bytes of notifications one subscriber may have queued (sent, not yet written to its
-/// socket). Counting messages alone would let a few huge events pin megabytes each.
-pub(crate) const SUBSCRIBER_BYTES: usize = 4 << 20;
-/// How often a subscriber over its byte bound is looked at again while it drains.
-const DRAIN_POLL: Duration = Duration::from_millis(20);
-
-/// What a subscriber still has queued: the sizes of the newest notifications sent, as many
-/// as the connection's buffer still holds (it is first in, first out).
-#[derive(Default)]
-struct Queued {
-    sizes: VecDeque<usize>,
-    bytes: usize,
-}
-
-impl Queued {
-    fn refresh(&mut self, in_buffer: usize) {
-        while self.sizes.len() > in_buffer {
-            if let Some(size) = self.sizes.pop_front() {
-                self.bytes -= size;
-            }
-        }
-    }
-
-    fn push(&mut self, size: usize) {
-        self.sizes.push_back(size);
-        self.bytes += size;
-    }
-}
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn stopped_reading(resume: i64, why: &str) -> SubscriptionError {
     subscription_error(service::Error::ResourceExhausted(format!(
@@ -102,34 +71,11 @@ fn register_subscribe(m: &mut Module) {
                 let msg = serde_json::value::to_raw_value(&*ev)
                     .map_err(|e| SubscriptionError::from(format!("encoding event: {e}")))?;
                 drop(ev);
-                let size = msg.get().len();
-                let deadline = tokio::time::Instant::now() + SEND_TIMEOUT;
-                loop {
-                    queued.refresh(sink.max_capacity() - sink.capacity());
-                    if queued.bytes == 0 || queued.bytes + size <= SUBSCRIBER_BYTES {
-                        break;
-                    }
-                    if tokio::time::Instant::now() >= deadline {
-                        let why = format!(
-                            "{} bytes of events unread, over the bound of {SUBSCRIBER_BYTES}",
-                            queued.bytes
-                        );
-                        return Err(stopped_reading(resume, &why));
-                    }
-                    tokio::select! {
-                        _ = sink.closed() => return Ok(()),
-                        _ = tokio::time::sleep(DRAIN_POLL) => {}
-                    }
+                match queued.send(&sink, msg, Some(SEND_TIMEOUT)).await {
+                    Ok(()) => {}
+                    Err(Unsent::Closed) => return Ok(()),
+                    Err(Unsent::Stuck(why)) => return Err(stopped_reading(resume, &why)),
                 }
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                if sink
-                    .send_timeout(SubscriptionMessage::from(msg), left)
-                    .await
-                    .is_err()
-                {
-                    return Err(stopped_reading(resume, "its buffer stayed full"));
-                }
-                queued.push(size);
             }
         },
     );

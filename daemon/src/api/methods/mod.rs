@@ -5,8 +5,10 @@ mod containers;
 mod events;
 mod images;
 mod leases;
+mod logs;
 mod namespaces;
 mod snapshots;
+mod stream;
 mod system;
 mod tasks;
 
@@ -56,6 +58,7 @@ pub fn build_module(app: App) -> Module {
     images::register(&mut m);
     snapshots::register(&mut m);
     leases::register(&mut m);
+    logs::register(&mut m);
     m
 }
 

@@ -1,6 +1,7 @@
 //! Containers: pure metadata (id, labels, image, runtime, spec, snapshot). No runtime state
 //! lives here; tasks own that.
 
+use crate::service::logs::Logs;
 use schema::{Container, ContainerInput, ContainerList, ContainerListParams, Labels, Runtime};
 use serde_json::Value;
 
@@ -27,6 +28,7 @@ pub struct Containers {
     store: Store,
     images: Images,
     snapshots: Snapshots,
+    logs: Logs,
 }
 
 /// Maps a filter field path to the column (or label index) that answers it.
@@ -48,11 +50,12 @@ fn container_field(path: &[String]) -> Option<SqlField> {
 }
 
 impl Containers {
-    pub fn new(store: Store, images: Images, snapshots: Snapshots) -> Self {
+    pub fn new(store: Store, images: Images, snapshots: Snapshots, logs: Logs) -> Self {
         Containers {
             store,
             images,
             snapshots,
+            logs,
         }
     }
 
@@ -127,6 +130,7 @@ impl Containers {
             created_at: now.clone(),
             updated_at: now,
             extensions: input.extensions,
+            status: None,
         };
         let stored = container.clone();
         let staged = self
@@ -160,9 +164,20 @@ impl Containers {
         }
         // One extra row tells whether another page follows.
         let fetch = p.limit.map(|l| l.saturating_add(1));
-        let mut containers = self.store.read(|c| {
-            store::containers::list(c, &p.namespace, (&cond, args), p.after.as_deref(), fetch)
+        let (mut containers, statuses) = self.store.read(|c| {
+            let list =
+                store::containers::list(c, &p.namespace, (&cond, args), p.after.as_deref(), fetch)?;
+            let statuses = match p.with_status {
+                true => Some(store::tasks::container_statuses(c, &p.namespace)?),
+                false => None,
+            };
+            Ok((list, statuses))
         })?;
+        if let Some(mut statuses) = statuses {
+            for c in &mut containers {
+                c.status = statuses.remove(&c.id);
+            }
+        }
         let next = match p.limit {
             Some(l) if containers.len() > l as usize => {
                 containers.truncate(l as usize);
@@ -203,6 +218,7 @@ impl Containers {
     pub async fn delete(&self, ns: String, id: String, keep_snapshot: bool) -> Result<Container> {
         check_id("namespace", &ns)?;
         check_id("container id", &id)?;
+        let (ns2, id2) = (ns.clone(), id.clone());
         let (container, removed) = self
             .store
             .write_reclaiming(move |tx| {
@@ -244,6 +260,8 @@ impl Containers {
                 self.snapshots.discard_dirs(&sn, vec![id]).await;
             }
         }
+        // After the row: a crash in between leaves a log that start-up's sweep removes.
+        self.logs.remove(&ns2, &id2);
         Ok(container)
     }
 }

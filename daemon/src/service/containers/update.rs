@@ -157,6 +157,7 @@ mod tests {
             created_at: "t0".into(),
             updated_at: "t0".into(),
             extensions: BTreeMap::new(),
+            status: None,
         }
     }
 

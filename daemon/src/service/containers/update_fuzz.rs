@@ -30,6 +30,7 @@ fn stored() -> Container {
         created_at: "t0".into(),
         updated_at: "t0".into(),
         extensions: BTreeMap::new(),
+        status: None,
     }
 }
 

@@ -105,7 +105,13 @@ async fn create_in_bundle(
             .map_err(|e| Error::Internal(format!("encoding config.json: {e}")))?;
         std::fs::write(bundle.join("config.json"), text)
             .map_err(internal("writing config.json"))?;
-        let opened = open_stdio(task, "", (&p.stdin, &p.stdout, &p.stderr))?;
+        let mut opened = open_stdio(task, "", (&p.stdin, &p.stdout, &p.stderr), true)?;
+        // Started before runc: if the create fails, the pipes' writers close and it ends.
+        let sources = std::mem::take(&mut opened.log);
+        if !sources.is_empty() {
+            let copier = inner.logs.start(ns, id, sources)?;
+            task.with_process("", |p| p.log = Some(copier));
+        }
         let started = launch(
             inner,
             task,
@@ -197,13 +203,15 @@ fn prepare_spec(
     Ok(())
 }
 
-/// Opens a process's host stdio paths (never blocks, see `runtime::stdio`).
+/// Opens a process's host stdio paths (never blocks, see `runtime::stdio`); `logged`
+/// sends the outputs it names "" to the container's log.
 pub(super) fn open_stdio(
     task: &LiveTask,
     exec_id: &str,
     (i, o, e): (&str, &str, &str),
+    logged: bool,
 ) -> Result<TaskStdio> {
-    stdio::open(i, o, e).map_err(|err| {
+    stdio::open(i, o, e, logged).map_err(|err| {
         let what = store::tasks::describe(&task.ns, &task.id, exec_id);
         Error::InvalidArgument(format!("{what}: {err}"))
     })

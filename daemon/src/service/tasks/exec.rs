@@ -46,7 +46,7 @@ pub(super) async fn exec(inner: &Arc<Inner>, p: TaskExecParams) -> Result<()> {
     }
     let task = inner.live_task(ns, id)?;
     // Opened now, as containerd does, so the client can open its FIFO ends before start.
-    let opened = open_stdio(&task, exec_id, (&p.stdin, &p.stdout, &p.stderr))?;
+    let opened = open_stdio(&task, exec_id, (&p.stdin, &p.stdout, &p.stderr), false)?;
     let row = ProcessRow {
         namespace: ns.to_owned(),
         container_id: id.to_owned(),
@@ -96,7 +96,12 @@ pub(super) async fn start(inner: &Arc<Inner>, ns: &str, id: &str, exec_id: &str)
     std::fs::write(&process_file, process.to_string()).map_err(internal("writing process.json"))?;
     let opened = match task.process(exec_id, |p| p.stdio.take()).flatten() {
         Some(opened) => opened,
-        None => open_stdio(&task, exec_id, (&row.stdin, &row.stdout, &row.stderr))?,
+        None => open_stdio(
+            &task,
+            exec_id,
+            (&row.stdin, &row.stdout, &row.stderr),
+            false,
+        )?,
     };
     let stdio = (opened, !row.stdin.is_empty());
     let started = launch(inner, &task, exec_id, row.terminal, stdio, |s, console| {

@@ -11,6 +11,7 @@ use schema::ExitInfo;
 use tokio::sync::watch;
 
 use super::pty::PtyCopy;
+use crate::runtime::logfile::Copier;
 use crate::runtime::runc::Runc;
 use crate::runtime::stdio::{StdioKeepers, TaskStdio};
 
@@ -42,6 +43,8 @@ pub struct LiveProcess {
     pub pty: Option<PtyCopy>,
     /// An exec process's stdio, opened at `tasks.exec` and handed to runc at start.
     pub stdio: Option<TaskStdio>,
+    /// The copy of the init's output into the container's log.
+    pub log: Option<Copier>,
 }
 
 impl LiveProcess {
@@ -53,6 +56,7 @@ impl LiveProcess {
             pending_size: None,
             pty: None,
             stdio: None,
+            log: None,
         }
     }
 }

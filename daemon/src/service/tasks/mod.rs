@@ -28,6 +28,7 @@ use std::sync::Arc;
 use schema::{ExitInfo, Process, TaskKillParams, TaskListParams, TaskStatus};
 use serde_json::{json, Value};
 
+use super::logs::Logs;
 use super::{check_id, Error, Result};
 use crate::config::Config;
 use crate::filter::{self, Adaptor};
@@ -58,6 +59,7 @@ struct Inner {
     state: PathBuf,
     config: Config,
     rootfs: Arc<dyn RootfsSource>,
+    logs: Logs,
     live: Registry,
 }
 
@@ -69,6 +71,7 @@ impl Tasks {
         state: PathBuf,
         config: Config,
         rootfs: Arc<dyn RootfsSource>,
+        logs: Logs,
     ) -> Tasks {
         Tasks {
             inner: Arc::new(Inner {
@@ -78,6 +81,7 @@ impl Tasks {
                 state,
                 config,
                 rootfs,
+                logs,
                 live: Registry::default(),
             }),
         }

@@ -13,7 +13,7 @@ use crate::keeper::{ExitRecord, ExitWait, Identity};
 use crate::runtime::pidfd;
 use crate::store::{self, tasks::Exited};
 
-/// How long an exit waits for a terminal's last output to be copied out.
+/// How long an exit waits for its last output to be copied out (terminal and log).
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
 /// The stored form of an exit the keeper reaped.
@@ -59,16 +59,27 @@ pub(super) fn spawn(
                 (unknown(ExitReason::Lost), false)
             }
         };
-        let drained = task.process(&exec_id, |p| {
-            p.pty.as_mut().and_then(|c| c.output_done.take())
-        });
-        if let Some(Some(done)) = drained {
-            let _ = tokio::time::timeout(OUTPUT_DRAIN, done).await;
-        }
+        drain_output(&task, &exec_id).await;
         if record(&inner, &task, &exec_id, exit).await && ack {
             inner.keeper.ack(who).await;
         }
     });
+}
+
+/// Waiters read the output once told of the exit: lets the terminal and log copies catch
+/// up (bounded: a daemonised grandchild may hold the output open for ever).
+pub(super) async fn drain_output(task: &LiveTask, exec_id: &str) {
+    let drained = task.process(exec_id, |p| {
+        let pty = p.pty.as_mut().and_then(|c| c.output_done.take());
+        let log = p.log.as_mut().and_then(|c| c.done.take());
+        (pty, log)
+    });
+    if let Some((pty, log)) = drained {
+        let deadline = tokio::time::Instant::now() + OUTPUT_DRAIN;
+        for done in [pty, log].into_iter().flatten() {
+            let _ = tokio::time::timeout_at(deadline, done).await;
+        }
+    }
 }
 
 /// Resolves once the process `who` names no longer runs.

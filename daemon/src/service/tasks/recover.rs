@@ -14,6 +14,7 @@
 //!   mounts.
 
 use std::collections::{HashMap, HashSet};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use schema::{ExitReason, TaskStatus};
 use super::live::LiveTask;
 use super::{create, delete, identity, monitor, Inner};
 use crate::keeper::{ExitRecord, Held, Identity, Watched};
+use crate::runtime::logfile::{self, Stream};
 use crate::runtime::runc::ContainerStatus;
 use crate::runtime::stdio;
 use crate::service::{Error, Result};
@@ -149,6 +151,11 @@ async fn adopt(
         .map_err(|e| Error::Unavailable(e.to_string()))?;
     match watched {
         Watched::Exited(rec) => {
+            // It exited while berthd was down: log what it wrote last before its exit.
+            if !process.terminal {
+                restore_stdio(inner, task, process, who).await;
+                monitor::drain_output(task, exec_id).await;
+            }
             if monitor::record(inner, task, exec_id, monitor::exited(&rec)).await {
                 inner.keeper.ack(who).await;
             }
@@ -199,18 +206,45 @@ async fn sync_status(inner: &Inner, task: &LiveTask, row: &ProcessRow) -> Result
 }
 
 /// Takes back the terminal master the keeper held and copies it to the client's FIFOs
-/// again (if the client still has them); FIFO ends stay with the keeper.
+/// (if the client still has them) or the log again; FIFO ends stay with the keeper. A
+/// logged output's pipe reader comes back from the keeper to a new log copy.
 async fn restore_stdio(inner: &Inner, task: &LiveTask, row: &ProcessRow, who: Identity) {
-    if !row.terminal {
+    let logged = row.exec_id.is_empty() && (row.stdout.is_empty() || row.stderr.is_empty());
+    if !row.terminal && !logged {
         return;
     }
     let Ok(held) = inner.keeper.fds(who).await else {
         return;
     };
+    if !row.terminal {
+        let sources: Vec<_> = held
+            .into_iter()
+            .filter_map(|(h, fd)| match h {
+                Held::StdoutReader if row.stdout.is_empty() => Some((Stream::Stdout, fd)),
+                Held::StderrReader if row.stderr.is_empty() => Some((Stream::Stderr, fd)),
+                _ => None,
+            })
+            .collect();
+        restart_log(inner, task, sources);
+        return;
+    }
     let Some((_, master)) = held.into_iter().find(|(h, _)| *h == Held::PtyMaster) else {
         return;
     };
-    match stdio::open(&row.stdin, &row.stdout, &row.stderr) {
+    if logged && row.stdout.is_empty() {
+        let pipe = logfile::pipe();
+        match pipe {
+            Ok((reader, writer)) => {
+                restart_log(inner, task, vec![(Stream::Stdout, reader)]);
+                if let Err(e) = create::attach_pty(task, "", master, None, writer) {
+                    tracing::warn!(task = %task.id, error = %e, "terminal not re-attached");
+                }
+            }
+            Err(e) => tracing::warn!(task = %task.id, error = %e, "terminal not re-attached"),
+        }
+        return;
+    }
+    match stdio::open(&row.stdin, &row.stdout, &row.stderr, false) {
         Ok(opened) => {
             let stdin = (!row.stdin.is_empty())
                 .then_some(opened.process.stdin)
@@ -228,6 +262,17 @@ async fn restore_stdio(inner: &Inner, task: &LiveTask, row: &ProcessRow, who: Id
             let master = Arc::new(master);
             task.with_process(&row.exec_id, |p| p.console = Some(master));
         }
+    }
+}
+
+/// Copies a running task's output into its log again.
+fn restart_log(inner: &Inner, task: &LiveTask, sources: Vec<(Stream, OwnedFd)>) {
+    if sources.is_empty() {
+        return;
+    }
+    match inner.logs.start(&task.ns, &task.id, sources) {
+        Ok(copier) => task.with_process("", |p| p.log = Some(copier)),
+        Err(e) => tracing::warn!(task = %task.id, error = %e, "the task's log is not written"),
     }
 }
 

@@ -1,0 +1,217 @@
+//! `berth ps`: containers with how their task stands or how it ended, from one
+//! `containers.list` with `with_status` (no call per container), as `docker ps [-a]` shows.
+
+use std::time::{Duration, SystemTime};
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::Ctx;
+use crate::output::Table;
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// Show every container, not only those whose task is created, running or paused
+    #[arg(short, long)]
+    all: bool,
+    /// Print only the ids
+    #[arg(short, long)]
+    quiet: bool,
+    /// Filter the containers (containerd filter grammar, e.g. labels.app==web); repeatable
+    #[arg(short, long = "filter", value_name = "FILTER")]
+    filters: Vec<String>,
+}
+
+/// One row, as both the table and `--json` show it.
+fn row(c: &Value, now: SystemTime) -> Value {
+    let status = &c["status"];
+    let state = status["state"].as_str().unwrap_or("none");
+    json!({
+        "id": c["id"],
+        "image": c["image"],
+        "command": command(c),
+        "created_at": c["created_at"],
+        "state": state,
+        "status": status_text(status, now),
+        "exit_status": status["exit_status"],
+        "exit_reason": status["exit_reason"],
+        "started_at": status["started_at"],
+        "exited_at": status["exited_at"],
+        "pid": status["pid"],
+    })
+}
+
+/// Whether `ps` without `-a` shows the container: its task exists and has not exited.
+fn live(state: &str) -> bool {
+    matches!(state, "created" | "running" | "paused")
+}
+
+pub fn run(ctx: &Ctx, args: PsArgs) -> anyhow::Result<()> {
+    let mut client = ctx.connect()?;
+    let mut rows = Vec::new();
+    let mut after: Option<String> = None;
+    let now = SystemTime::now();
+    loop {
+        let mut params = json!({ "filters": args.filters, "with_status": true });
+        if let Some(a) = &after {
+            params["after"] = json!(a);
+        }
+        let page = client.call("containers.list", params)?;
+        for c in page["containers"].as_array().into_iter().flatten() {
+            let r = row(c, now);
+            if args.all || live(r["state"].as_str().unwrap_or("")) {
+                rows.push(r);
+            }
+        }
+        match page.get("next").and_then(Value::as_str) {
+            Some(next) if !next.is_empty() => after = Some(next.to_owned()),
+            _ => break,
+        }
+    }
+    if args.quiet {
+        for r in &rows {
+            println!("{}", r["id"].as_str().unwrap_or_default());
+        }
+        return Ok(());
+    }
+    ctx.show(&json!({ "containers": rows }), |_| {
+        let mut table = Table::new(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"]);
+        for r in &rows {
+            let created = r["created_at"]
+                .as_str()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+                .map(|t| format!("{} ago", human(age(t, now))))
+                .unwrap_or_default();
+            let image = match r["image"].as_str().unwrap_or_default() {
+                "" => "-",
+                i => i,
+            };
+            table.push(vec![
+                r["id"].as_str().unwrap_or_default().to_owned(),
+                image.to_owned(),
+                quoted(r["command"].as_str().unwrap_or_default()),
+                created,
+                r["status"].as_str().unwrap_or_default().to_owned(),
+            ]);
+        }
+        Ok(table.print()?)
+    })
+}
+
+/// The process's argv from the stored spec, joined.
+fn command(c: &Value) -> String {
+    let spec: Value = match &c["spec"] {
+        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+        other => other.clone(),
+    };
+    spec["process"]["args"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// docker's COMMAND cell: quoted, cut to 20 characters.
+fn quoted(cmd: &str) -> String {
+    let cut: String = cmd.chars().take(20).collect();
+    if cut.len() < cmd.len() {
+        format!("\"{cut}…\"")
+    } else {
+        format!("\"{cut}\"")
+    }
+}
+
+fn age(t: SystemTime, now: SystemTime) -> Duration {
+    now.duration_since(t).unwrap_or_default()
+}
+
+/// `Up 3 minutes`, `Exited (3) 10 seconds ago`, `Created`.
+fn status_text(status: &Value, now: SystemTime) -> String {
+    let at = |field: &str| {
+        status[field]
+            .as_str()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+            .map(|t| human(age(t, now)))
+    };
+    match status["state"].as_str().unwrap_or("none") {
+        "running" => format!("Up {}", at("started_at").unwrap_or_default()),
+        "paused" => format!("Up {} (Paused)", at("started_at").unwrap_or_default()),
+        "stopped" | "exited" => {
+            let code = status["exit_status"].as_i64().unwrap_or(-1);
+            let mut text = format!("Exited ({code})");
+            if let Some(ago) = at("exited_at") {
+                text.push_str(&format!(" {ago} ago"));
+            }
+            match status["exit_reason"].as_str() {
+                Some("lost") => text.push_str(", status lost"),
+                Some("host_restarted") => text.push_str(", host restarted"),
+                _ => {}
+            }
+            text
+        }
+        _ => "Created".to_owned(),
+    }
+}
+
+/// docker's relative durations: `Less than a second`, `10 seconds`, `About a minute`,
+/// `3 minutes`, `About an hour`, `5 hours`, `2 days`.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "Less than a second".to_owned(),
+        1 => "1 second".to_owned(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".to_owned(),
+        120..=3599 => format!("{} minutes", s / 60),
+        3600..=7199 => "About an hour".to_owned(),
+        7200..=172_799 => format!("{} hours", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_as_docker_s() {
+        let now = humantime::parse_rfc3339("2026-12-03T10:00:00Z").expect("time");
+        let s = |v: Value| status_text(&v, now);
+        assert_eq!(
+            s(json!({"state": "running", "started_at": "2026-12-03T09:57:00Z"})),
+            "Up 3 minutes"
+        );
+        assert_eq!(
+            s(
+                json!({"state": "exited", "exit_status": 3, "exit_reason": "exited",
+                     "exited_at": "2026-12-03T09:59:50Z"})
+            ),
+            "Exited (3) 10 seconds ago"
+        );
+        assert_eq!(
+            s(
+                json!({"state": "stopped", "exit_status": 255, "exit_reason": "lost",
+                     "exited_at": "2026-12-03T08:00:00Z"})
+            ),
+            "Exited (255) 2 hours ago, status lost"
+        );
+        assert_eq!(s(json!({"state": "none"})), "Created");
+        assert_eq!(s(json!({"state": "created"})), "Created");
+        assert!(live("paused") && !live("stopped") && !live("exited") && !live("none"));
+    }
+
+    #[test]
+    fn commands_come_from_the_spec_and_are_cut() {
+        let c =
+            json!({"spec": {"process": {"args": ["sh", "-c", "while true; do echo tick; done"]}}});
+        assert_eq!(command(&c), "sh -c while true; do echo tick; done");
+        assert_eq!(quoted(&command(&c)), "\"sh -c while true; do…\"");
+        assert_eq!(quoted("true"), "\"true\"");
+        assert_eq!(human(Duration::from_secs(90)), "About a minute");
+        assert_eq!(human(Duration::from_secs(3 * 86_400)), "3 days");
+    }
+}

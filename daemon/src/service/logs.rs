@@ -1,0 +1,328 @@
+//! Container logs: where each container's log lives (`<root>/logs/<ns>/<id>/task.log`, kept
+//! across tasks and reboots, removed with the container), the copy each task's output gets
+//! unless its caller passes its own stdio, and reading it back, once or following it.
+//!
+//! Followers never touch a task's pipes: the copy thread writes the file and bumps a
+//! per-container [`watch`] that followers wait on, so a slow or stopped follower costs the
+//! task nothing and berthd no memory; one that falls behind by more than the rotated files
+//! hold misses what was rotated away, as with docker's json-file driver.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use schema::{LogBatch, LogEntry, LogsParams};
+use tokio::sync::watch;
+
+use super::{check_id, Error, Result};
+use crate::runtime::logfile::{self, Copier, Cursor, Entry, Limits, LogFile, Stream};
+use crate::store::{self, Store};
+
+/// Text bytes one `containers.logs` reply carries at most.
+const REPLY_BYTES: usize = 4 << 20;
+/// Text bytes one `logs.subscribe` notification carries at most.
+pub const BATCH_BYTES: usize = 64 << 10;
+
+type Key = (String, String);
+
+/// Whether a container's log is being written, and a counter bumped after each write.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Activity {
+    pub writes: u64,
+    pub active: bool,
+}
+
+/// The log service; cheap to clone.
+#[derive(Clone)]
+pub struct Logs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    dir: PathBuf,
+    limits: Limits,
+    feeds: Mutex<HashMap<Key, watch::Sender<Activity>>>,
+}
+
+/// What a reader asked for, checked.
+#[derive(Clone)]
+struct Query {
+    stream: Option<Stream>,
+    since: Option<String>,
+    tail: Option<u64>,
+}
+
+impl Query {
+    fn matches(&self, e: &Entry) -> bool {
+        self.stream.is_none_or(|s| s == e.stream)
+            && self.since.as_deref().is_none_or(|t| e.time.as_str() >= t)
+    }
+}
+
+fn wire(e: Entry) -> LogEntry {
+    LogEntry {
+        time: e.time,
+        stream: e.stream.as_str().to_owned(),
+        partial: e.partial,
+        text: e.text,
+    }
+}
+
+impl Logs {
+    pub fn new(store: Store, root: &Path, limits: Limits) -> Logs {
+        Logs {
+            inner: Arc::new(Inner {
+                store,
+                dir: root.join("logs"),
+                limits,
+                feeds: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The newest file of container `id`'s log.
+    pub fn path(&self, ns: &str, id: &str) -> PathBuf {
+        self.inner.dir.join(ns).join(id).join("task.log")
+    }
+
+    fn feed(&self, ns: &str, id: &str) -> watch::Sender<Activity> {
+        let mut feeds = self
+            .inner
+            .feeds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        feeds
+            .entry((ns.to_owned(), id.to_owned()))
+            .or_insert_with(|| watch::channel(Activity::default()).0)
+            .clone()
+    }
+
+    /// Copies a task's output `sources` into container `id`'s log until they end.
+    pub fn start(&self, ns: &str, id: &str, sources: Vec<(Stream, OwnedFd)>) -> Result<Copier> {
+        let path = self.path(ns, id);
+        let file = LogFile::open(&path, self.inner.limits)
+            .map_err(|e| Error::failure(format!("opening the log {}", path.display()), &e))?;
+        let feed = self.feed(ns, id);
+        feed.send_modify(|a| a.active = true);
+        let notify: logfile::Notify = Arc::new(move |end| {
+            feed.send_modify(|a| {
+                a.writes += 1;
+                a.active &= !end;
+            })
+        });
+        logfile::start(sources, Arc::new(Mutex::new(file)), notify)
+            .map_err(|e| Error::failure("starting the log copy", &e))
+    }
+
+    /// Removes container `id`'s log (all its files).
+    pub fn remove(&self, ns: &str, id: &str) {
+        self.inner
+            .feeds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(ns.to_owned(), id.to_owned()));
+        let dir = self.inner.dir.join(ns).join(id);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(path = %dir.display(), error = %e, "log not removed");
+            }
+            _ => {}
+        }
+    }
+
+    /// Removes the logs of containers that no longer exist (one deleted while berthd was
+    /// killed between its row and its files).
+    pub fn sweep(&self) -> Result<()> {
+        for ns in dir_names(&self.inner.dir) {
+            for id in dir_names(&self.inner.dir.join(&ns)) {
+                let exists = self
+                    .inner
+                    .store
+                    .read(|c| Ok(store::containers::get(c, &ns, &id).is_ok()))?;
+                if !exists {
+                    tracing::info!(namespace = %ns, container = %id, "removing the log of a deleted container");
+                    self.remove(&ns, &id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn query(&self, p: &LogsParams) -> Result<Query> {
+        check_id("namespace", &p.namespace)?;
+        check_id("container id", &p.id)?;
+        let (ns, id) = (p.namespace.as_str(), p.id.as_str());
+        self.inner
+            .store
+            .read(|c| store::containers::get(c, ns, id))?;
+        let stream = match p.stream.as_deref() {
+            None | Some("") => None,
+            Some("stdout") => Some(Stream::Stdout),
+            Some("stderr") => Some(Stream::Stderr),
+            Some(other) => {
+                return Err(Error::InvalidArgument(format!(
+                    "stream {other:?} is neither \"stdout\" nor \"stderr\""
+                )))
+            }
+        };
+        let since = match p.since.as_deref() {
+            None | Some("") => None,
+            Some(t) => {
+                let at = humantime::parse_rfc3339_weak(t).map_err(|e| {
+                    Error::InvalidArgument(format!("since {t:?} is not an RFC 3339 time: {e}"))
+                })?;
+                // Entries carry fixed-width UTC times, so they compare as strings.
+                Some(humantime::format_rfc3339_nanos(at).to_string())
+            }
+        };
+        Ok(Query {
+            stream,
+            since,
+            tail: p.tail,
+        })
+    }
+
+    /// `containers.logs`: what the log holds now, bounded in size.
+    pub async fn read(&self, p: &LogsParams) -> Result<LogBatch> {
+        if p.follow {
+            return Err(Error::InvalidArgument(
+                "containers.logs does not follow; subscribe with logs.subscribe".into(),
+            ));
+        }
+        let query = self.query(p)?;
+        let cursor = Cursor::new(&self.path(&p.namespace, &p.id), self.inner.limits);
+        blocking(move || {
+            let mut cursor = cursor;
+            let (entries, truncated) = collect(&mut cursor, &query, REPLY_BYTES)?;
+            Ok(LogBatch {
+                entries: entries.into_iter().map(wire).collect(),
+                truncated,
+                end: false,
+            })
+        })
+        .await
+    }
+
+    /// `logs.subscribe`: a reader positioned per `p`, and the entries before that position
+    /// that `p` asks for.
+    pub async fn follow(&self, p: &LogsParams) -> Result<Follower> {
+        let query = self.query(p)?;
+        let feed = self.feed(&p.namespace, &p.id).subscribe();
+        let cursor = Cursor::new(&self.path(&p.namespace, &p.id), self.inner.limits);
+        let mut follower = Follower {
+            cursor,
+            query,
+            feed,
+            backlog: VecDeque::new(),
+        };
+        if follower.query.tail.is_some() {
+            follower.feed.borrow_and_update();
+            follower = blocking(move || {
+                let mut f = follower;
+                let (entries, _) = collect(&mut f.cursor, &f.query, usize::MAX)?;
+                f.backlog = entries;
+                // The tail is taken; from here on, everything new.
+                f.query.tail = None;
+                Ok(f)
+            })
+            .await?;
+        }
+        Ok(follower)
+    }
+}
+
+/// Reads `cursor` to its current end: the matching entries (the last `tail` of them when
+/// asked), at most `bound` text bytes, and whether more matched.
+fn collect(cursor: &mut Cursor, q: &Query, bound: usize) -> Result<(VecDeque<Entry>, bool)> {
+    let mut out = VecDeque::new();
+    let (mut bytes, mut truncated) = (0usize, false);
+    while let Some(e) = cursor
+        .next_entry()
+        .map_err(|e| Error::failure("reading a log", &e))?
+    {
+        if !q.matches(&e) {
+            continue;
+        }
+        bytes += e.text.len();
+        out.push_back(e);
+        if q.tail.is_some_and(|n| out.len() as u64 > n) {
+            if let Some(old) = out.pop_front() {
+                bytes -= old.text.len();
+            }
+        }
+        if bytes > bound {
+            if q.tail.is_none() {
+                out.pop_back();
+                return Ok((out, true));
+            }
+            while bytes > bound {
+                let Some(old) = out.pop_front() else { break };
+                bytes -= old.text.len();
+            }
+            truncated = true;
+        }
+    }
+    Ok((out, truncated))
+}
+
+/// A reader of one log that waits for more; see [`Logs::follow`].
+pub struct Follower {
+    cursor: Cursor,
+    query: Query,
+    feed: watch::Receiver<Activity>,
+    backlog: VecDeque<Entry>,
+}
+
+impl Follower {
+    /// The next entries, at most about [`BATCH_BYTES`] of text; empty once the log has
+    /// nothing more now. `still_written` says whether a task was writing the log when the
+    /// read began (if not, an empty batch means the end).
+    pub async fn batch(self) -> Result<(Follower, Vec<LogEntry>, bool)> {
+        let mut f = self;
+        let active = f.feed.borrow_and_update().active;
+        blocking(move || {
+            let mut out = Vec::new();
+            let mut bytes = 0;
+            while bytes < BATCH_BYTES {
+                let next = match f.backlog.pop_front() {
+                    Some(e) => Some(e),
+                    None => f
+                        .cursor
+                        .next_entry()
+                        .map_err(|e| Error::failure("reading a log", &e))?,
+                };
+                let Some(e) = next else { break };
+                if f.query.matches(&e) {
+                    bytes += e.text.len();
+                    out.push(wire(e));
+                }
+            }
+            Ok((f, out, active))
+        })
+        .await
+    }
+
+    /// Waits until the log is written again, its writer ends, or the container's feed is
+    /// gone (it was deleted; the next batch then ends the stream).
+    pub async fn changed(&mut self) {
+        let _ = self.feed.changed().await;
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("log reader: {e}")))?
+}
+
+fn dir_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
+}
