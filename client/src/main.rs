@@ -14,8 +14,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
 use cmd::{
-    call, containers, content, events, images, leases, logs, namespaces, ps, run, snapshots,
-    system, tasks, Ctx,
+    call, containers, content, events, images, leases, lifecycle, logs, namespaces, ps, run,
+    snapshots, system, tasks, Ctx,
 };
 
 const DEFAULT_SOCKET: &str = "/run/berth/berthd.sock";
@@ -54,6 +54,14 @@ enum Command {
     Containers(containers::Command),
     /// Run a container: create it, run its task attached, exit with its status
     Run(run::RunArgs),
+    /// Start a new task for existing containers (detached and logged; -a to attach)
+    Start(lifecycle::StartArgs),
+    /// Stop containers' tasks: the image's STOPSIGNAL (or SIGTERM), SIGKILL after -t SECS
+    Stop(lifecycle::StopArgs),
+    /// Stop, then start again with a new task
+    Restart(lifecycle::StopArgs),
+    /// Remove containers (-f: kill and delete a running task first)
+    Rm(lifecycle::RmArgs),
     /// List containers with their task's status (-a: also those that exited or never ran)
     Ps(ps::PsArgs),
     /// Print a container's log (its output when run detached), or follow it with -f
@@ -116,6 +124,10 @@ fn main() -> ExitCode {
         Command::Events(args) => events::run(&ctx, args),
         Command::Logs(args) => logs::run(&ctx, args),
         Command::Ps(args) => ps::run(&ctx, args),
+        Command::Start(args) => return exit_with(lifecycle::start(&ctx, args)),
+        Command::Stop(args) => lifecycle::stop(&ctx, args),
+        Command::Restart(args) => lifecycle::restart(&ctx, args),
+        Command::Rm(args) => lifecycle::rm(&ctx, args),
         Command::Version => system::version(&ctx),
         Command::Info => system::info(&ctx),
         Command::Call(args) => call::run(&ctx, args),

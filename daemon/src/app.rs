@@ -132,6 +132,33 @@ impl App {
         })
     }
 
+    /// Removes each `auto_remove` task once its exit is stored, and its container (with its
+    /// snapshot): `run --rm -d` needs no client to stay connected.
+    pub fn start_auto_remove(&self) {
+        let Some(mut removals) = self.tasks.take_removals() else {
+            return;
+        };
+        let (tasks, containers) = (self.tasks.clone(), self.containers.clone());
+        tokio::spawn(async move {
+            while let Some((ns, id)) = removals.recv().await {
+                match tasks.delete(&ns, &id, true).await {
+                    Ok(_) | Err(crate::service::Error::NotFound(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(namespace = %ns, container = %id, error = %e,
+                            "auto-remove: the task is not deleted");
+                        continue;
+                    }
+                }
+                match containers.delete(ns.clone(), id.clone(), false).await {
+                    Ok(_) => tracing::info!(namespace = %ns, container = %id, "auto-removed"),
+                    Err(crate::service::Error::NotFound(_)) => {}
+                    Err(e) => tracing::warn!(namespace = %ns, container = %id, error = %e,
+                        "auto-remove: the container is not deleted"),
+                }
+            }
+        });
+    }
+
     pub fn version(&self) -> Value {
         json!({
             "version": env!("CARGO_PKG_VERSION"),

@@ -191,6 +191,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         .recover(host_restarted)
         .await
         .map_err(DaemonError::Recover)?;
+    app.start_auto_remove();
     if let Err(e) = app.logs.sweep() {
         tracing::warn!(error = %e, "logs of deleted containers not swept");
     }

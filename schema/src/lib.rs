@@ -22,5 +22,9 @@ pub const OPENRPC: &str = include_str!("../openrpc.json");
 /// The API version string reported by `system.version`.
 pub const API_VERSION: &str = "v1";
 
+/// The label `containers.create` sets from an image's STOPSIGNAL (containerd's name), read
+/// by `berth stop`.
+pub const STOP_SIGNAL_LABEL: &str = "io.containerd.image.config.stop-signal";
+
 /// The namespace used when a request does not name one.
 pub const DEFAULT_NAMESPACE: &str = "default";

@@ -171,6 +171,10 @@ pub struct TaskCreateParams {
     pub stderr: String,
     #[serde(default)]
     pub terminal: bool,
+    /// Delete the task and the container (with its snapshot) once the task exits, whether
+    /// or not a client is connected (`run --rm -d`; berth extension).
+    #[serde(default)]
+    pub auto_remove: bool,
 }
 
 /// Methods addressing one process: start, get, wait, close_io, delete_process.

@@ -158,7 +158,9 @@ methods = [
       **{"x-notification": "events.event", "x-unsubscribe": "events.unsubscribe"}),
     m("tasks.create", "Creates the container's task (runc create; rootfs mounted).",
       [p("container_id", STR, True), p("stdin", STR), p("stdout", STR), p("stderr", STR),
-       p("terminal", BOOL)],
+       p("terminal", BOOL),
+       p("auto_remove", BOOL, description="delete the task and the container once it exits "
+                                          "(berth extension)")],
       S("object", properties={"container_id": STR, "pid": INT}),
       ["not_found", "already_exists", "failed_precondition"]),
     m("tasks.start", "Starts the task's init, or an exec process.",

@@ -132,3 +132,147 @@ fn the_last_exit_stays_on_the_container_and_ps_shows_it() {
     }
     assert_clean(&d, &[ended, up, idle]);
 }
+
+fn state(d: &TestDaemon, id: &str) -> Value {
+    statuses(d).remove(id).unwrap_or(Value::Null)
+}
+
+fn log_text(d: &TestDaemon, id: &str) -> String {
+    stdout(&berth_out(d, &["logs", id], b""))
+}
+
+/// Polls `cond` until it holds, failing at the deadline.
+fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "{what} within 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A shell loop that says when it is ready and reacts to signals only as told.
+fn looping(on_term: &str) -> String {
+    format!("trap '{on_term}' TERM; trap 'echo got USR1; exit 7' USR1; echo ready; while true; do sleep 0.1; done")
+}
+
+#[test]
+fn stop_start_restart_and_rm_work_as_docker_s() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let (polite, stubborn, labelled) =
+        (unique_id("polite"), unique_id("stubborn"), unique_id("sig"));
+    let _c = Cleanup {
+        d: &d,
+        ids: vec![polite.clone(), stubborn.clone(), labelled.clone()],
+    };
+    let r = rootfs.arg();
+    let label = format!("{}=SIGUSR1", schema_label());
+    for (id, script, extra) in [
+        (&polite, looping("echo got TERM; exit 0"), None),
+        (&stubborn, looping(""), None),
+        (&labelled, looping(""), Some(label.as_str())),
+    ] {
+        let mut args = vec!["run", "-d"];
+        if let Some(l) = extra {
+            args.extend(["--label", l]);
+        }
+        args.extend(["--rootfs", &r, id, "sh", "-c", &script]);
+        let out = berth_out(&d, &args, b"");
+        assert!(out.status.success(), "{out:?}");
+        until("the loop is ready", || log_text(&d, id).contains("ready"));
+    }
+
+    let out = berth_out(&d, &["stop", "-t", "30", &polite], b"");
+    assert_eq!(stdout(&out), format!("{polite}\n"), "{out:?}");
+    assert_eq!(state(&d, &polite)["exit_status"], 0, "SIGTERM was handled");
+    assert!(log_text(&d, &polite).contains("got TERM"));
+    // SIGTERM ignored: SIGKILL after the timeout.
+    let out = berth_out(&d, &["stop", "-t", "1", &stubborn], b"");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(state(&d, &stubborn)["exit_status"], 137);
+    // The image's STOPSIGNAL label wins over SIGTERM.
+    let out = berth_out(&d, &["stop", "-t", "30", &labelled], b"");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(state(&d, &labelled)["exit_status"], 7);
+    assert!(log_text(&d, &labelled).contains("got USR1"));
+    // Stopping what is stopped is fine, as docker's.
+    assert!(berth_out(&d, &["stop", &polite], b"").status.success());
+
+    // start: a new task on the same container, its output appended to the same log.
+    let out = berth_out(&d, &["start", &polite], b"");
+    assert_eq!(stdout(&out), format!("{polite}\n"), "{out:?}");
+    assert_eq!(state(&d, &polite)["state"], "running");
+    until("the second task is ready", || {
+        log_text(&d, &polite).matches("ready").count() == 2
+    });
+    let pid = state(&d, &polite)["pid"].clone();
+    let out = berth_out(&d, &["restart", "-t", "30", &polite], b"");
+    assert!(out.status.success(), "{out:?}");
+    let now = state(&d, &polite);
+    assert_eq!(now["state"], "running");
+    assert_ne!(now["pid"], pid, "a new task");
+
+    // rm refuses a running task without -f, naming the way out; -f removes it.
+    let out = berth_out(&d, &["rm", &polite], b"");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("-f"),
+        "{out:?}"
+    );
+    assert_eq!(state(&d, &polite)["state"], "running");
+    let out = berth_out(&d, &["rm", "-f", &polite, &stubborn, &labelled], b"");
+    assert!(out.status.success(), "{out:?}");
+    let left = statuses(&d);
+    for id in [&polite, &stubborn, &labelled] {
+        assert!(!left.contains_key(id.as_str()), "{id} removed");
+    }
+    assert_clean(&d, &[polite.clone(), stubborn.clone(), labelled.clone()]);
+}
+
+fn schema_label() -> &'static str {
+    "io.containerd.image.config.stop-signal"
+}
+
+#[test]
+fn run_rm_detached_is_removed_by_berthd_even_when_it_exits_during_a_crash() {
+    let (mut d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let (quick, gated) = (unique_id("rmd"), unique_id("rmcrash"));
+    let gate = tempfile::Builder::new()
+        .prefix("berth-gate-")
+        .tempdir_in("/tmp")
+        .expect("gate");
+    let r = rootfs.arg();
+    let out = berth_out(
+        &d,
+        &["run", "--rm", "-d", "--rootfs", &r, &quick, "echo", "bye"],
+        b"",
+    );
+    assert_eq!(stdout(&out), format!("{quick}\n"), "{out:?}");
+    until("the exited --rm -d container is removed", || {
+        !statuses(&d).contains_key(quick.as_str())
+    });
+    assert!(!d.root().join("logs/default").join(&quick).exists());
+
+    let volume = format!("{}:/data", gate.path().display());
+    let script = "while [ ! -e /data/go ]; do sleep 0.05; done";
+    let out = berth_out(
+        &d,
+        &[
+            "run", "--rm", "-d", "-v", &volume, "--rootfs", &r, &gated, "sh", "-c", script,
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(state(&d, &gated)["state"], "running");
+    d.kill9();
+    std::fs::write(gate.path().join("go"), "").expect("open the gate");
+    d.restart();
+    let _c = Cleanup {
+        d: &d,
+        ids: vec![gated.clone()],
+    };
+    until(
+        "the container whose task exited during the crash is removed",
+        || !statuses(&d).contains_key(gated.as_str()),
+    );
+    assert_clean(&d, &[quick, gated]);
+}

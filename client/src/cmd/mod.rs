@@ -8,6 +8,7 @@ pub mod content;
 pub mod events;
 pub mod images;
 pub mod leases;
+pub mod lifecycle;
 pub mod logs;
 pub mod namespaces;
 pub mod process;

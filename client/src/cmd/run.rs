@@ -136,15 +136,13 @@ pub fn create_params(args: &RunArgs) -> anyhow::Result<(String, Value)> {
 
 /// Runs the command; the result is the exit status berth should exit with.
 pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
-    if args.rm && args.detach {
-        // Until berthd removes a container when its task exits, --rm cannot outlive the
-        // client; refusing beats a silently kept container.
-        anyhow::bail!("--rm with --detach is not supported yet: run attached, or remove the container with `berth c rm` after its task exits");
-    }
     let (id, params) = create_params(&args)?;
     let mut client = ctx.connect()?;
     client.call("containers.create", params)?;
-    let status = run_task(ctx, &mut client, &id, args.process.tty, args.detach);
+    let detach = args.detach.then_some(Detached {
+        auto_remove: args.rm,
+    });
+    let status = run_task(ctx, &mut client, &id, args.process.tty, detach);
     if args.rm && !args.detach {
         let removed = client.call("containers.delete", json!({ "id": id }));
         if status.is_ok() {
@@ -154,17 +152,26 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
     status
 }
 
+/// How a detached task is run.
+pub struct Detached {
+    /// berthd removes the task and the container once it exits (`--rm -d`).
+    pub auto_remove: bool,
+}
+
 /// Creates and starts the task of container `id`; attached, waits for it and deletes
-/// the task (ctr's `run` and `tasks start`).
+/// the task (ctr's `run` and `tasks start`); detached, prints the id and returns.
 pub fn run_task(
     ctx: &Ctx,
     client: &mut crate::rpc::Client,
     id: &str,
     tty: bool,
-    detach: bool,
+    detach: Option<Detached>,
 ) -> anyhow::Result<i32> {
-    if detach {
-        let p = json!({ "container_id": id, "terminal": tty });
+    if let Some(d) = detach {
+        let mut p = json!({ "container_id": id, "terminal": tty });
+        if d.auto_remove {
+            p["auto_remove"] = json!(true);
+        }
         client.call("tasks.create", p)?;
         client.call("tasks.start", json!({ "container_id": id }))?;
         println!("{id}");

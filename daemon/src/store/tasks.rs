@@ -29,6 +29,8 @@ pub struct ProcessRow {
     /// The OCI process object of an exec process; `null` for the init.
     pub spec: serde_json::Value,
     pub created_at: String,
+    /// Delete the task and its container once the init's exit is stored.
+    pub auto_remove: bool,
 }
 
 impl ProcessRow {
@@ -51,7 +53,7 @@ impl ProcessRow {
 
 const COLUMNS: &str = "namespace, container_id, exec_id, pid, start_time, status, stdin, stdout, \
                        stderr, terminal, exit_status, exited_at, exit_reason, bundle, runtime, \
-                       spec, created_at";
+                       spec, created_at, auto_remove";
 
 fn bad_column(what: &str, value: &str) -> StoreError {
     StoreError::Sqlite(rusqlite::Error::InvalidColumnType(
@@ -85,6 +87,7 @@ fn from_row(r: &Row<'_>) -> Result<ProcessRow> {
         runtime: r.get(14)?,
         spec: serde_json::from_str(&r.get::<_, String>(15)?)?,
         created_at: r.get(16)?,
+        auto_remove: r.get(17)?,
     })
 }
 
@@ -105,7 +108,7 @@ pub fn insert(tx: &mut Tx<'_>, p: &ProcessRow) -> Result<()> {
         .conn()
         .prepare_cached(&format!(
             "INSERT INTO processes ({COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
         ))?
         .execute(params![
             p.namespace,
@@ -125,6 +128,7 @@ pub fn insert(tx: &mut Tx<'_>, p: &ProcessRow) -> Result<()> {
             p.runtime,
             serde_json::to_string(&p.spec)?,
             p.created_at,
+            p.auto_remove,
         ]);
     match res {
         Err(e) if is_unique_violation(&e) => {

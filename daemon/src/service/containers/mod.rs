@@ -100,6 +100,15 @@ impl Containers {
                             other => other,
                         })?;
                 let spec = image_spec(&input, &rootfs, spec_options)?;
+                // containerd's label for the image's STOPSIGNAL, which `berth stop` sends.
+                if let Some(sig) = rootfs.config["config"]["StopSignal"].as_str() {
+                    if !sig.is_empty() {
+                        input
+                            .labels
+                            .entry(schema::STOP_SIGNAL_LABEL.to_owned())
+                            .or_insert_with(|| sig.to_owned());
+                    }
+                }
                 input.snapshotter = sn.name().to_owned();
                 if input.snapshot_key.is_empty() {
                     input.snapshot_key.clone_from(&input.id);

@@ -64,6 +64,7 @@ pub(super) async fn create(inner: &Arc<Inner>, p: TaskCreateParams) -> Result<Pr
         runtime: container.runtime.name.clone(),
         spec: Value::Null,
         created_at: store::now(),
+        auto_remove: p.auto_remove,
     };
     let inserted = inner
         .store

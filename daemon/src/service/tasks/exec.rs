@@ -65,6 +65,7 @@ pub(super) async fn exec(inner: &Arc<Inner>, p: TaskExecParams) -> Result<()> {
         runtime: init.runtime.clone(),
         spec: p.process.clone(),
         created_at: store::now(),
+        auto_remove: false,
     };
     inner
         .store

@@ -61,6 +61,10 @@ struct Inner {
     rootfs: Arc<dyn RootfsSource>,
     logs: Logs,
     live: Registry,
+    /// Tasks created with `auto_remove` whose init's exit is stored: their removal (task and
+    /// container) is the App's, which owns both services.
+    removals: tokio::sync::mpsc::UnboundedSender<(String, String)>,
+    removals_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>>,
 }
 
 impl Tasks {
@@ -73,6 +77,7 @@ impl Tasks {
         rootfs: Arc<dyn RootfsSource>,
         logs: Logs,
     ) -> Tasks {
+        let (removals, removals_rx) = tokio::sync::mpsc::unbounded_channel();
         Tasks {
             inner: Arc::new(Inner {
                 store,
@@ -83,8 +88,20 @@ impl Tasks {
                 rootfs,
                 logs,
                 live: Registry::default(),
+                removals,
+                removals_rx: std::sync::Mutex::new(Some(removals_rx)),
             }),
         }
+    }
+
+    /// The (namespace, container id) of each `auto_remove` task whose exit is stored, for
+    /// the one caller that removes them; `None` after the first call.
+    pub fn take_removals(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>> {
+        self.inner
+            .removals_rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     pub async fn create(&self, p: schema::TaskCreateParams) -> Result<Process> {

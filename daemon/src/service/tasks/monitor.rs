@@ -108,6 +108,9 @@ pub(super) async fn record(
             if let Some(info) = super::exit_info(&row) {
                 task.process(exec_id, |p| p.exit.send_replace(Some(info)));
             }
+            if row.auto_remove && exec_id.is_empty() {
+                let _ = inner.removals.send((task.ns.clone(), task.id.clone()));
+            }
             true
         }
         Err(e) => {

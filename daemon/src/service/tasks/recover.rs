@@ -90,6 +90,10 @@ pub(super) async fn recover(inner: &Arc<Inner>, host_restarted: bool) -> Result<
         let execs = rows
             .iter()
             .filter(|r| !r.exec_id.is_empty() && r.namespace == ns && r.container_id == id);
+        if row.auto_remove && row.exit_status.is_some() {
+            // Its exit was stored before the crash, its removal not done.
+            let _ = inner.removals.send((ns.to_owned(), id.to_owned()));
+        }
         for process in std::iter::once(row).chain(execs) {
             task.with_process(&process.exec_id, |_| ());
             if process.exit_status.is_some() || process.pid == 0 {
