@@ -14,8 +14,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
 use cmd::{
-    call, containers, content, events, images, leases, lifecycle, logs, namespaces, ps, run,
-    snapshots, system, tasks, Ctx,
+    attach, call, containers, content, events, images, leases, lifecycle, logs, namespaces, ps,
+    run, snapshots, system, tasks, Ctx,
 };
 
 const DEFAULT_SOCKET: &str = "/run/berth/berthd.sock";
@@ -54,6 +54,9 @@ enum Command {
     Containers(containers::Command),
     /// Run a container: create it, run its task attached, exit with its status
     Run(run::RunArgs),
+    /// Attach to a running task: its output (a terminal's last screen first), its input,
+    /// until it exits or the detach keys (Ctrl-P Ctrl-Q) leave it running
+    Attach(attach::AttachArgs),
     /// Start a new task for existing containers (detached and logged; -a to attach)
     Start(lifecycle::StartArgs),
     /// Stop containers' tasks: the image's STOPSIGNAL (or SIGTERM), SIGKILL after -t SECS
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => logs::run(&ctx, args),
         Command::Ps(args) => ps::run(&ctx, args),
         Command::Start(args) => return exit_with(lifecycle::start(&ctx, args)),
+        Command::Attach(args) => return exit_with(attach::run(&ctx, args)),
         Command::Stop(args) => lifecycle::stop(&ctx, args),
         Command::Restart(args) => lifecycle::restart(&ctx, args),
         Command::Rm(args) => lifecycle::rm(&ctx, args),

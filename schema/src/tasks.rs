@@ -272,6 +272,20 @@ pub struct TaskResizeParams {
     pub height: u16,
 }
 
+/// `tasks.write_stdin`: bytes for a process's terminal or its open stdin (berth extension;
+/// `berth attach` sends keystrokes with it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskWriteStdinParams {
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    pub container_id: String,
+    #[serde(default)]
+    pub exec_id: String,
+    /// The bytes, base64 (standard alphabet, padded); at most 64 KiB once decoded.
+    pub data: String,
+}
+
 /// What `tasks.wait`, `tasks.delete` and `tasks.delete_process` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExitInfo {

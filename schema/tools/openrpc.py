@@ -166,6 +166,13 @@ methods = [
     m("tasks.start", "Starts the task's init, or an exec process.",
       [p("container_id", STR, True), p("exec_id", STR)],
       S("object", properties={"pid": INT}), ["not_found", "failed_precondition"]),
+    m("tasks.write_stdin", "Writes bytes to a process's terminal, or to its stdin FIFO while "
+      "berthd holds it open (berth extension; berth attach sends keys with it). Waits at most "
+      "5 s for room (resource_exhausted).",
+      [p("container_id", STR, True), p("exec_id", STR),
+       p("data", STR, True, description="base64, at most 64 KiB decoded")],
+      S("object", properties={"written": INT}),
+      ["not_found", "invalid_argument", "failed_precondition", "resource_exhausted"]),
     m("tasks.get", "One process of a task.", [p("container_id", STR, True), p("exec_id", STR)],
       S("object", properties={"process": REF("Process")}), ["not_found"]),
     m("tasks.list", "Tasks (their init processes), filtered on status, pid, ...",

@@ -591,12 +591,6 @@ fn run_detached_prints_the_container_id() {
     let out = berth_out(&d, &["run", "-d", "--rootfs", &r, &id, "true"], b"");
     assert!(out.status.success(), "{out:?}");
     assert_eq!(stdout(&out), format!("{id}\n"));
-    let out = berth_out(
-        &d,
-        &["run", "--rm", "-d", "--rootfs", &r, "x3", "true"],
-        b"",
-    );
-    assert_eq!(out.status.code(), Some(125), "--rm -d is refused: {out:?}");
     d.rpc_ok("tasks.wait", json!({"container_id": id}));
     drop(_cleanup);
     assert_clean(&d, &[id]);

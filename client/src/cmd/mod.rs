@@ -2,6 +2,7 @@
 //! translation of those arguments into method params (pure functions, unit-tested), and
 //! printing the results. The connection itself comes from [`Ctx`].
 
+pub mod attach;
 pub mod call;
 pub mod containers;
 pub mod content;

@@ -193,6 +193,52 @@ pub fn resize(master: BorrowedFd<'_>, width: u16, height: u16) -> Result<(), Con
         })
 }
 
+/// Pieces written after each wait for room: small enough that a blocking fd (a pty master
+/// or a FIFO shared with copy threads, so its flags stay as they are) always takes them
+/// whole once poll says it is writable.
+const WRITE_PIECE: usize = 512;
+
+/// Writes all of `data` to `fd` (a terminal's master or a stdin FIFO), waiting at most
+/// `limit` in all for the reader to make room; `TimedOut` if it does not.
+pub fn write_within(fd: &OwnedFd, data: &[u8], limit: Duration) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut rest = data;
+    while !rest.is_empty() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd for the call's duration.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if rc == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no room for input within {limit:?}"),
+            ));
+        }
+        if pfd.revents & (libc::POLLERR | libc::POLLHUP) != 0 && pfd.revents & libc::POLLOUT == 0 {
+            return Err(io::Error::from(io::ErrorKind::BrokenPipe));
+        }
+        let piece = &rest[..rest.len().min(WRITE_PIECE)];
+        match nix::unistd::write(fd, piece) {
+            Ok(n) => rest = &rest[n..],
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

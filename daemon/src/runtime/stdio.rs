@@ -91,6 +91,11 @@ impl StdioKeepers {
         out
     }
 
+    /// A duplicate of the writer of the process's stdin FIFO, while it is open.
+    pub fn stdin_writer(&self) -> Option<OwnedFd> {
+        self.stdin_writer.as_ref().and_then(|w| w.try_clone().ok())
+    }
+
     /// How many FIFO ends are held (for tests and diagnostics).
     pub fn len(&self) -> usize {
         self.output_readers.len() + usize::from(self.stdin_writer.is_some())

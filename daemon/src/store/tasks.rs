@@ -290,15 +290,16 @@ pub fn task_exists(conn: &Connection, ns: &str, container_id: &str) -> Result<bo
         .is_some())
 }
 
-/// created -> running with its identity; records `/tasks/start` or `/tasks/exec-started`.
-/// A process that already exited stays stopped (the exit was recorded first).
+/// created -> running with its identity (pid, start time) and when it was started;
+/// records `/tasks/start` or `/tasks/exec-started`. A process that already exited stays
+/// stopped (the exit was recorded first).
 pub fn set_started(
     tx: &mut Tx<'_>,
     ns: &str,
     container_id: &str,
     exec_id: &str,
-    pid: i64,
-    start_time: u64,
+    (pid, start_time): (i64, u64),
+    started_at: &str,
 ) -> Result<()> {
     tx.conn()
         .prepare_cached(
@@ -311,7 +312,7 @@ pub fn set_started(
             exec_id,
             pid,
             start_time as i64,
-            super::now()
+            started_at
         ])?;
     if exec_id.is_empty() {
         tx.emit(

@@ -28,8 +28,9 @@ pub enum Command {
         tty: bool,
         id: String,
     },
-    /// Attach to a running task's stdio FIFOs and wait for it
-    Attach { id: String },
+    /// Attach to a running task (as `berth attach`): its output, keys, until it exits or
+    /// Ctrl-P Ctrl-Q detaches
+    Attach(crate::cmd::attach::AttachArgs),
     /// Signal a task (default SIGTERM)
     Kill {
         /// Signal name or number
@@ -107,7 +108,10 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<i32> {
             let detach = detach.then_some(super::run::Detached { auto_remove: false });
             return super::run::run_task(ctx, &mut client, &id, tty, detach);
         }
-        Command::Attach { id } => return attach(ctx, &mut client, &id),
+        Command::Attach(args) => {
+            drop(client);
+            return crate::cmd::attach::run(ctx, args);
+        }
         Command::Kill {
             signal,
             all,
@@ -173,8 +177,14 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// ctr's `tasks attach`: the task's own FIFOs, opened from this side.
-fn attach(ctx: &Ctx, client: &mut crate::rpc::Client, id: &str) -> anyhow::Result<i32> {
+/// ctr's `tasks attach`: the task's own FIFOs, opened from this side; the detach keys end
+/// the session and leave the task running.
+pub fn attach_fifos(
+    ctx: &Ctx,
+    client: &mut crate::rpc::Client,
+    id: &str,
+    keys: Vec<u8>,
+) -> anyhow::Result<i32> {
     let p = client.call("tasks.get", json!({ "container_id": id }))?;
     let process = &p["process"];
     let tty = process["terminal"].as_bool().unwrap_or(false);
@@ -187,7 +197,13 @@ fn attach(ctx: &Ctx, client: &mut crate::rpc::Client, id: &str) -> anyhow::Resul
         container_id: id.to_owned(),
         exec_id: String::new(),
     };
-    attach_and_wait(ctx, client, &target, &fifos, tty, |_| Ok(()))
+    match session::attach_detachable(ctx, client, &target, &fifos, tty, Some(keys), |_| Ok(()))? {
+        Some(status) => Ok(status),
+        None => {
+            eprintln!("berth: detached from {id}; it keeps running");
+            Ok(0)
+        }
+    }
 }
 
 #[derive(clap::Args)]

@@ -139,13 +139,24 @@ impl Target {
     }
 }
 
-/// The terminal's mode before `-t` made it raw; restored on drop.
-struct RawTerminal {
+/// How the user's terminal is set while attached.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum TerminalMode {
+    /// Every key goes to the task's terminal (`-t`).
+    Raw,
+    /// Keys arrive one by one and are not echoed, so a detach sequence works without
+    /// Enter; Ctrl-C still raises SIGINT, which is forwarded (a task without a terminal).
+    Keys,
+}
+
+/// The terminal's mode before attaching changed it; restored on drop.
+pub struct Terminal {
     saved: libc::termios,
 }
 
-impl RawTerminal {
-    fn enter() -> Option<RawTerminal> {
+impl Terminal {
+    /// `None` when stdin is not a terminal (nothing to change or restore).
+    pub fn enter(mode: TerminalMode) -> Option<Terminal> {
         // SAFETY: isatty/tcgetattr/tcsetattr on fd 0 with a properly sized termios.
         unsafe {
             if libc::isatty(0) != 1 {
@@ -155,15 +166,24 @@ impl RawTerminal {
             if libc::tcgetattr(0, &mut saved) != 0 {
                 return None;
             }
-            let mut raw = saved;
-            libc::cfmakeraw(&mut raw);
-            libc::tcsetattr(0, libc::TCSANOW, &raw);
-            Some(RawTerminal { saved })
+            let mut set = saved;
+            match mode {
+                TerminalMode::Raw => libc::cfmakeraw(&mut set),
+                TerminalMode::Keys => {
+                    // IXON would swallow Ctrl-Q (XON), IEXTEN Ctrl-V and Ctrl-O.
+                    set.c_lflag &= !(libc::ICANON | libc::ECHO | libc::IEXTEN);
+                    set.c_iflag &= !libc::IXON;
+                    set.c_cc[libc::VMIN] = 1;
+                    set.c_cc[libc::VTIME] = 0;
+                }
+            }
+            libc::tcsetattr(0, libc::TCSANOW, &set);
+            Some(Terminal { saved })
         }
     }
 }
 
-impl Drop for RawTerminal {
+impl Drop for Terminal {
     fn drop(&mut self) {
         // SAFETY: restores the termios read from fd 0 in `enter`.
         unsafe {
@@ -173,7 +193,7 @@ impl Drop for RawTerminal {
 }
 
 /// The size of the user's terminal (columns, rows), if stdin is one.
-fn window_size() -> Option<(u16, u16)> {
+pub fn window_size() -> Option<(u16, u16)> {
     // SAFETY: TIOCGWINSZ writes a winsize into `ws`, which is valid and writable.
     unsafe {
         let mut ws: libc::winsize = std::mem::zeroed();
@@ -184,7 +204,7 @@ fn window_size() -> Option<(u16, u16)> {
 
 /// Blocks the forwarded signals in this thread and every thread it starts afterwards, so
 /// only the signal thread's `sigwait` sees them.
-fn block_signals() -> libc::sigset_t {
+pub fn block_signals() -> libc::sigset_t {
     // SAFETY: sigset operations on a local, zero-initialised set; pthread_sigmask only
     // reads it.
     unsafe {
@@ -198,7 +218,7 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
-fn signal_thread(ctx: &Ctx, target: Target, tty: bool, set: libc::sigset_t) {
+pub fn signal_thread(ctx: &Ctx, target: Target, tty: bool, set: libc::sigset_t) {
     let (socket, ns) = (ctx.socket.clone(), ctx.namespace.clone());
     std::thread::spawn(move || {
         let Ok(mut client) = Client::connect(&socket, &ns) else {
@@ -244,7 +264,21 @@ fn copy_out(mut from: File, to_stderr: bool, done: mpsc::Sender<()>) {
     });
 }
 
-fn copy_in(ctx: &Ctx, target: Target, mut to: File) {
+/// What ends an attached session.
+enum Ended {
+    Exited(Result<Value, crate::rpc::RpcError>),
+    Detached,
+}
+
+/// Copies the user's input to the task's stdin FIFO; with `keys`, the detach sequence
+/// ends the session instead (the task's stdin stays open: berthd holds it).
+fn copy_in(
+    ctx: &Ctx,
+    target: Target,
+    mut to: File,
+    keys: Option<Vec<u8>>,
+    ended: mpsc::Sender<Ended>,
+) {
     let (socket, ns) = (ctx.socket.clone(), ctx.namespace.clone());
     std::thread::spawn(move || {
         // The process may exit (closing the FIFO's reader) while input is still coming:
@@ -257,7 +291,30 @@ fn copy_in(ctx: &Ctx, target: Target, mut to: File) {
             libc::sigaddset(&mut set, libc::SIGPIPE);
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         }
-        let _ = io::copy(&mut io::stdin().lock(), &mut to);
+        let mut detector = keys.map(crate::cmd::attach::Detector::new);
+        let mut buf = [0u8; 8192];
+        let mut stdin = io::stdin().lock();
+        loop {
+            let n = match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut forward = Vec::new();
+            let detached = match detector.as_mut() {
+                Some(d) => d.feed(&buf[..n], &mut forward),
+                None => {
+                    forward.extend_from_slice(&buf[..n]);
+                    false
+                }
+            };
+            if to.write_all(&forward).is_err() {
+                break;
+            }
+            if detached {
+                let _ = ended.send(Ended::Detached);
+                return;
+            }
+        }
         drop(to);
         if let Ok(mut client) = Client::connect(&socket, &ns) {
             let _ = client.call("tasks.close_io", target.params(json!({})));
@@ -266,7 +323,8 @@ fn copy_in(ctx: &Ctx, target: Target, mut to: File) {
 }
 
 /// Attaches to `target`'s FIFOs, runs `start` (tasks.start), and returns the exit status
-/// once the process has exited and its output has been copied.
+/// once the process has exited and its output has been copied; with `detach_keys`, that
+/// sequence on stdin ends the session at once (`None` is returned), the task running on.
 pub fn attach_and_wait(
     ctx: &Ctx,
     client: &mut Client,
@@ -275,6 +333,20 @@ pub fn attach_and_wait(
     tty: bool,
     start: impl FnOnce(&mut Client) -> anyhow::Result<()>,
 ) -> anyhow::Result<i32> {
+    attach_detachable(ctx, client, target, fifos, tty, None, start)?
+        .ok_or_else(|| anyhow::anyhow!("detached"))
+}
+
+/// [`attach_and_wait`] with detach keys: `Ok(None)` when the user detached.
+pub fn attach_detachable(
+    ctx: &Ctx,
+    client: &mut Client,
+    target: &Target,
+    fifos: &Fifos,
+    tty: bool,
+    detach_keys: Option<Vec<u8>>,
+    start: impl FnOnce(&mut Client) -> anyhow::Result<()>,
+) -> anyhow::Result<Option<i32>> {
     let set = block_signals();
     let (out_tx, out_rx) = mpsc::channel();
     let mut outputs = 0;
@@ -290,15 +362,21 @@ pub fn attach_and_wait(
         Some(open_fifo(&fifos.stdin, true)?)
     };
     let (wait_tx, wait_rx) = mpsc::channel();
+    let ended_tx = wait_tx.clone();
     {
         let (socket, ns, target) = (ctx.socket.clone(), ctx.namespace.clone(), target.clone());
         std::thread::spawn(move || {
             let result = Client::connect(&socket, &ns)
                 .and_then(|mut c| c.call("tasks.wait", target.params(json!({}))));
-            let _ = wait_tx.send(result);
+            let _ = wait_tx.send(Ended::Exited(result));
         });
     }
-    let raw = if tty { RawTerminal::enter() } else { None };
+    let mode = match (tty, detach_keys.is_some()) {
+        (true, _) => Some(TerminalMode::Raw),
+        (false, true) => Some(TerminalMode::Keys),
+        (false, false) => None,
+    };
+    let raw = mode.and_then(Terminal::enter);
     signal_thread(ctx, target.clone(), tty, set);
     start(client)?;
     if tty {
@@ -308,11 +386,17 @@ pub fn attach_and_wait(
         }
     }
     if let Some(stdin) = stdin {
-        copy_in(ctx, target.clone(), stdin);
+        copy_in(ctx, target.clone(), stdin, detach_keys, ended_tx);
+    } else if let Some(keys) = detach_keys {
+        watch_keys(keys, ended_tx);
     }
-    let exit = wait_rx
+    let exit = match wait_rx
         .recv()
-        .context("the wait for the task's exit was lost")??;
+        .context("the wait for the task's exit was lost")?
+    {
+        Ended::Exited(r) => r?,
+        Ended::Detached => return Ok(None),
+    };
     let deadline = std::time::Instant::now() + DRAIN;
     for _ in 0..outputs {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -321,5 +405,20 @@ pub fn attach_and_wait(
         }
     }
     drop(raw);
-    Ok(exit["exit_status"].as_i64().unwrap_or(255) as i32)
+    Ok(Some(exit["exit_status"].as_i64().unwrap_or(255) as i32))
+}
+
+/// A task without stdin: the user's keys only matter for the detach sequence.
+fn watch_keys(keys: Vec<u8>, ended: mpsc::Sender<Ended>) {
+    std::thread::spawn(move || {
+        let mut detector = crate::cmd::attach::Detector::new(keys);
+        let mut buf = [0u8; 1024];
+        let mut stdin = io::stdin().lock();
+        while let Ok(n @ 1..) = stdin.read(&mut buf) {
+            if detector.feed(&buf[..n], &mut Vec::new()) {
+                let _ = ended.send(Ended::Detached);
+                return;
+            }
+        }
+    });
 }

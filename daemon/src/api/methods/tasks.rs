@@ -65,6 +65,14 @@ pub(super) fn register(m: &mut Module) {
     );
     method(
         m,
+        "tasks.write_stdin",
+        |app, p: schema::TaskWriteStdinParams| async move {
+            let written = app.tasks.write_stdin(&p).await?;
+            Ok(json!({ "written": written }))
+        },
+    );
+    method(
+        m,
         "tasks.close_io",
         |app, p: TaskProcessParams| async move {
             app.tasks

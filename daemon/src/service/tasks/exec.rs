@@ -105,6 +105,8 @@ pub(super) async fn start(inner: &Arc<Inner>, ns: &str, id: &str, exec_id: &str)
         )?,
     };
     let stdio = (opened, !row.stdin.is_empty());
+    // Before runc: the process may exit (and be reaped) before runc returns.
+    let at = store::now();
     let started = launch(inner, &task, exec_id, row.terminal, stdio, |s, console| {
         let opts = ExecOpts {
             process: process_file.clone(),
@@ -124,7 +126,8 @@ pub(super) async fn start(inner: &Arc<Inner>, ns: &str, id: &str, exec_id: &str)
     inner
         .store
         .write(move |tx| {
-            store::tasks::set_started(tx, &ns2, &id2, &exec2, i64::from(who.pid), who.start)
+            let who = (i64::from(who.pid), who.start);
+            store::tasks::set_started(tx, &ns2, &id2, &exec2, who, &at)
         })
         .await?;
     Ok(i64::from(who.pid))

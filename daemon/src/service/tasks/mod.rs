@@ -40,6 +40,11 @@ use crate::store::{self, tasks::ProcessRow, Store};
 use live::{LiveTask, Registry};
 pub use rootfs::RootfsSource;
 
+/// Most bytes one `tasks.write_stdin` call carries.
+const MAX_STDIN_WRITE: usize = 64 << 10;
+/// How long `tasks.write_stdin` waits for a process that does not read its input.
+const WRITE_STDIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The exit status recorded for a process whose real status cannot be known (the keeper
 /// died, or the host restarted); its `exit_reason` says which.
 pub const UNKNOWN_EXIT_STATUS: i64 = 255;
@@ -245,6 +250,49 @@ impl Tasks {
                 .map_err(|e| Error::FailedPrecondition(format!("{what}: {e}"))),
             None => Ok(()),
         }
+    }
+
+    /// Writes keystrokes (or any bytes) to a process's terminal, or to its stdin FIFO while
+    /// berthd holds it open; waits at most [`WRITE_STDIN_TIMEOUT`] for room.
+    pub async fn write_stdin(&self, p: &schema::TaskWriteStdinParams) -> Result<usize> {
+        use base64::Engine;
+        let (ns, id, exec_id) = (&p.namespace, &p.container_id, &p.exec_id);
+        check(ns, id, exec_id)?;
+        let what = store::tasks::describe(ns, id, exec_id);
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(&p.data)
+            .map_err(|e| Error::InvalidArgument(format!("{what}: data is not base64: {e}")))?;
+        if data.len() > MAX_STDIN_WRITE {
+            return Err(Error::InvalidArgument(format!(
+                "{what}: {} bytes of data; one call takes at most {MAX_STDIN_WRITE}",
+                data.len()
+            )));
+        }
+        let row = self.inner.row(ns, id, exec_id)?;
+        if row.exit_status.is_some() {
+            return Err(Error::FailedPrecondition(format!("{what} has exited")));
+        }
+        let task = self.inner.live_task(ns, id)?;
+        let target = task.process(exec_id, |p| match &p.console {
+            Some(master) => master.try_clone().ok(),
+            None => p.keepers.as_ref().and_then(|k| k.stdin_writer()),
+        });
+        let Some(Some(fd)) = target else {
+            return Err(Error::FailedPrecondition(format!(
+                "{what} has neither a terminal nor an open stdin to write to"
+            )));
+        };
+        let n = data.len();
+        tokio::task::spawn_blocking(move || console::write_within(&fd, &data, WRITE_STDIN_TIMEOUT))
+            .await
+            .map_err(|e| Error::Internal(format!("{what}: {e}")))?
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::TimedOut => {
+                    Error::ResourceExhausted(format!("{what} does not read its input: {e}"))
+                }
+                _ => Error::FailedPrecondition(format!("{what}: writing its input: {e}")),
+            })?;
+        Ok(n)
     }
 
     pub async fn close_io(&self, ns: &str, id: &str, exec_id: &str) -> Result<()> {

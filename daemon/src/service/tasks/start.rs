@@ -19,11 +19,13 @@ pub(super) async fn start(inner: &Arc<Inner>, ns: &str, id: &str) -> Result<i64>
             row.status.wire()
         )));
     }
+    // Before runc: the process may exit (and be reaped) before runc returns.
+    let at = store::now();
     task.runc.start(id).await.map_err(runc_error)?;
     let (ns2, id2, pid, start) = (ns.to_owned(), id.to_owned(), row.pid, row.start_time);
     inner
         .store
-        .write(move |tx| store::tasks::set_started(tx, &ns2, &id2, "", pid, start))
+        .write(move |tx| store::tasks::set_started(tx, &ns2, &id2, "", (pid, start), &at))
         .await?;
     Ok(row.pid)
 }
