@@ -2,7 +2,8 @@
 # Installs the system packages berth and its tests need, if any is missing (Debian/Ubuntu).
 # runc runs tasks; busybox-static builds the test image; socat and curl are the clients the
 # integration tests drive the socket with; umoci and skopeo build and push OCI images;
-# docker-registry is the registry the pull tests push to, htpasswd (apache2-utils) locks it.
+# docker-registry is the registry the pull tests push to, htpasswd (apache2-utils) locks it;
+# tini ships the static init `run --init` mounts.
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -16,6 +17,7 @@ have skopeo || need+=(skopeo)
 have docker-registry || need+=(docker-registry)
 have htpasswd || need+=(apache2-utils)
 have setpriv || need+=(util-linux)
+[ -x /usr/bin/tini-static ] || need+=(tini)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

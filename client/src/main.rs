@@ -5,6 +5,7 @@
 mod args;
 mod cmd;
 mod output;
+mod resources;
 mod rpc;
 
 use std::path::PathBuf;
@@ -53,7 +54,7 @@ enum Command {
     #[command(subcommand, visible_alias = "c")]
     Containers(containers::Command),
     /// Run a container: create it, run its task attached, exit with its status
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Attach to a running task: its output (a terminal's last screen first), its input,
     /// until it exits or the detach keys (Ctrl-P Ctrl-Q) leave it running
     Attach(attach::AttachArgs),
@@ -93,6 +94,7 @@ enum Command {
     Call(call::CallArgs),
     /// Print a shell completion script
     Completion {
+        /// The shell to write the script for
         #[arg(value_enum)]
         shell: Shell,
     },
@@ -116,7 +118,7 @@ fn main() -> ExitCode {
         json: cli.json,
     };
     let outcome = match cli.command {
-        Command::Run(args) => return exit_with(run::run(&ctx, args)),
+        Command::Run(args) => return exit_with(run::run(&ctx, *args)),
         Command::Tasks(command) => return exit_with(tasks::run(&ctx, command)),
         Command::Namespaces(command) => namespaces::run(&ctx, command),
         Command::Containers(command) => containers::run(&ctx, command),
@@ -161,8 +163,24 @@ fn exit_with(outcome: anyhow::Result<i32>) -> ExitCode {
         Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(255)),
         Err(e) => {
             eprintln!("berth: {e:#}");
-            ExitCode::from(BERTH_ERROR)
+            ExitCode::from(failure_status(&e))
         }
+    }
+}
+
+/// docker's statuses for a command that could not run: 127 when it is not found, 126 when
+/// it cannot be executed (berthd says which in `data.reason`); otherwise [`BERTH_ERROR`].
+fn failure_status(e: &anyhow::Error) -> u8 {
+    let reason = e
+        .chain()
+        .find_map(|c| match c.downcast_ref::<rpc::RpcError>() {
+            Some(rpc::RpcError::Daemon { data, .. }) => data["reason"].as_str().map(str::to_owned),
+            _ => None,
+        });
+    match reason.as_deref() {
+        Some("command_not_found") => 127,
+        Some("command_not_executable") => 126,
+        _ => BERTH_ERROR,
     }
 }
 
@@ -183,6 +201,25 @@ mod tests {
     #[test]
     fn command_tree_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every flag and positional of every command says what it is in `--help`.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "berth", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod defaults;
 mod mount;
+mod privileges;
 mod user;
 
 #[cfg(test)]
@@ -18,12 +19,13 @@ mod tests;
 use std::collections::HashMap;
 
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxResourcesBuilder, PosixRlimitBuilder,
-    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    LinuxBuilder, LinuxCapabilitiesBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder,
+    RootBuilder, Spec, SpecBuilder,
 };
 use serde::{Deserialize, Serialize};
 
 pub use mount::parse_mount;
+pub use privileges::{DeviceOption, ALL_CAPABILITIES, INIT_IN_CONTAINER};
 
 /// `root.path` of every spec berth builds or accepts: the bundle's `rootfs` directory,
 /// where the daemon mounts the container's snapshot.
@@ -60,6 +62,21 @@ pub struct SpecOptions {
     pub mounts: Vec<String>,
     /// Defaults to the container id.
     pub hostname: Option<String>,
+    /// Memory limit in bytes (`--memory`); the kernel's OOM killer acts beyond it.
+    pub memory_limit: Option<u64>,
+    /// CPU limit in billionths of a CPU (`--cpus 1.5` is 1500000000), as docker's NanoCpus.
+    pub nano_cpus: Option<u64>,
+    /// Every capability, every device allowed, no masked paths, writable /sys.
+    pub privileged: bool,
+    /// Capabilities added to the default set (`NET_ADMIN` or `CAP_NET_ADMIN`; `ALL`).
+    pub cap_add: Vec<String>,
+    /// Capabilities dropped from it (`ALL` drops every one before `cap_add`).
+    pub cap_drop: Vec<String>,
+    /// Host devices, resolved by the caller.
+    pub devices: Vec<DeviceOption>,
+    /// Host path of a static init (tini) run as PID 1 before the command: it forwards
+    /// signals and reaps zombies.
+    pub init: Option<String>,
 }
 
 /// Contents of the image rootfs's `/etc/passwd` and `/etc/group`, read by the caller;
@@ -91,6 +108,15 @@ pub enum SpecError {
     /// A `--runtime-config` document that is not a runtime spec.
     #[error("runtime config is not a valid OCI runtime spec: {0}")]
     CustomSpec(#[source] serde_json::Error),
+    /// A capability name Linux does not have.
+    #[error("capability \"{0}\" does not exist (e.g. NET_ADMIN or CAP_NET_ADMIN)")]
+    Capability(String),
+    /// A device option that cannot be given.
+    #[error("device \"{path}\": {reason}")]
+    Device { path: String, reason: String },
+    /// A resource limit or the init that cannot be given.
+    #[error("{what}: {reason}")]
+    Resource { what: &'static str, reason: String },
     /// An oci-spec builder refused a value.
     #[error("building the OCI runtime spec: {0}")]
     Build(#[from] oci_spec::OciSpecError),
@@ -132,13 +158,17 @@ pub fn build(
     }
     let env = merge_env(env);
 
-    let mut args = image_list(config.and_then(|c| c.entrypoint().as_ref()));
+    let mut args = Vec::new();
+    if opts.init.is_some() {
+        args.extend([privileges::INIT_IN_CONTAINER.to_owned(), "--".to_owned()]);
+    }
+    args.extend(image_list(config.and_then(|c| c.entrypoint().as_ref())));
     if opts.args.is_empty() {
         args.extend(image_list(config.and_then(|c| c.cmd().as_ref())));
     } else {
         args.extend(opts.args.iter().cloned());
     }
-    if args.is_empty() {
+    if args.len() == usize::from(opts.init.is_some()) * 2 {
         return Err(SpecError::NoArgs {
             id: id.to_owned(),
             image: image_ref.to_owned(),
@@ -161,7 +191,7 @@ pub fn build(
         None => user::root(),
     };
 
-    let caps = defaults::capabilities();
+    let caps = privileges::capabilities(opts)?;
     let process = ProcessBuilder::default()
         .terminal(opts.tty)
         .user(user)
@@ -186,20 +216,34 @@ pub fn build(
         .build()?;
 
     let mut mounts = defaults::mounts()?;
+    if opts.privileged {
+        privileges::writable_sysfs(&mut mounts);
+    }
+    if let Some(init) = non_empty(opts.init.as_ref()) {
+        mounts.push(privileges::init_mount(init)?);
+    }
     for flag in &opts.mounts {
         mounts.push(parse_mount(flag)?);
     }
 
-    let linux = LinuxBuilder::default()
-        .resources(
-            LinuxResourcesBuilder::default()
-                .devices(vec![defaults::deny_all_devices()?])
-                .build()?,
+    let (masked, readonly) = if opts.privileged {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            oci_spec::runtime::get_default_maskedpaths(),
+            oci_spec::runtime::get_default_readonly_paths(),
         )
+    };
+    let mut linux = LinuxBuilder::default()
+        .resources(privileges::resources(opts)?)
         .namespaces(defaults::namespaces(opts.net_host)?)
-        .masked_paths(oci_spec::runtime::get_default_maskedpaths())
-        .readonly_paths(oci_spec::runtime::get_default_readonly_paths())
-        .build()?;
+        .masked_paths(masked)
+        .readonly_paths(readonly);
+    let devices = privileges::devices(opts)?;
+    if !devices.is_empty() {
+        linux = linux.devices(devices);
+    }
+    let linux = linux.build()?;
 
     // sethostname(2) refuses more than HOST_NAME_MAX (64) bytes; ids may be 76 chars.
     let hostname = non_empty(opts.hostname.as_ref())
@@ -219,6 +263,12 @@ pub fn build(
         .build()?;
     annotate_image(&mut spec, image_ref);
     Ok(spec)
+}
+
+/// A USER value (`uid`, `name`, `uid:gid`, `name:group`) as the process user, names
+/// looked up in `etc` (`exec --user`, in a running container's files).
+pub fn resolve_user(value: &str, etc: &EtcFiles) -> Result<oci_spec::runtime::User, SpecError> {
+    user::resolve(value, etc)
 }
 
 /// The longest hostname the kernel accepts (`HOST_NAME_MAX`).

@@ -127,6 +127,8 @@ pub enum ExitReason {
     Exited,
     /// A signal killed it; `exit_status` is 128 + the signal.
     Signaled,
+    /// The kernel's OOM killer killed it (its memory limit was hit): status 137.
+    Oom,
     /// It ended while nobody could reap it (the keeper died): `exit_status` is 255 and
     /// means "unknown".
     Lost,
@@ -135,9 +137,10 @@ pub enum ExitReason {
 }
 
 impl ExitReason {
-    pub const ALL: [ExitReason; 4] = [
+    pub const ALL: [ExitReason; 5] = [
         ExitReason::Exited,
         ExitReason::Signaled,
+        ExitReason::Oom,
         ExitReason::Lost,
         ExitReason::HostRestarted,
     ];
@@ -146,6 +149,7 @@ impl ExitReason {
         match self {
             ExitReason::Exited => "exited",
             ExitReason::Signaled => "signaled",
+            ExitReason::Oom => "oom",
             ExitReason::Lost => "lost",
             ExitReason::HostRestarted => "host_restarted",
         }

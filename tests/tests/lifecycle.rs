@@ -276,3 +276,47 @@ fn run_rm_detached_is_removed_by_berthd_even_when_it_exits_during_a_crash() {
     );
     assert_clean(&d, &[quick, gated]);
 }
+
+#[test]
+fn a_command_that_cannot_run_exits_127_or_126_as_docker_s() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let r = rootfs.arg();
+    let (missing, notexec) = (unique_id("nocmd"), unique_id("noexec"));
+    let out = berth_out(
+        &d,
+        &["run", "--rm", "--rootfs", &r, &missing, "nosuch"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nosuch"),
+        "{out:?}"
+    );
+    let out = berth_out(&d, &["run", "--rm", "--rootfs", &r, &notexec, "/etc"], b"");
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    // berth's own failures stay 125.
+    let out = berth_out(
+        &d,
+        &["run", "--rm", "--rootfs", "/nonexistent-dir", "x", "true"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert!(statuses(&d).is_empty(), "--rm left nothing behind");
+    // The API says why in data.reason.
+    let opts: schema::spec::SpecOptions =
+        serde_json::from_value(json!({ "args": ["nosuch"] })).expect("options");
+    let spec = schema::spec::build(&missing, "", None, &opts, &Default::default()).expect("spec");
+    let mut spec = serde_json::to_value(spec).expect("json");
+    spec["root"]["path"] = json!(r);
+    d.rpc_ok(
+        "containers.create",
+        json!({ "container": { "id": missing, "spec": spec } }),
+    );
+    let err = d
+        .rpc("tasks.create", json!({ "container_id": missing }))
+        .expect_err("cannot exec");
+    assert_eq!(err["data"]["kind"], "failed_precondition", "{err}");
+    assert_eq!(err["data"]["reason"], "command_not_found", "{err}");
+    d.rpc_ok("containers.delete", json!({ "id": missing }));
+    assert_clean(&d, &[missing, notexec]);
+}

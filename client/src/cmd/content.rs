@@ -10,12 +10,19 @@ use crate::output::{labels_cell, Table};
 pub enum Command {
     /// List blobs
     #[command(visible_alias = "list")]
-    Ls { filters: Vec<String> },
+    Ls {
+        /// Filters such as labels.a==b (containerd filter grammar); any one may match
+        filters: Vec<String>,
+    },
     /// Print a blob's metadata
-    Info { digest: String },
+    Info {
+        /// Blob digest (sha256:...)
+        digest: String,
+    },
     /// Remove blobs
     #[command(visible_aliases = ["remove", "delete"])]
     Rm {
+        /// Blob digests (sha256:...)
         #[arg(required = true)]
         digests: Vec<String>,
     },

@@ -30,6 +30,7 @@ enum Command {
         /// At most this many events
         #[arg(long, value_name = "N")]
         limit: Option<u64>,
+        /// Filters such as topic~=^/containers/ or namespace==default
         filters: Vec<String>,
     },
 }

@@ -20,6 +20,7 @@ pub enum Command {
         /// Unpack into this snapshotter
         #[arg(long)]
         snapshotter: Option<String>,
+        /// The tar archive; berthd opens it, so it must be readable by the daemon
         file: PathBuf,
     },
     /// Pull an image from a registry and unpack it
@@ -40,16 +41,21 @@ pub enum Command {
     /// List images
     #[command(visible_alias = "list")]
     Ls {
+        /// Print only the image names
         #[arg(short, long)]
         quiet: bool,
         /// Filters in containerd's syntax (name~=^busy, labels.a==b)
         filters: Vec<String>,
     },
     /// Print an image and its OCI config
-    Inspect { name: String },
+    Inspect {
+        /// Image name (reference)
+        name: String,
+    },
     /// Remove images
     #[command(visible_aliases = ["remove", "delete"])]
     Rm {
+        /// Image names (references)
         #[arg(required = true)]
         names: Vec<String>,
     },

@@ -11,7 +11,9 @@ use crate::output::{labels_cell, Table};
 pub enum Command {
     /// Create a lease
     Create {
+        /// Lease id; berthd generates one when omitted
         id: Option<String>,
+        /// Label the lease (repeatable)
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
         labels: Vec<(String, String)>,
         /// RFC 3339 expiry time
@@ -20,17 +22,24 @@ pub enum Command {
     },
     /// List leases
     #[command(visible_alias = "list")]
-    Ls { filters: Vec<String> },
+    Ls {
+        /// Filters such as labels.a==b (containerd filter grammar); any one may match
+        filters: Vec<String>,
+    },
     /// Remove leases
     #[command(visible_aliases = ["remove", "delete"])]
     Rm {
+        /// Lease ids
         #[arg(required = true)]
         ids: Vec<String>,
     },
     /// Add a resource (`content` DIGEST or `snapshots/<snapshotter>` KEY) to a lease
     Add {
+        /// Lease id
         id: String,
+        /// Resource type: `content` or `snapshots/<snapshotter>`
         kind: String,
+        /// The blob's digest or the snapshot's key
         resource: String,
     },
     /// Run the garbage collector now

@@ -18,6 +18,7 @@ pub enum Command {
     },
     /// Create a namespace
     Create {
+        /// Namespace name
         name: String,
         /// Label the namespace (repeatable)
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
@@ -26,6 +27,7 @@ pub enum Command {
     /// Remove namespaces; each must be empty
     #[command(visible_aliases = ["remove", "delete"])]
     Rm {
+        /// Namespace names
         #[arg(required = true)]
         names: Vec<String>,
     },

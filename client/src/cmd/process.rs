@@ -4,6 +4,7 @@
 use clap::Args;
 
 use crate::args::{parse_mount, parse_tmpfs, parse_volume};
+use crate::resources::{parse_cpus, parse_device, parse_size};
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct ProcessArgs {
@@ -37,6 +38,27 @@ pub struct ProcessArgs {
     /// Hostname inside the container
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
+    /// Memory limit: bytes or 512k, 64m, 1g; the OOM killer acts beyond it
+    #[arg(long = "memory", visible_alias = "memory-limit", short_alias = 'm', value_name = "SIZE", value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// CPU limit in CPUs, e.g. 0.5 or 2
+    #[arg(long, value_name = "N", value_parser = parse_cpus)]
+    pub cpus: Option<u64>,
+    /// Every capability, every device allowed, no masked paths, a writable /sys
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add a capability (NET_ADMIN, CAP_SYS_PTRACE, ALL; repeatable)
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (CHOWN, ALL; repeatable)
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Give a host device: HOST[:CTR][:PERMS], PERMS of rwm (repeatable)
+    #[arg(long = "device", value_name = "HOST[:CTR][:PERMS]", value_parser = parse_device)]
+    pub devices: Vec<schema::spec::DeviceOption>,
+    /// Run a tiny init (tini) as PID 1 that forwards signals and reaps zombies
+    #[arg(long)]
+    pub init: bool,
 }
 
 impl ProcessArgs {
@@ -53,10 +75,14 @@ impl ProcessArgs {
         &self,
         command: Vec<String>,
         env_first: Vec<String>,
-    ) -> schema::spec::SpecOptions {
+    ) -> anyhow::Result<schema::spec::SpecOptions> {
         let mut env = env_first;
         env.extend(self.env.iter().cloned());
-        schema::spec::SpecOptions {
+        let init = match self.init {
+            true => Some(crate::resources::init_binary()?),
+            false => None,
+        };
+        Ok(schema::spec::SpecOptions {
             args: command,
             env,
             cwd: self.cwd.clone(),
@@ -66,6 +92,13 @@ impl ProcessArgs {
             readonly: self.readonly,
             mounts: self.all_mounts(),
             hostname: self.hostname.clone(),
-        }
+            memory_limit: self.memory,
+            nano_cpus: self.cpus,
+            privileged: self.privileged,
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            devices: self.devices.clone(),
+            init,
+        })
     }
 }

@@ -84,7 +84,7 @@ fn env_file(args: &RunArgs) -> anyhow::Result<Vec<String>> {
 }
 
 fn spec_options(args: &RunArgs, command: Vec<String>) -> anyhow::Result<schema::spec::SpecOptions> {
-    Ok(args.process.spec_options(command, env_file(args)?))
+    args.process.spec_options(command, env_file(args)?)
 }
 
 /// `containers.create` params: a whole spec for --rootfs or --runtime-config, otherwise

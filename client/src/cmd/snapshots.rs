@@ -22,27 +22,50 @@ pub struct SnapshotsArgs {
 pub enum Command {
     /// List snapshots
     #[command(visible_alias = "list")]
-    Ls { filters: Vec<String> },
+    Ls {
+        /// Filters such as kind==committed (containerd filter grammar); any one may match
+        filters: Vec<String>,
+    },
     /// Show snapshots as a tree of parents and children
     Tree,
     /// Prepare an active snapshot and print its mounts
     Prepare {
+        /// Key of the new active snapshot
         key: String,
+        /// Committed snapshot to build on; none starts empty
         parent: Option<String>,
+        /// Label the snapshot (repeatable)
         #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
         labels: Vec<(String, String)>,
     },
     /// Make a read-only view and print its mounts
-    View { key: String, parent: String },
+    View {
+        /// Key of the new view
+        key: String,
+        /// Committed snapshot to view
+        parent: String,
+    },
     /// Commit an active snapshot as `name`
-    Commit { name: String, key: String },
+    Commit {
+        /// Name of the committed snapshot
+        name: String,
+        /// Key of the active snapshot to commit
+        key: String,
+    },
     /// Print a snapshot's mounts
-    Mounts { key: String },
+    Mounts {
+        /// Snapshot key
+        key: String,
+    },
     /// Print a snapshot's disk usage
-    Usage { keys: Vec<String> },
+    Usage {
+        /// Snapshot keys; none means every snapshot
+        keys: Vec<String>,
+    },
     /// Remove snapshots
     #[command(visible_aliases = ["remove", "delete"])]
     Rm {
+        /// Snapshot keys
         #[arg(required = true)]
         keys: Vec<String>,
     },

@@ -32,6 +32,10 @@ impl From<service::Error> for ErrorObjectOwned {
         if let service::Error::Internal(msg) = &e {
             tracing::error!(error = %msg, "internal error answered to a client");
         }
+        if let service::Error::CannotExec { reason, .. } = &e {
+            let data = serde_json::json!({ "kind": e.kind().as_str(), "reason": reason.as_str() });
+            return ErrorObject::owned(e.kind().code(), e.to_string(), Some(data));
+        }
         error_object(e.kind(), e.to_string())
     }
 }

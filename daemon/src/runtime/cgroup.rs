@@ -32,6 +32,23 @@ fn join(mount: &Path, cgroup: &str) -> PathBuf {
     mount.join(cgroup.trim_start_matches('/'))
 }
 
+/// Whether the OOM killer killed a process of cgroup `path`: its `oom_kill` count in
+/// `memory.events` (v2) or `memory.oom_control` (v1, kernel 4.13+) is above zero.
+pub fn oom_killed(path: &str) -> bool {
+    mounts().iter().any(|mount| {
+        let dir = join(mount, path);
+        ["memory.events", "memory.oom_control"].iter().any(|f| {
+            std::fs::read_to_string(dir.join(f)).is_ok_and(|text| {
+                text.lines().any(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .is_some_and(|n| n > 0)
+                })
+            })
+        })
+    })
+}
+
 /// Kills every process in cgroup `path` and removes it from every hierarchy.
 pub fn sweep(path: &str) -> io::Result<()> {
     for mount in mounts() {

@@ -33,6 +33,13 @@ pub enum Error {
     /// The object's state does not allow the request now.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The process's command could not be run: a `failed_precondition` whose `data.reason`
+    /// says why, so a client can exit as a shell does (127 not found, 126 not executable).
+    #[error("{message}")]
+    CannotExec {
+        message: String,
+        reason: ExecFailure,
+    },
     /// The caller (or the credentials berthd holds for it) may not do this.
     #[error("{0}")]
     PermissionDenied(String),
@@ -49,13 +56,47 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Why a process's command could not be run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecFailure {
+    /// No such file, or not found in PATH (a shell's 127).
+    NotFound,
+    /// Found but not executable: permissions, a directory (a shell's 126).
+    NotExecutable,
+}
+
+impl ExecFailure {
+    /// The `data.reason` of the error.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecFailure::NotFound => "command_not_found",
+            ExecFailure::NotExecutable => "command_not_executable",
+        }
+    }
+
+    /// What runc's message says of the exec, if it is about the command at all.
+    pub fn from_runc(message: &str) -> Option<ExecFailure> {
+        let (_, exec) = message.split_once("exec: \"")?;
+        if exec.contains("executable file not found") || exec.contains("no such file or directory")
+        {
+            Some(ExecFailure::NotFound)
+        } else if exec.contains("permission denied") || exec.contains("is a directory") {
+            Some(ExecFailure::NotExecutable)
+        } else {
+            None
+        }
+    }
+}
+
 impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
-            Error::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
+            Error::FailedPrecondition(_) | Error::CannotExec { .. } => {
+                ErrorKind::FailedPrecondition
+            }
             Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
             Error::ResourceExhausted(_) => ErrorKind::ResourceExhausted,
             Error::Unavailable(_) => ErrorKind::Unavailable,
@@ -173,6 +214,39 @@ mod tests {
     use std::io;
 
     use super::*;
+
+    #[test]
+    fn runc_exec_errors_say_whether_the_command_is_missing_or_not_executable() {
+        let f = |m: &str| ExecFailure::from_runc(m);
+        let base = "runc create failed: unable to start container process: ";
+        assert_eq!(
+            f(&format!(
+                "{base}exec: \"nosuch\": executable file not found in $PATH"
+            )),
+            Some(ExecFailure::NotFound)
+        );
+        assert_eq!(
+            f(&format!(
+                "{base}exec: \"/bin/x\": stat /bin/x: no such file or directory"
+            )),
+            Some(ExecFailure::NotFound)
+        );
+        assert_eq!(
+            f(&format!("{base}exec: \"/etc\": permission denied")),
+            Some(ExecFailure::NotExecutable)
+        );
+        assert_eq!(
+            f(&format!(
+                "{base}error mounting \"proc\": no such file or directory"
+            )),
+            None
+        );
+        let e = Error::CannotExec {
+            message: "m".into(),
+            reason: ExecFailure::NotFound,
+        };
+        assert_eq!(e.kind(), ErrorKind::FailedPrecondition);
+    }
 
     #[test]
     fn a_full_disk_anywhere_in_the_chain_is_resource_exhausted() {

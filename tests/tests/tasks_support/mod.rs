@@ -12,7 +12,7 @@ use berth_tests::TestDaemon;
 
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "sleep", "true", "stty", "id", "hostname", "ip", "ls", "touch",
-    "readlink", "kill", "ps", "dd", "head", "tr", "printf", "test", "[",
+    "readlink", "kill", "ps", "dd", "head", "tr", "printf", "test", "[", "chown", "grep",
 ];
 
 /// A busybox root filesystem in a temp dir (copied binary + applet symlinks).

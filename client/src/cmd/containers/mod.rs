@@ -25,31 +25,41 @@ pub enum Command {
         /// Print only the ids
         #[arg(short, long)]
         quiet: bool,
+        /// Filters such as labels.env==prod (containerd filter grammar); any one may match
         filters: Vec<String>,
     },
     /// Show a container as JSON
-    Info { id: String },
+    Info {
+        /// Container id
+        id: String,
+    },
     /// Set labels (KEY=VALUE) or delete them (KEY=); with none, print the labels
     Label {
+        /// Container id
         id: String,
+        /// Labels to set (KEY=VALUE) or delete (KEY=)
         #[arg(value_name = "KEY=VALUE", value_parser = parse_label)]
         labels: Vec<(String, String)>,
     },
     /// Replace a container's image, spec or snapshot key
     #[command(group = ArgGroup::new("fields").required(true).multiple(true))]
     Update {
+        /// Container id
         id: String,
+        /// New image reference
         #[arg(long, group = "fields")]
         image: Option<String>,
         /// A whole OCI runtime spec (JSON)
         #[arg(long, value_name = "FILE", group = "fields")]
         spec_file: Option<PathBuf>,
+        /// New rootfs snapshot key
         #[arg(long, value_name = "KEY", group = "fields")]
         snapshot_key: Option<String>,
     },
     /// Delete containers
     #[command(visible_aliases = ["delete", "del", "remove"])]
     Rm {
+        /// Container ids
         #[arg(required = true)]
         ids: Vec<String>,
         /// Leave the container's rootfs snapshot in place

@@ -15,17 +15,21 @@ pub enum Command {
     /// List tasks, optionally matching filters (e.g. status==running)
     #[command(visible_alias = "list")]
     Ls {
+        /// Print only the container ids
         #[arg(short, long)]
         quiet: bool,
+        /// Filters such as status==running (containerd filter grammar); any one may match
         filters: Vec<String>,
     },
     /// Create and start the task of an existing container, attached unless -d
     Start {
+        /// Start the task and return at once, printing its id, without attaching
         #[arg(short, long)]
         detach: bool,
         /// Allocate a terminal
         #[arg(short, long)]
         tty: bool,
+        /// Container id
         id: String,
     },
     /// Attach to a running task (as `berth attach`): its output, keys, until it exits or
@@ -39,8 +43,10 @@ pub enum Command {
         /// Signal every process of the task
         #[arg(short, long)]
         all: bool,
+        /// Signal this exec process instead of the task's init process
         #[arg(long, value_name = "ID", default_value = "")]
         exec_id: String,
+        /// Container id of the task
         id: String,
     },
     /// Delete tasks
@@ -49,23 +55,38 @@ pub enum Command {
         /// Kill a running task first
         #[arg(short, long)]
         force: bool,
+        /// Container ids of the tasks
         #[arg(required = true)]
         ids: Vec<String>,
     },
     /// Run another process in a running task
     Exec(ExecArgs),
     /// List the processes of a task
-    Ps { id: String },
+    Ps {
+        /// Container id of the task
+        id: String,
+    },
     /// Freeze every process of a task
-    Pause { id: String },
+    Pause {
+        /// Container id of the task
+        id: String,
+    },
     /// Thaw a paused task
-    Resume { id: String },
+    Resume {
+        /// Container id of the task
+        id: String,
+    },
     /// Show a task's cgroup figures (cpu, memory, pids)
-    Metrics { id: String },
+    Metrics {
+        /// Container id of the task
+        id: String,
+    },
     /// Wait for a process to exit; prints and exits with its status
     Wait {
+        /// Wait for this exec process instead of the task's init process
         #[arg(long, value_name = "ID", default_value = "")]
         exec_id: String,
+        /// Container id of the task
         id: String,
     },
 }
@@ -223,11 +244,29 @@ pub struct ExecArgs {
     /// Extra environment variable KEY=VALUE (repeatable)
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// User of the process: uid, name, uid:gid or name:group (names from the container's
+    /// /etc/passwd and /etc/group); default the container's
+    #[arg(short, long, value_name = "USER")]
+    user: Option<String>,
     /// Container id of the running task
     id: String,
     /// Command and arguments
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+}
+
+/// `--user` for an exec: names are looked up in the running container's own files, read
+/// through its init's /proc root (the client runs beside berthd, as root).
+fn exec_user(client: &mut crate::rpc::Client, id: &str, user: &str) -> anyhow::Result<Value> {
+    let task = client.call("tasks.get", json!({ "container_id": id }))?;
+    let pid = task["process"]["pid"].as_i64().unwrap_or(0);
+    let read = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/root/etc/{f}")).ok();
+    let etc = schema::spec::EtcFiles {
+        passwd: read("passwd"),
+        group: read("group"),
+    };
+    let resolved = schema::spec::resolve_user(user, &etc)?;
+    Ok(serde_json::to_value(resolved)?)
 }
 
 /// ctr's `tasks exec`: the container's process spec with the command replaced.
@@ -243,6 +282,9 @@ fn exec(ctx: &Ctx, client: &mut crate::rpc::Client, a: ExecArgs) -> anyhow::Resu
     process["terminal"] = json!(a.tty);
     if let Some(cwd) = a.cwd {
         process["cwd"] = json!(cwd);
+    }
+    if let Some(user) = &a.user {
+        process["user"] = exec_user(client, &a.id, user)?;
     }
     if !a.env.is_empty() {
         let mut env: Vec<Value> = process["env"].as_array().cloned().unwrap_or_default();

@@ -201,7 +201,42 @@ fn prepare_spec(
         .and_then(Value::as_object_mut)
         .ok_or_else(|| Error::FailedPrecondition(format!("{owner}: spec has no process")))?;
     process.insert("terminal".into(), terminal.into());
+    if let Some(caps) = process
+        .get_mut("capabilities")
+        .and_then(Value::as_object_mut)
+    {
+        within_bounding_set(caps);
+    }
     Ok(())
+}
+
+/// Drops the capabilities berthd's own bounding set lacks (a sandboxed host): runc cannot
+/// grant them and would fail the create, as docker's `--privileged` also gives only what
+/// the daemon has.
+fn within_bounding_set(caps: &mut serde_json::Map<String, Value>) {
+    static BOUNDING: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let Some(bounding) = *BOUNDING.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+        u64::from_str_radix(hex.trim(), 16).ok()
+    }) else {
+        return;
+    };
+    let held = |name: &str| {
+        let bare = name.strip_prefix("CAP_").unwrap_or(name);
+        match schema::spec::ALL_CAPABILITIES
+            .iter()
+            .position(|c| *c == bare)
+        {
+            Some(bit) => bounding >> bit & 1 == 1,
+            None => true,
+        }
+    };
+    for set in caps.values_mut() {
+        if let Some(list) = set.as_array_mut() {
+            list.retain(|c| c.as_str().is_none_or(held));
+        }
+    }
 }
 
 /// Opens a process's host stdio paths (never blocks, see `runtime::stdio`); `logged`

@@ -462,7 +462,13 @@ fn identity(row: &ProcessRow) -> Identity {
 /// runc that hung, or a keeper that cannot be reached, leaves berthd unable to serve.
 fn runc_error(e: RuncError) -> Error {
     match e {
-        RuncError::CommandFailed { .. } => Error::FailedPrecondition(e.to_string()),
+        RuncError::CommandFailed { .. } => {
+            let message = e.to_string();
+            match super::ExecFailure::from_runc(&message) {
+                Some(reason) => Error::CannotExec { message, reason },
+                None => Error::FailedPrecondition(message),
+            }
+        }
         RuncError::Timeout { .. } | RuncError::Keeper { .. } => Error::Unavailable(e.to_string()),
         other => Error::Internal(other.to_string()),
     }

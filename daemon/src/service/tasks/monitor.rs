@@ -49,7 +49,13 @@ pub(super) fn spawn(
     let (inner, task, exec_id) = (Arc::clone(inner), Arc::clone(task), exec_id.to_owned());
     tokio::spawn(async move {
         let (exit, ack) = match exit.await {
-            Ok(rec) => (exited(&rec), true),
+            Ok(rec) => {
+                let mut e = exited(&rec);
+                if rec.signal == Some(libc::SIGKILL) && exec_id.is_empty() && oom(&task) {
+                    e.reason = ExitReason::Oom;
+                }
+                (e, true)
+            }
             Err(_) => {
                 // The keeper died: nobody can reap this process any more. Wait until it is
                 // gone, then say its status is lost (never a silent 255).
@@ -80,6 +86,17 @@ pub(super) async fn drain_output(task: &LiveTask, exec_id: &str) {
             let _ = tokio::time::timeout_at(deadline, done).await;
         }
     }
+}
+
+/// Whether the task's cgroup (its spec's, else berth's default) counted an OOM kill.
+fn oom(task: &LiveTask) -> bool {
+    let path = std::fs::read(task.bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|s| s["linux"]["cgroupsPath"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| super::create::cgroups_path(&task.ns, &task.id));
+    // A systemd-style `slice:prefix:name` path is not a directory path.
+    !path.contains(':') && crate::runtime::cgroup::oom_killed(&path)
 }
 
 /// Resolves once the process `who` names no longer runs.

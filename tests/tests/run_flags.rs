@@ -1,0 +1,237 @@
+//! ctr's and docker's `run` flags that dev machines use, each checked in the spec runc
+//! receives (the bundle's config.json) and, where it shows, in a real task: a memory limit
+//! the cgroup enforces (an OOM kill recorded as `oom`), a CPU quota, capabilities added and
+//! dropped (a dropped one refused), a host device, --privileged, --init forwarding signals,
+//! and `exec --user`.
+
+mod tasks_support;
+
+use berth_tests::{unique_id, TestDaemon};
+use serde_json::{json, Value};
+use tasks_support::{assert_clean, berth_out, stdout, Cleanup, Rootfs};
+
+fn config(d: &TestDaemon, id: &str) -> Value {
+    let path = d.state().join("tasks/default").join(id).join("config.json");
+    serde_json::from_slice(&std::fs::read(&path).expect("config.json")).expect("json")
+}
+
+fn caps(spec: &Value) -> Vec<String> {
+    spec["process"]["capabilities"]["effective"]
+        .as_array()
+        .expect("caps")
+        .iter()
+        .map(|c| c.as_str().expect("cap").to_owned())
+        .collect()
+}
+
+/// The task's cgroup v1 file `controller/file`, if this host has that layout.
+fn cgroup_v1(id: &str, controller: &str, file: &str) -> Option<String> {
+    let p = format!("/sys/fs/cgroup/{controller}/berth/default/{id}/{file}");
+    std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned())
+}
+
+fn cgroup_v2(id: &str, file: &str) -> Option<String> {
+    let p = format!("/sys/fs/cgroup/berth/default/{id}/{file}");
+    std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned())
+}
+
+fn remove(d: &TestDaemon, id: &str) {
+    let _ = d.rpc("tasks.delete", json!({ "container_id": id, "force": true }));
+    d.rpc_ok("containers.delete", json!({ "id": id }));
+}
+
+#[test]
+fn limits_capabilities_and_devices_reach_runc_and_the_kernel() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let id = unique_id("flags");
+    let _c = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    let r = rootfs.arg();
+    let out = berth_out(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--memory",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--cap-add",
+            "NET_ADMIN",
+            "--cap-drop",
+            "CHOWN",
+            "--device",
+            "/dev/null:/dev/mynull:rw",
+            "--rootfs",
+            &r,
+            &id,
+            "sleep",
+            "600",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let spec = config(&d, &id);
+    let res = &spec["linux"]["resources"];
+    assert_eq!(res["memory"]["limit"], 64 << 20);
+    assert_eq!(res["cpu"]["quota"], 50_000);
+    let c = caps(&spec);
+    assert!(
+        c.contains(&"CAP_NET_ADMIN".into()) && !c.contains(&"CAP_CHOWN".into()),
+        "{c:?}"
+    );
+    assert_eq!(spec["linux"]["devices"][0]["path"], "/dev/mynull");
+    // The kernel got them.
+    let limit = cgroup_v1(&id, "memory", "memory.limit_in_bytes")
+        .or_else(|| cgroup_v2(&id, "memory.max"))
+        .expect("a memory cgroup for the task");
+    assert_eq!(limit, (64u64 << 20).to_string());
+    let quota = cgroup_v1(&id, "cpu", "cpu.cfs_quota_us")
+        .or_else(|| cgroup_v2(&id, "cpu.max").map(|m| m.split(' ').next().unwrap_or("").into()))
+        .expect("a cpu cgroup for the task");
+    assert_eq!(quota, "50000");
+    let exec = |args: &[&str]| {
+        let mut argv = vec!["t", "exec", "--exec-id", "probe", &id];
+        argv.extend_from_slice(args);
+        berth_out(&d, &argv, b"")
+    };
+    let out = exec(&["sh", "-c", "touch /tmp/f && chown 1:1 /tmp/f"]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a dropped CAP_CHOWN refuses chown: {out:?}"
+    );
+    let out = exec(&["sh", "-c", "test -c /dev/mynull && echo dev ok"]);
+    assert_eq!(stdout(&out), "dev ok\n", "{out:?}");
+    remove(&d, &id);
+    assert_clean(&d, &[id]);
+}
+
+#[test]
+fn a_task_over_its_memory_limit_is_recorded_as_oom() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let id = unique_id("oom");
+    let _c = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    let r = rootfs.arg();
+    // A string that doubles until the 16 MiB limit stops it.
+    let hog = "x=0123456789abcdef; while true; do x=$x$x; done";
+    let out = berth_out(
+        &d,
+        &[
+            "run", "--memory", "16m", "--rootfs", &r, &id, "sh", "-c", hog,
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(137), "{out:?}");
+    let list = d.rpc_ok("containers.list", json!({ "with_status": true }));
+    let status = &list["containers"][0]["status"];
+    assert_eq!(status["exit_reason"], "oom", "{status}");
+    let ps = stdout(&berth_out(&d, &["ps", "-a"], b""));
+    assert!(ps.contains("Exited (137)"), "{ps}");
+    remove(&d, &id);
+    assert_clean(&d, &[id]);
+}
+
+fn status_caps(d: &TestDaemon, rootfs: &Rootfs, flags: &[&str], id: &str) -> String {
+    let r = rootfs.arg();
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--rootfs", &r, id, "grep", "CapEff", "/proc/self/status"]);
+    let out = berth_out(d, &args, b"");
+    assert!(out.status.success(), "{out:?}");
+    stdout(&out)
+}
+
+#[test]
+fn privileged_gets_every_capability_and_init_forwards_signals() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let (a, b, c) = (unique_id("priv"), unique_id("unpriv"), unique_id("init"));
+    let _c = Cleanup {
+        d: &d,
+        ids: vec![a.clone(), b.clone(), c.clone()],
+    };
+    let full = status_caps(&d, &rootfs, &["--privileged"], &a);
+    let plain = status_caps(&d, &rootfs, &[], &b);
+    let bits = |line: &str| {
+        u64::from_str_radix(line.split_whitespace().nth(1).expect("CapEff value"), 16).expect("hex")
+    };
+    assert!(bits(&full).count_ones() >= 40, "{full}");
+    assert_eq!(bits(&plain).count_ones(), 14, "{plain}");
+
+    let tini = ["/usr/bin/tini-static"];
+    assert!(
+        std::path::Path::new(tini[0]).is_file(),
+        "--init needs Debian's tini (install-deps installs it)"
+    );
+    let r = rootfs.arg();
+    let out = berth_out(
+        &d,
+        &["run", "-d", "--init", "--rootfs", &r, &c, "sleep", "600"],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let spec = config(&d, &c);
+    assert_eq!(spec["process"]["args"][0], "/dev/berth-init");
+    // sleep as PID 1 would ignore SIGTERM (and be killed at the timeout: 137); under the
+    // init it gets the signal and dies of it: 143.
+    let out = berth_out(&d, &["stop", "-t", "60", &c], b"");
+    assert!(out.status.success(), "{out:?}");
+    let exit = d.rpc_ok("tasks.wait", json!({ "container_id": c }));
+    assert_eq!(exit["exit_status"], 143, "{exit}");
+    remove(&d, &c);
+    assert_clean(&d, &[a, b, c]);
+}
+
+#[test]
+fn exec_runs_as_the_user_asked_for_by_id_or_by_name() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    std::fs::write(
+        rootfs.path().join("etc/passwd"),
+        "root:x:0:0::/:/bin/sh\nbuilder:x:1234:4321::/:/bin/sh\n",
+    )
+    .expect("passwd");
+    let id = unique_id("execuser");
+    let _c = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    let r = rootfs.arg();
+    let out = berth_out(&d, &["run", "-d", "--rootfs", &r, &id, "sleep", "600"], b"");
+    assert!(out.status.success(), "{out:?}");
+    for (user, want) in [("1000:1001", "1000 1001\n"), ("builder", "1234 4321\n")] {
+        let out = berth_out(
+            &d,
+            &[
+                "t",
+                "exec",
+                "--exec-id",
+                "u",
+                "-u",
+                user,
+                &id,
+                "sh",
+                "-c",
+                "echo $(id -u) $(id -g)",
+            ],
+            b"",
+        );
+        assert_eq!(stdout(&out), want, "{user}: {out:?}");
+    }
+    let out = berth_out(
+        &d,
+        &["t", "exec", "--exec-id", "u", "-u", "nobody", &id, "true"],
+        b"",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "an unknown user is refused: {out:?}"
+    );
+    remove(&d, &id);
+    assert_clean(&d, &[id]);
+}
