@@ -84,6 +84,14 @@ macro_rules! params {
 }
 
 params!(
+    /// `images.tag`: another name for an image (berth extension).
+    ImageTagParams {
+        source: String,
+        target: String,
+    }
+);
+
+params!(
     /// `images.import`: a tar on the daemon's filesystem.
     ImageImportParams {
         path: String,

@@ -240,6 +240,10 @@ methods = [
       S("object", properties={"images": ARR(REF("Image"))}), ["invalid_argument"]),
     m("images.get", "An image and its OCI image config.", [p("name", STR, True)],
       S("object", properties={"image": REF("Image"), "config": OBJ}), ["not_found"]),
+    m("images.tag", "Names the image `source` names `target` too (short names resolve; a "
+      "reference is stored in full); an image already named `target` is repointed. "
+      "Berth extension.", [p("source", STR, True), p("target", STR, True)],
+      S("object", properties={"image": REF("Image")}), ["not_found", "invalid_argument"]),
     m("images.delete", "Deletes an image name (its unreferenced content is collected shortly "
       "after, in the background).",
       [p("name", STR, True)], errors=["not_found"]),

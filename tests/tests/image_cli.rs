@@ -65,3 +65,35 @@ fn berth_imports_lists_inspects_and_removes_images() {
     let (ok, _, err) = berth(&d, &["i", "inspect", "cli:1"]);
     assert!(!ok && err.contains("not found"), "{err}");
 }
+
+#[test]
+fn imports_are_named_from_the_archive_in_full_and_tag_adds_names() {
+    let d = TestDaemon::start();
+    let parts = ImageParts::new(vec![busybox_layer()], json!({"Cmd": ["sh"]}));
+    // umoci writes a bare tag as ref.name: that is not a name, so the image is named by its
+    // digest and the client says so.
+    let bare = d.dir().join("bare.tar");
+    std::fs::write(&bare, oci_image("latest", &parts)).expect("write");
+    let (ok, out, err) = berth(&d, &["images", "import", bare.to_str().expect("utf8")]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("import-"), "{out}");
+    assert!(err.contains("images tag"), "{err}");
+    // A full reference is stored in full; `images tag` gives another name.
+    let full = d.dir().join("full.tar");
+    std::fs::write(&full, oci_image("busybox:1.36", &parts)).expect("write");
+    let (ok, out, err) = berth(&d, &["images", "import", full.to_str().expect("utf8")]);
+    assert!(
+        ok && out.starts_with("docker.io/library/busybox:1.36 "),
+        "{out} {err}"
+    );
+    let (ok, out, err) = berth(&d, &["images", "tag", "busybox:1.36", "busybox"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "docker.io/library/busybox:latest\n");
+    let a = d.rpc_ok("images.get", json!({"name": "busybox"}));
+    let b = d.rpc_ok("images.get", json!({"name": "busybox:1.36"}));
+    assert_eq!(a["image"]["target"], b["image"]["target"]);
+    let err = d
+        .rpc("images.tag", json!({"source": "nope", "target": "x"}))
+        .expect_err("missing source");
+    assert_eq!(err["data"]["kind"], "not_found", "{err}");
+}

@@ -57,7 +57,7 @@ fn a_zstd_compressed_image_imports_and_runs() {
     );
     parts.zstd = true;
     let imported = import(&d, "zstd.tar", &oci_image("bb:zstd", &parts)).expect("import");
-    assert_eq!(imported["images"][0]["name"], "bb:zstd");
+    assert_eq!(imported["images"][0]["name"], "docker.io/library/bb:zstd");
     let id = unique_id("zstd");
     let out = berth_out(
         &d,

@@ -52,6 +52,13 @@ pub enum Command {
         /// Image name (reference)
         name: String,
     },
+    /// Give an image another name, as `docker tag` (short names resolve as `busybox`)
+    Tag {
+        /// The image to name
+        source: String,
+        /// The new name; an image already named so is pointed at SOURCE's target
+        target: String,
+    },
     /// Remove images
     #[command(visible_aliases = ["remove", "delete"])]
     Rm {
@@ -98,6 +105,15 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
                     ]);
                 }
                 Ok(t.print()?)
+            })
+        }
+        Command::Tag { source, target } => {
+            let r = ctx
+                .connect()?
+                .call("images.tag", json!({ "source": source, "target": target }))?;
+            ctx.show(&r, |r| {
+                println!("{}", r["image"]["name"].as_str().unwrap_or_default());
+                Ok(())
             })
         }
         Command::Inspect { name } => {
@@ -169,11 +185,17 @@ fn import(
         .map_err(|_| anyhow::anyhow!("the import thread panicked"))??;
     ctx.show(&result, |r| {
         for i in r["images"].as_array().cloned().unwrap_or_default() {
+            let name = i["name"].as_str().unwrap_or_default();
             println!(
                 "{} {}",
-                i["name"].as_str().unwrap_or_default(),
+                name,
                 i["target"]["digest"].as_str().unwrap_or_default()
             );
+            if name.starts_with("import-") {
+                eprintln!(
+                    "berth: the archive does not name this image; it is named {name} after                      its digest (import with --name, or `berth images tag {name} NAME`)"
+                );
+            }
         }
         Ok(())
     })

@@ -41,6 +41,14 @@ pub(super) fn register(m: &mut Module) {
         let (image, config) = app.images.get_with_config(&p.namespace, &p.name)?;
         Ok(json!({ "image": image, "config": config }))
     });
+    method(
+        m,
+        "images.tag",
+        |app, p: schema::ImageTagParams| async move {
+            let image = app.images.tag(p.namespace, &p.source, &p.target).await?;
+            Ok(serde_json::json!({ "image": image }))
+        },
+    );
     method(m, "images.delete", |app, p: ImageNameParams| async move {
         app.images.delete(p.namespace, p.name).await?;
         Ok(json!({}))

@@ -133,11 +133,18 @@ impl Images {
             if m.platform.as_ref().is_some_and(|p| !oci::matches(p, &host)) {
                 continue;
             }
+            // containerd's full name first; OCI's ref.name only when it is a reference
+            // (umoci and others write a bare tag such as `latest` there).
             let name = m
                 .annotations
                 .get(oci::ANNOTATION_IMAGE_NAME)
-                .or_else(|| m.annotations.get(oci::ANNOTATION_REF_NAME))
-                .cloned()
+                .and_then(|n| full_reference(n))
+                .or_else(|| {
+                    m.annotations
+                        .get(oci::ANNOTATION_REF_NAME)
+                        .filter(|n| n.contains('/') || n.contains(':'))
+                        .and_then(|n| full_reference(n))
+                })
                 .unwrap_or_else(|| fallback_name(&m.digest));
             let media_type = if m.media_type.is_empty() {
                 oci::MEDIA_OCI_MANIFEST.to_owned()
@@ -203,14 +210,28 @@ impl Images {
             .map_err(|e| Error::Internal(format!("writing a manifest: {e}")))?
             .map_err(Error::from)?;
             self.record_blobs(vec![written.clone()]).await?;
-            let names = match e.repo_tags {
-                Some(tags) if !tags.is_empty() => tags,
-                _ => vec![fallback_name(&written.digest)],
+            let names: Vec<String> = e
+                .repo_tags
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|t| full_reference(t))
+                .collect();
+            let names = match names.is_empty() {
+                false => names,
+                true => vec![fallback_name(&written.digest)],
             };
             out.push((names, descriptor(oci::MEDIA_OCI_MANIFEST, &written)));
         }
         Ok(out)
     }
+}
+
+/// `busybox:latest` as `docker.io/library/busybox:latest`, the name `images.pull` gives,
+/// so `run busybox` finds an imported image; `None` for what is not a reference.
+fn full_reference(name: &str) -> Option<String> {
+    crate::registry::reference::Reference::parse(name)
+        .ok()
+        .map(|r| r.to_string())
 }
 
 /// The name of an image the archive does not name: `import-<first 12 hex digits>`.

@@ -166,6 +166,27 @@ impl Images {
         Ok(())
     }
 
+    /// `images.tag`: `target` names the image `source` names (short names resolve as in
+    /// `get`; a reference is stored in its full form); an image already named `target` is
+    /// pointed at it, as `docker tag` does.
+    pub async fn tag(&self, ns: String, source: &str, target: &str) -> Result<Image> {
+        let src = self.get(&ns, source)?;
+        let name = normalised(target).unwrap_or_else(|| target.to_owned());
+        import::check_image_name(&name)?;
+        let now = store::now();
+        let image = Image {
+            name,
+            target: src.target,
+            labels: src.labels,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        Ok(self
+            .store
+            .write(move |tx| store::images::put(tx, &ns, &image))
+            .await?)
+    }
+
     pub async fn delete(&self, ns: String, name: String) -> Result<()> {
         check_id("namespace", &ns)?;
         let name = self.get(&ns, &name).map(|i| i.name).unwrap_or(name);
