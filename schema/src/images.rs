@@ -24,7 +24,14 @@ pub struct Image {
     pub labels: Labels,
     pub created_at: String,
     pub updated_at: String,
+    /// `images.list`: the bytes of its layers uncompressed once unpacked (else of its
+    /// compressed layers and config), as docker's and ctr's SIZE (berth extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
 }
+
+/// The label a layer's committed snapshot carries: the bytes of the layer's tar stream.
+pub const UNCOMPRESSED_SIZE_LABEL: &str = "berth.io/uncompressed-size";
 
 /// A blob's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

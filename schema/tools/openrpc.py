@@ -62,7 +62,10 @@ schemas = {
     "Descriptor": S("object", properties={"media_type": STR, "digest": STR, "size": INT}),
     "Image": S("object", properties={"name": STR, "target": REF("Descriptor"),
                                       "labels": REF("Labels"), "created_at": STR,
-                                      "updated_at": STR}),
+                                      "updated_at": STR,
+                                      "size": S("integer", description="images.list: bytes "
+                                                "of its layers uncompressed once unpacked, "
+                                                "else of its compressed content")}),
     "ContentInfo": S("object", properties={"digest": STR, "size": INT, "labels": REF("Labels"),
                                             "created_at": STR, "updated_at": STR}),
     "SnapshotInfo": S("object", properties={

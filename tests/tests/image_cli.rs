@@ -92,6 +92,30 @@ fn imports_are_named_from_the_archive_in_full_and_tag_adds_names() {
     let a = d.rpc_ok("images.get", json!({"name": "busybox"}));
     let b = d.rpc_ok("images.get", json!({"name": "busybox:1.36"}));
     assert_eq!(a["image"]["target"], b["image"]["target"]);
+    // Listed with the bytes its layers unpack to (busybox's is about a megabyte), not the
+    // manifest's few hundred; a container created from it unpacked the layer first.
+    let listed = d.rpc_ok("images.list", json!({}));
+    let image = listed["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .find(|i| i["name"] == "docker.io/library/busybox:latest")
+        .expect("listed")
+        .clone();
+    let packed = image["size"].as_i64().expect("size");
+    assert!(packed > 100_000, "{image}");
+    d.rpc_ok(
+        "containers.create",
+        json!({"container": {"id": "sized", "image": "busybox"}}),
+    );
+    let listed = d.rpc_ok(
+        "images.list",
+        json!({"filters": ["name==docker.io/library/busybox:latest"]}),
+    );
+    let unpacked = listed["images"][0]["size"].as_i64().expect("size");
+    let layer = busybox_layer().len() as i64;
+    assert_eq!(unpacked, layer, "the layer's tar stream, uncompressed");
+    d.rpc_ok("containers.delete", json!({"id": "sized"}));
     let err = d
         .rpc("images.tag", json!({"source": "nope", "target": "x"}))
         .expect_err("missing source");

@@ -100,7 +100,13 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
                         i["name"].as_str().unwrap_or_default().to_owned(),
                         target["media_type"].as_str().unwrap_or_default().to_owned(),
                         target["digest"].as_str().unwrap_or_default().to_owned(),
-                        human_size(target["size"].as_u64().unwrap_or(0)),
+                        // The unpacked size berthd computes; the target's own size before it did.
+                        human_size(
+                            i["size"]
+                                .as_u64()
+                                .or_else(|| target["size"].as_u64())
+                                .unwrap_or(0),
+                        ),
                         labels_cell(i.get("labels")),
                     ]);
                 }

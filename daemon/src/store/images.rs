@@ -20,6 +20,7 @@ fn from_row(r: &Row<'_>) -> Result<Image> {
         labels: serde_json::from_str(&r.get::<_, String>(4)?)?,
         created_at: r.get(5)?,
         updated_at: r.get(6)?,
+        size: None,
     })
 }
 

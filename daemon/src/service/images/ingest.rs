@@ -209,6 +209,7 @@ impl Images {
                     labels: Default::default(),
                     created_at: now.clone(),
                     updated_at: now.clone(),
+                    size: None,
                 });
             }
         }

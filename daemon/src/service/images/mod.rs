@@ -122,9 +122,43 @@ impl Images {
         check_id("namespace", ns)?;
         let filter = filter::parse(filters)?;
         let (cond, args) = filter.to_sql(&image_field)?;
-        Ok(self
+        let mut images = self
             .store
-            .read(|c| store::images::list(c, ns, (&cond, args)))?)
+            .read(|c| store::images::list(c, ns, (&cond, args)))?;
+        for image in &mut images {
+            image.size = self.size(ns, image);
+        }
+        Ok(images)
+    }
+
+    /// The image's layers' uncompressed bytes when every layer is unpacked in the default
+    /// snapshotter, else its compressed layers and config; `None` if its content is gone.
+    fn size(&self, ns: &str, image: &Image) -> Option<i64> {
+        let (_, manifest) = self.resolve(&image.name, &image.target).ok()?;
+        let content: i64 =
+            manifest.config.size + manifest.layers.iter().map(|l| l.size).sum::<i64>();
+        let rootfs: oci::ConfigRootFs = self
+            .read_json(&manifest.config.digest, "image config")
+            .ok()?;
+        let sn = self.snapshots.get(None).ok()?;
+        let mut unpacked = 0i64;
+        for chain in oci::chain_ids(&rootfs.rootfs.diff_ids) {
+            let row = self
+                .store
+                .read(|c| store::snapshots::find(c, ns, sn.name(), &chain))
+                .ok()
+                .flatten();
+            let bytes = row.and_then(|r| {
+                r.labels
+                    .get(schema::UNCOMPRESSED_SIZE_LABEL)
+                    .and_then(|v| v.parse::<i64>().ok())
+            });
+            match bytes {
+                Some(b) => unpacked += b,
+                None => return Some(content),
+            }
+        }
+        Some(unpacked)
     }
 
     /// The image stored under `name` exactly, else under its normalised reference
@@ -180,6 +214,7 @@ impl Images {
             labels: src.labels,
             created_at: now.clone(),
             updated_at: now,
+            size: None,
         };
         Ok(self
             .store
@@ -324,15 +359,12 @@ impl Images {
                     }
                     staged.record(tx, &n, &extract, Kind::Active, &Default::default())?;
                     let now = store::now();
-                    store::snapshots::commit(
-                        tx,
-                        &n,
-                        name,
-                        &target,
-                        &extract,
-                        &Default::default(),
-                        &now,
-                    )?;
+                    let labels: schema::Labels = [(
+                        schema::UNCOMPRESSED_SIZE_LABEL.to_owned(),
+                        applied.bytes.to_string(),
+                    )]
+                    .into();
+                    store::snapshots::commit(tx, &n, name, &target, &extract, &labels, &now)?;
                     Ok(staged)
                 })
                 .await?;
