@@ -362,3 +362,57 @@ fn a_detached_terminal_task_is_logged_too() {
     remove(&d, &id);
     assert_clean(&d, &[id]);
 }
+
+#[test]
+fn logs_follow_over_websocket_sends_batches_then_the_end() {
+    let (d, rootfs, gate) = (TestDaemon::start(), Rootfs::new(), gate());
+    let id = unique_id("wslogs");
+    let _c = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    let volume = format!("{}:/data", gate.path().display());
+    let script = format!("echo one; {WAIT_FOR_GATE}; echo two >&2");
+    run_detached(&d, &rootfs, &["-v", &volume], &id, &["sh", "-c", &script]);
+    let mut ws = d.websocket();
+    ws.send_json(
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "logs.subscribe",
+        "params": { "id": id, "follow": true }}),
+    );
+    let mut texts = Vec::new();
+    let mut opened = false;
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        assert!(Instant::now() < deadline, "the stream ends: {texts:?}");
+        let Some(msg) = ws.recv_json(LIMIT) else {
+            panic!("the websocket closed before the end: {texts:?}");
+        };
+        if msg.get("id") == Some(&json!(1)) {
+            assert!(msg.get("error").is_none(), "{msg}");
+            continue;
+        }
+        assert_eq!(msg["method"], "logs.entries", "{msg}");
+        let batch = &msg["params"]["result"];
+        for e in batch["entries"].as_array().expect("entries") {
+            texts.push((e["stream"].clone(), e["text"].clone()));
+        }
+        if !opened && !texts.is_empty() {
+            // "one" came while the task waits at the gate: following, not a replay.
+            opened = true;
+            open_gate(gate.path());
+        }
+        if batch["end"] == true {
+            break;
+        }
+    }
+    assert_eq!(
+        texts,
+        vec![
+            (json!("stdout"), json!("one")),
+            (json!("stderr"), json!("two"))
+        ]
+    );
+    assert_eq!(wait(&d, &id)["exit_status"], 0);
+    remove(&d, &id);
+    assert_clean(&d, &[id]);
+}
