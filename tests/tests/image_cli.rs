@@ -121,3 +121,36 @@ fn imports_are_named_from_the_archive_in_full_and_tag_adds_names() {
         .expect_err("missing source");
     assert_eq!(err["data"]["kind"], "not_found", "{err}");
 }
+
+#[test]
+fn a_docker_archive_written_by_skopeo_imports_with_its_name() {
+    let d = TestDaemon::start();
+    let parts = ImageParts::new(vec![busybox_layer()], json!({"Cmd": ["sh"]}));
+    let oci = d.dir().join("src.tar");
+    std::fs::write(&oci, oci_image("example.com/busybox:v1", &parts)).expect("write");
+    // skopeo's docker-archive puts manifest.json last, after `<hex>.tar` layers.
+    let archive = d.dir().join("docker.tar");
+    let out = Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("oci-archive:{}", oci.display()))
+        .arg(format!(
+            "docker-archive:{}:example.com/busybox:v1",
+            archive.display()
+        ))
+        .output()
+        .expect("skopeo (install-deps installs it)");
+    assert!(out.status.success(), "skopeo: {out:?}");
+    let listing = Command::new("tar")
+        .arg("tf")
+        .arg(&archive)
+        .output()
+        .expect("tar");
+    let entries = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let first = entries.lines().next().unwrap_or_default().to_owned();
+    assert!(first.ends_with(".tar"), "a layer comes first: {entries}");
+    let (ok, out, err) = berth(&d, &["images", "import", archive.to_str().expect("utf8")]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("example.com/busybox:v1 "), "{out}");
+    let got = d.rpc_ok("images.get", json!({"name": "example.com/busybox:v1"}));
+    assert_eq!(got["config"]["config"]["Cmd"], json!(["sh"]));
+}

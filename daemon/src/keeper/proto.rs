@@ -69,7 +69,8 @@ pub enum Request {
     Watch { req: u64, who: Identity },
     /// berthd has stored the exit of `who`: the keeper may forget it.
     Ack { who: Identity },
-    /// Holds the descriptors sent beside this message for `who` until it exits.
+    /// Holds the descriptors sent beside this message for `who` until it exits (output
+    /// pipe readers until its exit is acknowledged: its last output may still be in them).
     Hold { who: Identity, held: Vec<Held> },
     /// Closes one held descriptor of `who` (stdin's writer when the client closes stdin).
     Release { who: Identity, held: Held },

@@ -208,16 +208,13 @@ pub fn read(
             "index.json" => out.index = Some(doc(&mut entry)?),
             "manifest.json" => out.docker_manifest = Some(doc(&mut entry)?),
             _ => {
+                // Every file goes into the content store as it streams by: manifest.json may
+                // come last (skopeo's docker-archive, classic `docker save`) and name any
+                // path (`<hex>.tar`, `<id>/layer.tar`). What it does not name is left
+                // unreferenced, for gc.
                 let expected = name
                     .strip_prefix("blobs/sha256/")
                     .map(|hex| format!("sha256:{hex}"));
-                let wanted = expected.is_some()
-                    || name.ends_with(".json")
-                    || name.ends_with("/layer.tar")
-                    || name.ends_with("/layer.tar.gz");
-                if !wanted {
-                    continue;
-                }
                 let blob_err = |source| ArchiveError::Blob {
                     entry: raw.clone(),
                     source,
