@@ -247,6 +247,14 @@ methods = [
       "reference is stored in full); an image already named `target` is repointed. "
       "Berth extension.", [p("source", STR, True), p("target", STR, True)],
       S("object", properties={"image": REF("Image")}), ["not_found", "invalid_argument"]),
+    m("images.export", "Streams images as one tar: an OCI image layout (each image's host "
+      "manifest, config and layers, digests unchanged; index.json names them) plus, in the "
+      "docker format, docker's manifest.json. Notifications `images.export_data` carry "
+      "{data: base64 chunk}, the last {end: true, size}. WebSocket and NDJSON only.",
+      [p("names", ARR(STR), True), p("format", S("string", enum=["docker", "oci"]))],
+      S("string", description="subscription id"),
+      ["not_found", "invalid_argument", "failed_precondition"],
+      **{"x-notification": "images.export_data", "x-unsubscribe": "images.export_cancel"}),
     m("images.delete", "Deletes an image name (its unreferenced content is collected shortly "
       "after, in the background).",
       [p("name", STR, True)], errors=["not_found"]),
@@ -293,6 +301,9 @@ methods = [
       "leases, gc.root labels).", [],
       S("object", properties={"removed": OBJ, "duration_ms": INT})),
     {"name": "events.unsubscribe", "summary": "Ends a subscription.",
+     "paramStructure": "either", "params": [p("subscription", STR, True)],
+     "result": {"name": "result", "schema": BOOL}},
+    {"name": "images.export_cancel", "summary": "Stops an images.export stream.",
      "paramStructure": "either", "params": [p("subscription", STR, True)],
      "result": {"name": "result", "schema": BOOL}},
     {"name": "logs.unsubscribe", "summary": "Ends a logs.subscribe subscription.",

@@ -154,3 +154,120 @@ fn a_docker_archive_written_by_skopeo_imports_with_its_name() {
     let got = d.rpc_ok("images.get", json!({"name": "example.com/busybox:v1"}));
     assert_eq!(got["config"]["config"]["Cmd"], json!(["sh"]));
 }
+
+fn skopeo(args: &[&str]) -> std::process::Output {
+    Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo (install-deps installs it)")
+}
+
+#[test]
+fn export_writes_what_skopeo_reads_and_a_round_trip_keeps_every_digest() {
+    let d = TestDaemon::start();
+    let parts = ImageParts::new(vec![busybox_layer()], json!({"Cmd": ["sh"]}));
+    let src = d.dir().join("src.tar");
+    std::fs::write(&src, oci_image("example.com/tools/bb:2", &parts)).expect("write");
+    let (ok, out, err) = berth(&d, &["images", "import", src.to_str().expect("utf8")]);
+    assert!(ok, "{err}");
+    let target = d.rpc_ok("images.get", json!({"name": "example.com/tools/bb:2"}))["image"]
+        ["target"]
+        .clone();
+    let digest = target["digest"].as_str().expect("digest").to_owned();
+    assert!(out.contains(&digest), "{out}");
+
+    let docker = d.dir().join("out-docker.tar");
+    let oci = d.dir().join("out-oci.tar");
+    let (ok, _, err) = berth(
+        &d,
+        &[
+            "images",
+            "export",
+            "-o",
+            docker.to_str().expect("utf8"),
+            "example.com/tools/bb:2",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = berth(
+        &d,
+        &[
+            "images",
+            "export",
+            "--format",
+            "oci",
+            "-o",
+            oci.to_str().expect("utf8"),
+            "example.com/tools/bb:2",
+        ],
+    );
+    assert!(ok, "{err}");
+    // skopeo reads both, and sees the same manifest digest.
+    for reference in [
+        format!("oci-archive:{}", oci.display()),
+        format!("oci-archive:{}", docker.display()),
+        format!("docker-archive:{}", docker.display()),
+    ] {
+        let out = skopeo(&["inspect", &reference]);
+        assert!(out.status.success(), "skopeo inspect {reference}: {out:?}");
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        if reference.starts_with("oci-archive") {
+            assert_eq!(info["Digest"], digest.as_str(), "{reference}: {info}");
+        }
+        assert_eq!(info["Layers"].as_array().map(Vec::len), Some(1), "{info}");
+    }
+    let out = skopeo(&["inspect", &format!("docker-archive:{}", oci.display())]);
+    assert!(!out.status.success(), "the oci format has no manifest.json");
+
+    // berth -> berth: the same names and digests after the image is gone.
+    let (ok, _, err) = berth(&d, &["images", "rm", "example.com/tools/bb:2"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = berth(&d, &["images", "import", oci.to_str().expect("utf8")]);
+    assert!(ok, "{err}");
+    assert_eq!(out, format!("example.com/tools/bb:2 {digest}\n"));
+    // berth -> skopeo -> berth through skopeo's own docker-archive.
+    let via = d.dir().join("via-skopeo.tar");
+    let out = skopeo(&[
+        "copy",
+        &format!("oci-archive:{}", docker.display()),
+        &format!("docker-archive:{}:example.com/tools/bb:3", via.display()),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let (ok, out, err) = berth(&d, &["images", "import", via.to_str().expect("utf8")]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("example.com/tools/bb:3 "), "{out}");
+    let a = d.rpc_ok("images.get", json!({"name": "example.com/tools/bb:2"}));
+    let b = d.rpc_ok("images.get", json!({"name": "example.com/tools/bb:3"}));
+    assert_eq!(
+        a["config"]["rootfs"]["diff_ids"], b["config"]["rootfs"]["diff_ids"],
+        "the layers are the same bytes"
+    );
+
+    // To stdout, and a missing image is a clear failure that writes nothing.
+    let bin = TestDaemon::binary().with_file_name("berth");
+    let piped = Command::new(&bin)
+        .arg("--socket")
+        .arg(d.socket())
+        .args(["images", "export", "example.com/tools/bb:2"])
+        .output()
+        .expect("run berth");
+    assert!(piped.status.success());
+    assert_eq!(
+        piped.stdout,
+        std::fs::read(&docker).expect("read"),
+        "deterministic"
+    );
+    let missing = d.dir().join("missing.tar");
+    let (ok, _, err) = berth(
+        &d,
+        &[
+            "images",
+            "export",
+            "-o",
+            missing.to_str().expect("utf8"),
+            "nope",
+        ],
+    );
+    assert!(!ok && err.contains("nope"), "{err}");
+    assert!(!missing.exists());
+}

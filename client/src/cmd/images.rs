@@ -52,6 +52,18 @@ pub enum Command {
         /// Image name (reference)
         name: String,
     },
+    /// Write images to a tar that skopeo, ctr and docker load read (streamed from berthd)
+    Export {
+        /// oci: an OCI image layout; docker (default): that plus docker's manifest.json
+        #[arg(long, value_parser = ["oci", "docker"], default_value = "docker")]
+        format: String,
+        /// The file to write, or - for stdout
+        #[arg(short, long, value_name = "FILE", default_value = "-")]
+        output: String,
+        /// Images to export
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Give an image another name, as `docker tag` (short names resolve as `busybox`)
     Tag {
         /// The image to name
@@ -113,6 +125,11 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
                 Ok(t.print()?)
             })
         }
+        Command::Export {
+            format,
+            output,
+            names,
+        } => export(ctx, &format, &output, &names),
         Command::Tag { source, target } => {
             let r = ctx
                 .connect()?
@@ -154,6 +171,54 @@ pub fn import_params(
         p["snapshotter"] = json!(s);
     }
     Ok(p)
+}
+
+/// Receives the tar in chunks and writes it; a file is written beside its final name and
+/// renamed into place only once the whole archive arrived.
+fn export(ctx: &Ctx, format: &str, output: &str, names: &[String]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use base64::Engine;
+    let to_stdout = output == "-";
+    // SAFETY: isatty only reads the state of fd 1.
+    if to_stdout && unsafe { libc::isatty(1) } == 1 {
+        anyhow::bail!("refusing to write a tar to a terminal: give -o FILE or redirect stdout");
+    }
+    let sub = ctx
+        .connect()?
+        .subscribe("images.export", json!({ "names": names, "format": format }))?;
+    let partial = format!("{output}.partial");
+    let mut out: Box<dyn Write> = if to_stdout {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::io::BufWriter::new(
+            std::fs::File::create(&partial).with_context(|| format!("cannot create {partial}"))?,
+        ))
+    };
+    let mut done = false;
+    for note in sub {
+        let note = note?;
+        if note["end"] == true {
+            done = true;
+            break;
+        }
+        let data = note["data"].as_str().unwrap_or_default();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .context("berthd sent a chunk that is not base64")?;
+        out.write_all(&bytes)?;
+    }
+    out.flush()?;
+    drop(out);
+    if !done {
+        if !to_stdout {
+            let _ = std::fs::remove_file(&partial);
+        }
+        anyhow::bail!("the export ended before the whole archive arrived");
+    }
+    if !to_stdout {
+        std::fs::rename(&partial, output).with_context(|| format!("cannot write {output}"))?;
+    }
+    Ok(())
 }
 
 fn import(

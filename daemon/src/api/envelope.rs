@@ -23,7 +23,7 @@ use super::error_object;
 const SUBSCRIPTION_BUFFER: usize = 64;
 
 /// Methods whose successful reply opens a stream of notifications.
-pub const SUBSCRIBE_METHODS: &[&str] = &["events.subscribe", "logs.subscribe"];
+pub const SUBSCRIBE_METHODS: &[&str] = &["events.subscribe", "logs.subscribe", "images.export"];
 
 /// jsonrpsee's code for a reply over its size limit; answered as `resource_exhausted`.
 const JSONRPSEE_OVERSIZED_RESPONSE: i32 = -32008;

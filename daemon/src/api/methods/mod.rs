@@ -3,6 +3,7 @@
 
 mod containers;
 mod events;
+mod export;
 mod images;
 mod leases;
 mod logs;
@@ -59,6 +60,7 @@ pub fn build_module(app: App) -> Module {
     snapshots::register(&mut m);
     leases::register(&mut m);
     logs::register(&mut m);
+    export::register(&mut m);
     m
 }
 

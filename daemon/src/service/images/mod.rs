@@ -4,6 +4,8 @@
 //! lives here too.
 
 mod archive;
+mod export;
+pub use export::Format as ExportFormat;
 mod import;
 mod ingest;
 mod progress;

@@ -1,0 +1,81 @@
+//! The `images.export` subscription (berth extension): the tar in base64 chunks as
+//! `images.export_data` notifications `{data}`, then `{end: true, size}`; an error midway
+//! ends the stream with a JSON-RPC error notification. WebSocket and NDJSON only.
+
+use base64::Engine;
+use jsonrpsee::core::SubscriptionError;
+use serde_json::json;
+
+use super::events::subscription_error;
+use super::stream::{Queued, Unsent};
+use super::Module;
+use crate::api::parse_params;
+use crate::service::{self, images::ExportFormat};
+
+/// Notification method name of `images.export`.
+pub(crate) const EXPORT_NOTIFICATION: &str = "images.export_data";
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportParams {
+    #[serde(default = "default_namespace")]
+    namespace: String,
+    names: Vec<String>,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+fn default_namespace() -> String {
+    schema::DEFAULT_NAMESPACE.to_owned()
+}
+
+pub(super) fn register(m: &mut Module) {
+    let registered = m.register_subscription(
+        "images.export",
+        EXPORT_NOTIFICATION,
+        "images.export_cancel",
+        |params, pending, app, _| async move {
+            let p: ExportParams = match parse_params(&params) {
+                Ok(p) => p,
+                Err(e) => {
+                    pending.reject(e).await;
+                    return Ok(());
+                }
+            };
+            let started = ExportFormat::parse(p.format.as_deref())
+                .and_then(|f| app.images.export(&p.namespace, &p.names, f));
+            let mut chunks = match started {
+                Ok(rx) => rx,
+                Err(e) => {
+                    pending.reject(e).await;
+                    return Ok(());
+                }
+            };
+            let Ok(sink) = pending.accept().await else {
+                return Ok(());
+            };
+            let mut queued = Queued::default();
+            let mut size = 0u64;
+            while let Some(chunk) = chunks.recv().await {
+                let bytes = chunk.map_err(|e| {
+                    subscription_error(service::Error::Internal(format!("exporting: {e}")))
+                })?;
+                size += bytes.len() as u64;
+                let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
+                let msg = serde_json::value::to_raw_value(&json!({ "data": data }))
+                    .map_err(|e| SubscriptionError::from(format!("encoding: {e}")))?;
+                match queued.send(&sink, msg, None).await {
+                    Ok(()) => {}
+                    Err(Unsent::Closed | Unsent::Stuck(_)) => return Ok(()),
+                }
+            }
+            let end = serde_json::value::to_raw_value(&json!({ "end": true, "size": size }))
+                .map_err(|e| SubscriptionError::from(format!("encoding: {e}")))?;
+            let _ = queued.send(&sink, end, None).await;
+            Ok(())
+        },
+    );
+    if let Err(e) = registered {
+        panic!("registering images.export: {e}");
+    }
+}
