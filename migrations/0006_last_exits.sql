@@ -37,9 +37,11 @@ CREATE TABLE processes_v6 (
 
 INSERT INTO processes_v6 (namespace, container_id, exec_id, pid, start_time, status, stdin,
     stdout, stderr, terminal, exit_status, exited_at, exit_reason, bundle, runtime, spec,
-    created_at)
+    created_at, started_at)
 SELECT namespace, container_id, exec_id, pid, start_time, status, stdin, stdout, stderr,
-    terminal, exit_status, exited_at, exit_reason, bundle, runtime, spec, created_at
+    terminal, exit_status, exited_at, exit_reason, bundle, runtime, spec, created_at,
+    -- The best known start of what already ran: its creation.
+    CASE WHEN status IN ('running', 'paused', 'stopped', 'deleting') THEN created_at END
 FROM processes;
 
 DROP TABLE processes;
@@ -52,5 +54,8 @@ CREATE TABLE last_exits (
     exit_reason  TEXT NOT NULL
         CHECK (exit_reason IN ('exited', 'signaled', 'oom', 'lost', 'host_restarted')),
     started_at   TEXT,
-    exited_at    TEXT NOT NULL
+    exited_at    TEXT NOT NULL,
+    -- The ended task was `auto_remove`: the container goes too. Start-up removes those a
+    -- crash left (their task deleted, the container not yet).
+    auto_remove  INTEGER NOT NULL DEFAULT 0
 );

@@ -140,10 +140,13 @@ impl App {
         };
         let (tasks, containers) = (self.tasks.clone(), self.containers.clone());
         tokio::spawn(async move {
-            while let Some((ns, id)) = removals.recv().await {
-                match tasks.delete(&ns, &id, true).await {
-                    Ok(_) | Err(crate::service::Error::NotFound(_)) => {}
+            while let Some(r) = removals.recv().await {
+                let (ns, id) = (r.namespace.clone(), r.container_id.clone());
+                match tasks.auto_remove(&r).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
                     Err(e) => {
+                        // Left for the next start-up, which finds what is due.
                         tracing::warn!(namespace = %ns, container = %id, error = %e,
                             "auto-remove: the task is not deleted");
                         continue;

@@ -143,6 +143,10 @@ fn attach_shows_the_last_screen_takes_keys_and_detaches_with_ctrl_p_ctrl_q() {
     a.expect("before-42");
     a.type_keys(b"echo live-$((6*7))\r");
     a.expect("live-42");
+    // Output without a newline (a prompt, a progress bar) shows at once, not at the next
+    // newline.
+    a.type_keys(b"printf no-newline-$((1+1))\r");
+    a.expect("no-newline-2");
     a.type_keys(b"\x10\x11");
     a.expect("detached");
     assert_eq!(a.status(), Some(0), "{:?}", a.seen);

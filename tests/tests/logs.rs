@@ -309,9 +309,21 @@ fn the_log_keeps_everything_across_a_kill_9_of_berthd() {
     let ghost = d.root().join("logs/default/ghost");
     std::fs::create_dir_all(&ghost).expect("ghost dir");
     std::fs::write(ghost.join("task.log"), "x").expect("ghost log");
+    let pid = d.rpc_ok("tasks.get", json!({ "container_id": id }))["process"]["pid"]
+        .as_i64()
+        .expect("pid");
     d.kill9();
-    // The task writes while no berthd runs: its output waits in the pipe the keeper holds.
+    // The task writes and exits while no berthd runs: its last output waits in the pipe
+    // the keeper keeps until the exit is acknowledged.
     open_gate(gate.path());
+    let until = Instant::now() + LIMIT;
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            Instant::now() < until,
+            "the task exits while berthd is down"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     d.restart();
     let _c = Cleanup {
         d: &d,

@@ -89,10 +89,22 @@ fn stop_one(ctx: &Ctx, client: &mut Client, id: &str, limit: Duration) -> anyhow
         // A frozen process cannot act on a signal; let it handle this one.
         client.call("tasks.resume", json!({ "container_id": id }))?;
     }
-    client.call(
+    let sent = client.call(
         "tasks.kill",
         json!({ "container_id": id, "signal": signal, "all": true }),
-    )?;
+    );
+    match sent {
+        Ok(_) => {}
+        // A stop signal this berthd does not know: SIGTERM, as docker falls back to.
+        Err(RpcError::Daemon { kind, .. }) if kind.as_deref() == Some("invalid_argument") => {
+            eprintln!("berth: {id}: stop signal {signal:?} refused; sending SIGTERM");
+            client.call(
+                "tasks.kill",
+                json!({ "container_id": id, "signal": "SIGTERM", "all": true }),
+            )?;
+        }
+        Err(e) => return Err(e.into()),
+    }
     if !wait_for_exit(ctx, id, limit)? {
         client.call(
             "tasks.kill",

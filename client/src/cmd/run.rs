@@ -143,7 +143,12 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
         auto_remove: args.rm,
     });
     let status = run_task(ctx, &mut client, &id, args.process.tty, detach);
-    if args.rm && !args.detach {
+    if args.rm && (!args.detach || status.is_err()) {
+        // Detached, berthd removes it once the task exits; a task that never started
+        // (or a create that failed) would leave it, so the client does.
+        if args.detach {
+            let _ = client.call("tasks.delete", json!({ "container_id": id, "force": true }));
+        }
         let removed = client.call("containers.delete", json!({ "id": id }));
         if status.is_ok() {
             removed?;

@@ -77,8 +77,14 @@ impl LogFile {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = append(path)?;
-        let size = file.metadata()?.len();
+        let mut file = append(path)?;
+        let mut size = file.metadata()?.len();
+        // A write cut short (a crash, a full disk) leaves a line without its end: end it,
+        // so the next entry does not read as its continuation.
+        if size > 0 && !ends_with_newline(path)? {
+            file.write_all(b"\n")?;
+            size += 1;
+        }
         Ok(LogFile {
             path: path.to_owned(),
             file,
@@ -113,10 +119,20 @@ impl LogFile {
         if out.is_empty() {
             return Ok(());
         }
-        self.file.write_all(out)?;
-        self.size += out.len() as u64;
+        let written = self.file.write_all(out);
         out.clear();
-        Ok(())
+        match written {
+            Ok(()) => {
+                self.size = self.file.metadata().map_or(self.size, |m| m.len());
+                Ok(())
+            }
+            Err(e) => {
+                // Part of it may be in: the size is what the file says, and the next open
+                // ends the torn line.
+                self.size = self.file.metadata().map_or(self.size, |m| m.len());
+                Err(e)
+            }
+        }
     }
 
     /// Shifts every file one place older (dropping the oldest) and starts a new one.
@@ -133,6 +149,15 @@ impl LogFile {
         self.size = 0;
         Ok(())
     }
+}
+
+fn ends_with_newline(path: &Path) -> io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 fn append(path: &Path) -> io::Result<File> {
@@ -174,8 +199,16 @@ pub fn start(
     std::thread::Builder::new()
         .name("berth-log".into())
         .spawn(move || {
+            // Says the copy ended however it ends, a panic included: followers wait for it.
+            struct Ended(Notify);
+            impl Drop for Ended {
+                fn drop(&mut self) {
+                    (self.0)(true);
+                }
+            }
+            let ended = Ended(Arc::clone(&notify));
             copy(sources, &log, &cancel_rx, &*notify);
-            notify(true);
+            drop(ended);
             let _ = done_tx.send(());
         })?;
     Ok(Copier {
@@ -242,7 +275,10 @@ fn copy(
             if n == 0 {
                 ended.push(i);
             }
-            let lines = split(&mut src.pending, &buf[..n], n == 0);
+            // A short read emptied the pipe: what is held back goes out now as a partial
+            // entry (a prompt, keys echoed before Enter, a progress bar) instead of waiting
+            // for a newline that may never come.
+            let lines = split(&mut src.pending, &buf[..n], n < CHUNK);
             if let Err(e) = write_batch(log, src.stream, &lines, &src.pending) {
                 // Keep draining so the task never blocks on a log berthd cannot write.
                 if !warned {
@@ -260,9 +296,10 @@ fn copy(
 }
 
 /// What `pending + data` holds ready to write: (partial, start..end into the joined bytes).
-/// Complete lines are `F`; a piece of [`MAX_LINE`] without a newline is `P`; at the end of
-/// the stream what is left is `P` as well (kubelet's convention for an unterminated line).
-fn split(pending: &mut Vec<u8>, data: &[u8], end: bool) -> Vec<(bool, usize, usize)> {
+/// Complete lines are `F`; a piece of [`MAX_LINE`] without a newline is `P`; with `flush`
+/// (the pipe is empty for now, or ended) what is left is `P` as well (kubelet's convention
+/// for an unterminated line).
+fn split(pending: &mut Vec<u8>, data: &[u8], flush: bool) -> Vec<(bool, usize, usize)> {
     pending.extend_from_slice(data);
     let mut out = Vec::new();
     let mut at = 0;
@@ -277,7 +314,7 @@ fn split(pending: &mut Vec<u8>, data: &[u8], end: bool) -> Vec<(bool, usize, usi
                 out.push((true, at, at + MAX_LINE));
                 at += MAX_LINE;
             }
-            None if end => {
+            None if flush => {
                 out.push((true, at, pending.len()));
                 at = pending.len();
             }

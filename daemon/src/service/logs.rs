@@ -19,10 +19,27 @@ use super::{check_id, Error, Result};
 use crate::runtime::logfile::{self, Copier, Cursor, Entry, Limits, LogFile, Stream};
 use crate::store::{self, Store};
 
-/// Text bytes one `containers.logs` reply carries at most.
+/// Encoded bytes one `containers.logs` reply carries at most (and a follower's tail).
 const REPLY_BYTES: usize = 4 << 20;
-/// Text bytes one `logs.subscribe` notification carries at most.
+/// Encoded bytes one `logs.subscribe` notification carries at most (about).
 pub const BATCH_BYTES: usize = 64 << 10;
+
+/// About what an entry costs as JSON: its fields, and its text with escapes (a control
+/// byte is six), so an empty line or a run of NULs is not counted as nothing.
+fn encoded_len(e: &Entry) -> usize {
+    let text: usize = e
+        .text
+        .bytes()
+        .map(|b| {
+            if b < 0x20 || b == b'"' || b == b'\\' {
+                6
+            } else {
+                1
+            }
+        })
+        .sum();
+    96 + text
+}
 
 type Key = (String, String);
 
@@ -105,15 +122,18 @@ impl Logs {
         let file = LogFile::open(&path, self.inner.limits)
             .map_err(|e| Error::failure(format!("opening the log {}", path.display()), &e))?;
         let feed = self.feed(ns, id);
-        feed.send_modify(|a| a.active = true);
+        let writer = feed.clone();
         let notify: logfile::Notify = Arc::new(move |end| {
-            feed.send_modify(|a| {
+            writer.send_modify(|a| {
                 a.writes += 1;
                 a.active &= !end;
             })
         });
-        logfile::start(sources, Arc::new(Mutex::new(file)), notify)
-            .map_err(|e| Error::failure("starting the log copy", &e))
+        let copier = logfile::start(sources, Arc::new(Mutex::new(file)), notify)
+            .map_err(|e| Error::failure("starting the log copy", &e))?;
+        // Only once the thread runs: it is the one that says when the copy ended.
+        feed.send_modify(|a| a.active = true);
+        Ok(copier)
     }
 
     /// Removes container `id`'s log (all its files).
@@ -137,11 +157,16 @@ impl Logs {
     pub fn sweep(&self) -> Result<()> {
         for ns in dir_names(&self.inner.dir) {
             for id in dir_names(&self.inner.dir.join(&ns)) {
-                let exists = self
+                let gone = match self
                     .inner
                     .store
-                    .read(|c| Ok(store::containers::get(c, &ns, &id).is_ok()))?;
-                if !exists {
+                    .read(|c| store::containers::get(c, &ns, &id))
+                {
+                    Ok(_) => false,
+                    Err(store::StoreError::NotFound(_)) => true,
+                    Err(e) => return Err(e.into()),
+                };
+                if gone {
                     tracing::info!(namespace = %ns, container = %id, "removing the log of a deleted container");
                     self.remove(&ns, &id);
                 }
@@ -216,12 +241,14 @@ impl Logs {
             query,
             feed,
             backlog: VecDeque::new(),
+            closed: false,
         };
         if follower.query.tail.is_some() {
             follower.feed.borrow_and_update();
             follower = blocking(move || {
                 let mut f = follower;
-                let (entries, _) = collect(&mut f.cursor, &f.query, usize::MAX)?;
+                // Bounded as a reply is: a tail of a log of short lines stays a few MiB.
+                let (entries, _) = collect(&mut f.cursor, &f.query, REPLY_BYTES)?;
                 f.backlog = entries;
                 // The tail is taken; from here on, everything new.
                 f.query.tail = None;
@@ -245,11 +272,11 @@ fn collect(cursor: &mut Cursor, q: &Query, bound: usize) -> Result<(VecDeque<Ent
         if !q.matches(&e) {
             continue;
         }
-        bytes += e.text.len();
+        bytes += encoded_len(&e);
         out.push_back(e);
         if q.tail.is_some_and(|n| out.len() as u64 > n) {
             if let Some(old) = out.pop_front() {
-                bytes -= old.text.len();
+                bytes -= encoded_len(&old);
             }
         }
         if bytes > bound {
@@ -259,7 +286,7 @@ fn collect(cursor: &mut Cursor, q: &Query, bound: usize) -> Result<(VecDeque<Ent
             }
             while bytes > bound {
                 let Some(old) = out.pop_front() else { break };
-                bytes -= old.text.len();
+                bytes -= encoded_len(&old);
             }
             truncated = true;
         }
@@ -273,6 +300,8 @@ pub struct Follower {
     query: Query,
     feed: watch::Receiver<Activity>,
     backlog: VecDeque<Entry>,
+    /// The feed's sender is gone: nothing will write this log again.
+    closed: bool,
 }
 
 impl Follower {
@@ -281,7 +310,7 @@ impl Follower {
     /// read began (if not, an empty batch means the end).
     pub async fn batch(self) -> Result<(Follower, Vec<LogEntry>, bool)> {
         let mut f = self;
-        let active = f.feed.borrow_and_update().active;
+        let active = f.feed.borrow_and_update().active && !f.closed;
         blocking(move || {
             let mut out = Vec::new();
             let mut bytes = 0;
@@ -295,7 +324,7 @@ impl Follower {
                 };
                 let Some(e) = next else { break };
                 if f.query.matches(&e) {
-                    bytes += e.text.len();
+                    bytes += encoded_len(&e);
                     out.push(wire(e));
                 }
             }
@@ -307,7 +336,9 @@ impl Follower {
     /// Waits until the log is written again, its writer ends, or the container's feed is
     /// gone (it was deleted; the next batch then ends the stream).
     pub async fn changed(&mut self) {
-        let _ = self.feed.changed().await;
+        if self.feed.changed().await.is_err() {
+            self.closed = true;
+        }
     }
 }
 

@@ -409,14 +409,14 @@ pub fn delete_task(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<Proc
         tx.conn()
             .prepare_cached(
                 "INSERT INTO last_exits (container, exit_status, exit_reason, started_at, \
-                 exited_at) \
-                 SELECT c.pk, ?3, ?4, p.started_at, ?5 FROM containers c \
+                 exited_at, auto_remove) \
+                 SELECT c.pk, ?3, ?4, p.started_at, ?5, p.auto_remove FROM containers c \
                  JOIN processes p ON p.namespace = c.namespace AND p.container_id = c.id \
                  AND p.exec_id = '' \
                  WHERE c.namespace = ?1 AND c.id = ?2 \
                  ON CONFLICT (container) DO UPDATE SET exit_status = excluded.exit_status, \
                  exit_reason = excluded.exit_reason, started_at = excluded.started_at, \
-                 exited_at = excluded.exited_at",
+                 exited_at = excluded.exited_at, auto_remove = excluded.auto_remove",
             )?
             .execute(params![ns, container_id, status, reason.as_str(), at])?;
     }
@@ -517,4 +517,29 @@ pub fn container_statuses(
         out.insert(id, status);
     }
     Ok(out)
+}
+
+/// Whether container `id` is to be removed: its last task was `auto_remove`, and no task
+/// exists now (a new one started after it keeps the container).
+pub fn auto_remove_due(conn: &Connection, ns: &str, id: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT l.auto_remove FROM last_exits l JOIN containers c ON l.container = c.pk \
+             WHERE c.namespace = ?1 AND c.id = ?2 AND NOT EXISTS \
+             (SELECT 1 FROM processes p WHERE p.namespace = ?1 AND p.container_id = ?2)",
+        )?
+        .query_row(params![ns, id], |r| r.get::<_, bool>(0))
+        .optional()?
+        .unwrap_or(false))
+}
+
+/// Every container whose removal is due (see [`auto_remove_due`]): start-up finishes them.
+pub fn auto_removals_due(conn: &Connection) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.namespace, c.id FROM last_exits l JOIN containers c ON l.container = c.pk \
+         WHERE l.auto_remove = 1 AND NOT EXISTS \
+         (SELECT 1 FROM processes p WHERE p.namespace = c.namespace AND p.container_id = c.id)",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }

@@ -119,6 +119,25 @@ fn a_following_cursor_crosses_a_rotation_without_losing_a_line() {
 }
 
 #[test]
+fn a_line_torn_by_a_crash_is_ended_before_the_next_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("task.log");
+    std::fs::write(&path, b"2026-01-01T00:00:00.000000000Z stdout F cut sh").expect("write");
+    let mut log = LogFile::open(&path, limits(1 << 20, 2)).expect("open");
+    let time = crate::store::now();
+    log.write(&time, Stream::Stdout, &[(false, b"next")])
+        .expect("write");
+    let got = texts(&mut Cursor::new(&path, limits(1 << 20, 2)));
+    assert_eq!(
+        got,
+        vec![
+            (Stream::Stdout, false, "cut sh".into()),
+            (Stream::Stdout, false, "next".into())
+        ]
+    );
+}
+
+#[test]
 fn a_half_written_line_waits_for_its_end() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("task.log");

@@ -40,6 +40,16 @@ use crate::store::{self, tasks::ProcessRow, Store};
 use live::{LiveTask, Registry};
 pub use rootfs::RootfsSource;
 
+/// A container to remove once its `auto_remove` task has ended: the task (by when it was
+/// created, so a task started since is never taken for it), or `None` when only the
+/// container is left to remove (start-up after a crash).
+#[derive(Debug, Clone)]
+pub struct Removal {
+    pub namespace: String,
+    pub container_id: String,
+    pub task_created_at: Option<String>,
+}
+
 /// Most bytes one `tasks.write_stdin` call carries.
 const MAX_STDIN_WRITE: usize = 64 << 10;
 /// How long `tasks.write_stdin` waits for a process that does not read its input.
@@ -68,8 +78,8 @@ struct Inner {
     live: Registry,
     /// Tasks created with `auto_remove` whose init's exit is stored: their removal (task and
     /// container) is the App's, which owns both services.
-    removals: tokio::sync::mpsc::UnboundedSender<(String, String)>,
-    removals_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>>>,
+    removals: tokio::sync::mpsc::UnboundedSender<Removal>,
+    removals_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Removal>>>,
 }
 
 impl Tasks {
@@ -101,12 +111,35 @@ impl Tasks {
 
     /// The (namespace, container id) of each `auto_remove` task whose exit is stored, for
     /// the one caller that removes them; `None` after the first call.
-    pub fn take_removals(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<(String, String)>> {
+    pub fn take_removals(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Removal>> {
         self.inner
             .removals_rx
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
+    }
+
+    /// Deletes the task `r` names if it is still that task and has exited (never one
+    /// started since), then says whether the container is to go as well.
+    pub async fn auto_remove(&self, r: &Removal) -> Result<bool> {
+        let (ns, id) = (r.namespace.as_str(), r.container_id.as_str());
+        if let Some(created) = &r.task_created_at {
+            match self.inner.row(ns, id, "") {
+                Ok(row) if &row.created_at == created && row.exit_status.is_some() => {
+                    match delete::delete(&self.inner, ns, id, false).await {
+                        Ok(_) | Err(Error::NotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(_) => return Ok(false),
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self
+            .inner
+            .store
+            .read(|c| store::tasks::auto_remove_due(c, ns, id))?)
     }
 
     pub async fn create(&self, p: schema::TaskCreateParams) -> Result<Process> {

@@ -49,13 +49,7 @@ pub(super) fn spawn(
     let (inner, task, exec_id) = (Arc::clone(inner), Arc::clone(task), exec_id.to_owned());
     tokio::spawn(async move {
         let (exit, ack) = match exit.await {
-            Ok(rec) => {
-                let mut e = exited(&rec);
-                if rec.signal == Some(libc::SIGKILL) && exec_id.is_empty() && oom(&task) {
-                    e.reason = ExitReason::Oom;
-                }
-                (e, true)
-            }
+            Ok(rec) => (exit_of(&task, &exec_id, &rec), true),
             Err(_) => {
                 // The keeper died: nobody can reap this process any more. Wait until it is
                 // gone, then say its status is lost (never a silent 255).
@@ -86,6 +80,16 @@ pub(super) async fn drain_output(task: &LiveTask, exec_id: &str) {
             let _ = tokio::time::timeout_at(deadline, done).await;
         }
     }
+}
+
+/// The stored form of `rec`, `oom` when the init ended with 137 (killed by SIGKILL, or an
+/// init such as tini passing its child's death on) while its cgroup counted an OOM kill.
+pub(super) fn exit_of(task: &LiveTask, exec_id: &str, rec: &ExitRecord) -> Exited {
+    let mut e = exited(rec);
+    if exec_id.is_empty() && rec.status == 128 + libc::SIGKILL && oom(task) {
+        e.reason = ExitReason::Oom;
+    }
+    e
 }
 
 /// Whether the task's cgroup (its spec's, else berth's default) counted an OOM kill.
@@ -126,7 +130,11 @@ pub(super) async fn record(
                 task.process(exec_id, |p| p.exit.send_replace(Some(info)));
             }
             if row.auto_remove && exec_id.is_empty() {
-                let _ = inner.removals.send((task.ns.clone(), task.id.clone()));
+                let _ = inner.removals.send(super::Removal {
+                    namespace: task.ns.clone(),
+                    container_id: task.id.clone(),
+                    task_created_at: Some(row.created_at.clone()),
+                });
             }
             true
         }

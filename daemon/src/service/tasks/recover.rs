@@ -92,7 +92,11 @@ pub(super) async fn recover(inner: &Arc<Inner>, host_restarted: bool) -> Result<
             .filter(|r| !r.exec_id.is_empty() && r.namespace == ns && r.container_id == id);
         if row.auto_remove && row.exit_status.is_some() {
             // Its exit was stored before the crash, its removal not done.
-            let _ = inner.removals.send((ns.to_owned(), id.to_owned()));
+            let _ = inner.removals.send(super::Removal {
+                namespace: ns.to_owned(),
+                container_id: id.to_owned(),
+                task_created_at: Some(row.created_at.clone()),
+            });
         }
         for process in std::iter::once(row).chain(execs) {
             task.with_process(&process.exec_id, |_| ());
@@ -114,6 +118,14 @@ pub(super) async fn recover(inner: &Arc<Inner>, host_restarted: bool) -> Result<
             deletes_finished = counts.2,
             "reconciled tasks with the keeper and runc"
         );
+    }
+    // Containers whose auto_remove task was deleted but which a crash kept.
+    for (namespace, container_id) in inner.store.read(store::tasks::auto_removals_due)? {
+        let _ = inner.removals.send(super::Removal {
+            namespace,
+            container_id,
+            task_created_at: None,
+        });
     }
     if let Some(orphans) = inner.keeper.orphans() {
         tokio::spawn(record_orphans(Arc::clone(inner), orphans));
@@ -143,9 +155,7 @@ async fn adopt(
     if let Some(rec) = stored.remove(&who) {
         tracing::info!(task = %task.id, exec_id, status = rec.status,
             "recording an exit the keeper kept while berthd was down");
-        if monitor::record(inner, task, exec_id, monitor::exited(&rec)).await {
-            inner.keeper.ack(who).await;
-        }
+        record_late_exit(inner, task, process, who, &rec).await;
         return Ok(());
     }
     let watched = inner
@@ -154,16 +164,7 @@ async fn adopt(
         .await
         .map_err(|e| Error::Unavailable(e.to_string()))?;
     match watched {
-        Watched::Exited(rec) => {
-            // It exited while berthd was down: log what it wrote last before its exit.
-            if !process.terminal {
-                restore_stdio(inner, task, process, who).await;
-                monitor::drain_output(task, exec_id).await;
-            }
-            if monitor::record(inner, task, exec_id, monitor::exited(&rec)).await {
-                inner.keeper.ack(who).await;
-            }
-        }
+        Watched::Exited(rec) => record_late_exit(inner, task, process, who, &rec).await,
         Watched::Alive(exit) => {
             if exec_id.is_empty() {
                 sync_status(inner, task, process).await?;
@@ -184,6 +185,27 @@ async fn adopt(
         }
     }
     Ok(())
+}
+
+/// An exit that happened while berthd was down: what the process wrote last still sits in
+/// the pipes the keeper kept, so it is logged before the exit is stored and acknowledged
+/// (the ack lets the keeper close them).
+async fn record_late_exit(
+    inner: &Arc<Inner>,
+    task: &Arc<LiveTask>,
+    process: &ProcessRow,
+    who: Identity,
+    rec: &ExitRecord,
+) {
+    let exec_id = process.exec_id.as_str();
+    if !process.terminal {
+        restore_stdio(inner, task, process, who).await;
+        monitor::drain_output(task, exec_id).await;
+    }
+    let exit = monitor::exit_of(task, exec_id, rec);
+    if monitor::record(inner, task, exec_id, exit).await {
+        inner.keeper.ack(who).await;
+    }
 }
 
 /// A task whose start or pause was cut off takes its status from `runc state`.

@@ -28,11 +28,35 @@ pub fn parse(signal: Option<&WireSignal>) -> Result<i32> {
             } else {
                 format!("SIG{upper}")
             };
+            if let Some(n) = realtime(&full) {
+                return Ok(n);
+            }
             full.parse::<Signal>()
                 .map(|s| s as i32)
                 .map_err(|_| bad(format!("{name:?}")))
         }
     }
+}
+
+/// `SIGRTMIN`, `SIGRTMIN+3` (systemd's STOPSIGNAL), `SIGRTMAX-1`: nix's `Signal` has no
+/// real-time signals.
+fn realtime(name: &str) -> Option<i32> {
+    let (base, rest) = if let Some(r) = name.strip_prefix("SIGRTMIN") {
+        (libc::SIGRTMIN(), r)
+    } else if let Some(r) = name.strip_prefix("SIGRTMAX") {
+        (libc::SIGRTMAX(), r)
+    } else {
+        return None;
+    };
+    let n = match rest {
+        "" => base,
+        r if r.starts_with('+') => base + r[1..].parse::<i32>().ok()?,
+        r if r.starts_with('-') => base - r[1..].parse::<i32>().ok()?,
+        _ => return None,
+    };
+    (libc::SIGRTMIN()..=libc::SIGRTMAX())
+        .contains(&n)
+        .then_some(n)
 }
 
 #[cfg(test)]
@@ -48,5 +72,9 @@ mod tests {
         }
         assert!(parse(Some(&WireSignal::Number(0))).is_err());
         assert!(parse(Some(&WireSignal::Name("SIGNOPE".into()))).is_err());
+        let rt = |s: &str| parse(Some(&WireSignal::Name(s.into())));
+        assert_eq!(rt("SIGRTMIN+3").expect("rtmin+3"), libc::SIGRTMIN() + 3);
+        assert_eq!(rt("RTMAX-1").expect("rtmax-1"), libc::SIGRTMAX() - 1);
+        assert!(rt("SIGRTMIN+99").is_err());
     }
 }
