@@ -91,6 +91,33 @@ macro_rules! params {
 }
 
 params!(
+    /// `images.upload_begin`: an import whose archive the client streams (berth extension).
+    ImageUploadBeginParams {
+        /// Names the imported image (the archive must hold exactly one).
+        #[serde(default)]
+        name: Option<String>,
+        /// Unpack into this snapshotter (default `overlayfs`).
+        #[serde(default)]
+        snapshotter: Option<String>,
+    }
+);
+
+params!(
+    /// `images.upload_write`: the next bytes of an upload's archive, base64.
+    ImageUploadWriteParams {
+        upload: String,
+        data: String,
+    }
+);
+
+params!(
+    /// `images.upload_commit` and `images.upload_abort`.
+    ImageUploadParams {
+        upload: String,
+    }
+);
+
+params!(
     /// `images.tag`: another name for an image (berth extension).
     ImageTagParams {
         source: String,

@@ -247,6 +247,20 @@ methods = [
       "reference is stored in full); an image already named `target` is repointed. "
       "Berth extension.", [p("source", STR, True), p("target", STR, True)],
       S("object", properties={"image": REF("Image")}), ["not_found", "invalid_argument"]),
+    m("images.upload_begin", "Starts an import whose archive the client streams with "
+      "images.upload_write (berth extension): no host path is opened.",
+      [p("name", STR), SN], S("object", properties={"upload": STR}),
+      ["invalid_argument", "resource_exhausted"]),
+    m("images.upload_write", "The next bytes of an upload's archive (base64, at most 4 MiB "
+      "decoded); waits while the import is behind.",
+      [p("upload", STR, True), p("data", STR, True)], OBJ,
+      ["not_found", "invalid_argument", "failed_precondition"]),
+    m("images.upload_commit", "Ends an upload's stream and answers its import.",
+      [p("upload", STR, True)], S("object", properties={"images": ARR(REF("Image"))}),
+      ["not_found", "invalid_argument", "failed_precondition"]),
+    m("images.upload_abort", "Fails an upload; what it wrote is left for gc. An upload idle "
+      "for 60 s is aborted too.", [p("upload", STR, True)],
+      S("object", properties={"aborted": BOOL})),
     m("images.export", "Streams images as one tar: an OCI image layout (each image's host "
       "manifest, config and layers, digests unchanged; index.json names them) plus, in the "
       "docker format, docker's manifest.json. Notifications `images.export_data` carry "

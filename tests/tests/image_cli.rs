@@ -271,3 +271,73 @@ fn export_writes_what_skopeo_reads_and_a_round_trip_keeps_every_digest() {
     assert!(!ok && err.contains("nope"), "{err}");
     assert!(!missing.exists());
 }
+
+#[test]
+fn an_archive_streamed_over_the_socket_imports_and_a_cancelled_one_leaves_nothing() {
+    let d = TestDaemon::start();
+    let parts = ImageParts::new(vec![busybox_layer()], json!({"Cmd": ["sh"]}));
+    let archive = images::docker_save(&["streamed:1"], &parts);
+    // `-`: the client reads stdin; berthd never opens a path of the client's.
+    let bin = TestDaemon::binary().with_file_name("berth");
+    let out = berth_tests::process::output_within(
+        Command::new(&bin)
+            .arg("--socket")
+            .arg(d.socket())
+            .args(["images", "import", "-"]),
+        &archive,
+        std::time::Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("docker.io/library/streamed:1 "),
+        "{out:?}"
+    );
+
+    // Cut off halfway and aborted: after gc, none of its blobs is left.
+    let unique = images::Layer::new()
+        .file(
+            "only-here",
+            format!("{:?}", std::time::SystemTime::now()).as_bytes(),
+            0o644,
+        )
+        .finish();
+    let layer_digest = images::sha256(&unique);
+    let other = ImageParts::new(vec![unique], json!({"Cmd": ["sh"]}));
+    let tar = images::docker_save(&["cut:1"], &other);
+    let up = d.rpc_ok("images.upload_begin", json!({}))["upload"].clone();
+    use base64::Engine;
+    let half = base64::engine::general_purpose::STANDARD.encode(&tar[..tar.len() / 2]);
+    d.rpc_ok("images.upload_write", json!({"upload": up, "data": half}));
+    assert_eq!(
+        d.rpc_ok("images.upload_abort", json!({"upload": up}))["aborted"],
+        true
+    );
+    let err = d
+        .rpc("images.upload_commit", json!({"upload": up}))
+        .expect_err("aborted");
+    assert_eq!(err["data"]["kind"], "not_found", "{err}");
+    let err = d
+        .rpc("images.upload_write", json!({"upload": up, "data": "!!"}))
+        .expect_err("bad base64 or gone");
+    assert!(
+        ["invalid_argument", "not_found"].contains(&err["data"]["kind"].as_str().unwrap_or("")),
+        "{err}"
+    );
+    assert!(d.rpc("images.get", json!({"name": "cut:1"})).is_err());
+    // The aborted import lets go of the gc lock; gc then removes what it wrote.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        d.rpc_ok("gc.run", json!({}));
+        let blobs = d.rpc_ok("content.list", json!({}))["blobs"].clone();
+        let left = blobs
+            .as_array()
+            .expect("blobs")
+            .iter()
+            .any(|b| b["digest"] == layer_digest.as_str());
+        if !left {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the cut blob stays");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use super::{for_each_reporting, Ctx};
+use super::{for_each_reporting, put, Ctx};
 use crate::output::{labels_cell, Table};
 
 #[derive(Subcommand)]
@@ -20,7 +20,7 @@ pub enum Command {
         /// Unpack into this snapshotter
         #[arg(long)]
         snapshotter: Option<String>,
-        /// The tar archive; berthd opens it, so it must be readable by the daemon
+        /// The tar archive, opened by berthd; `-` streams it from stdin over the socket
         file: PathBuf,
     },
     /// Pull an image from a registry and unpack it
@@ -221,12 +221,74 @@ fn export(ctx: &Ctx, format: &str, output: &str, names: &[String]) -> anyhow::Re
     Ok(())
 }
 
+/// `images import -`: the archive from stdin, sent in chunks (`images.upload_*`), so berthd
+/// needs no access to a path of the client's.
+fn upload(ctx: &Ctx, name: Option<String>, snapshotter: Option<String>) -> anyhow::Result<Value> {
+    use base64::Engine;
+    use std::io::Read;
+    let mut client = ctx.connect()?;
+    let mut begin = serde_json::Map::new();
+    put(&mut begin, "name", name);
+    put(&mut begin, "snapshotter", snapshotter);
+    let upload = client.call("images.upload_begin", Value::Object(begin))?["upload"].clone();
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut sent = 0u64;
+    let result = (|| -> anyhow::Result<Value> {
+        loop {
+            let n = match stdin.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let data = base64::engine::general_purpose::STANDARD.encode(&buf[..n]);
+            client.call(
+                "images.upload_write",
+                json!({ "upload": upload, "data": data }),
+            )?;
+            sent += n as u64;
+        }
+        eprintln!("imported {sent} bytes from stdin");
+        Ok(client.call("images.upload_commit", json!({ "upload": upload }))?)
+    })();
+    if result.is_err() {
+        let _ = client.call("images.upload_abort", json!({ "upload": upload }));
+    }
+    result
+}
+
+/// Prints each imported image's name and digest, pointing out a name made from a digest.
+fn show_imported(ctx: &Ctx, result: &Value) -> anyhow::Result<()> {
+    ctx.show(result, |r| {
+        for i in r["images"].as_array().cloned().unwrap_or_default() {
+            let name = i["name"].as_str().unwrap_or_default();
+            println!(
+                "{} {}",
+                name,
+                i["target"]["digest"].as_str().unwrap_or_default()
+            );
+            if name.starts_with("import-") {
+                eprintln!(
+                    "berth: the archive does not name this image; it is named {name} after its \
+                     digest (import with --name, or `berth images tag {name} NAME`)"
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
 fn import(
     ctx: &Ctx,
     name: Option<String>,
     snapshotter: Option<String>,
     file: PathBuf,
 ) -> anyhow::Result<()> {
+    if file.as_os_str() == "-" {
+        let result = upload(ctx, name, snapshotter)?;
+        return show_imported(ctx, &result);
+    }
     let params = import_params(&file, name, snapshotter)?;
     let path = params["path"].as_str().unwrap_or_default().to_owned();
     let mut client = ctx.connect()?;
@@ -254,22 +316,7 @@ fn import(
     let result = call
         .join()
         .map_err(|_| anyhow::anyhow!("the import thread panicked"))??;
-    ctx.show(&result, |r| {
-        for i in r["images"].as_array().cloned().unwrap_or_default() {
-            let name = i["name"].as_str().unwrap_or_default();
-            println!(
-                "{} {}",
-                name,
-                i["target"]["digest"].as_str().unwrap_or_default()
-            );
-            if name.starts_with("import-") {
-                eprintln!(
-                    "berth: the archive does not name this image; it is named {name} after                      its digest (import with --name, or `berth images tag {name} NAME`)"
-                );
-            }
-        }
-        Ok(())
-    })
+    show_imported(ctx, &result)
 }
 
 fn pull(

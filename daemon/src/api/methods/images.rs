@@ -43,6 +43,49 @@ pub(super) fn register(m: &mut Module) {
     });
     method(
         m,
+        "images.upload_begin",
+        |app, p: schema::ImageUploadBeginParams| async move {
+            let upload = app
+                .images
+                .upload_begin(p.namespace, p.name, p.snapshotter)
+                .await?;
+            Ok(json!({ "upload": upload }))
+        },
+    );
+    method(
+        m,
+        "images.upload_write",
+        |app, p: schema::ImageUploadWriteParams| async move {
+            use base64::Engine;
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(&p.data)
+                .map_err(|e| {
+                    crate::service::Error::InvalidArgument(format!(
+                        "upload \"{}\": data is not base64: {e}",
+                        p.upload
+                    ))
+                })?;
+            app.images.upload_write(&p.upload, data).await?;
+            Ok(json!({}))
+        },
+    );
+    method(
+        m,
+        "images.upload_commit",
+        |app, p: schema::ImageUploadParams| async move {
+            let images = app.images.upload_commit(&p.upload).await?;
+            Ok(json!({ "images": images }))
+        },
+    );
+    method(
+        m,
+        "images.upload_abort",
+        |app, p: schema::ImageUploadParams| async move {
+            Ok(json!({ "aborted": app.images.upload_abort(&p.upload) }))
+        },
+    );
+    method(
+        m,
         "images.tag",
         |app, p: schema::ImageTagParams| async move {
             let image = app.images.tag(p.namespace, &p.source, &p.target).await?;

@@ -140,9 +140,10 @@ pub fn open_regular(path: &Path) -> Result<File, ArchiveError> {
     File::open(format!("/proc/self/fd/{}", handle.as_raw_fd())).map_err(open_err)
 }
 
-/// Streams the archive `file` into `content`. `read` counts the archive bytes consumed.
-pub fn read(
-    file: File,
+/// Streams the archive `file` (a file, or the pipe of a streamed upload) into `content`.
+/// `read` counts the archive bytes consumed.
+pub fn read<R: Read>(
+    file: R,
     content: &ContentStore,
     read: Arc<AtomicU64>,
 ) -> Result<Archive, ArchiveError> {

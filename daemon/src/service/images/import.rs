@@ -77,17 +77,32 @@ impl Images {
         if let Some(n) = &name {
             check_image_name(n)?;
         }
-        let sn = self.snapshots.get(snapshotter.as_deref())?;
         self.check_space(&format!("importing {path}"))?;
         // Opened before the GC lock is taken, and only if it is a regular file: a FIFO that
         // never yields data, or a device, would otherwise hold the lock (and a thread) for
         // as long as it likes.
         let file = archive::open_regular(Path::new(&path))?;
         let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.import_from(ns, file, &path, total, name, snapshotter)
+            .await
+    }
+
+    /// The import of the archive `reader` yields (`label` names it in progress and errors).
+    pub(super) async fn import_from<R: std::io::Read + Send + 'static>(
+        &self,
+        ns: String,
+        reader: R,
+        label: &str,
+        total: u64,
+        name: Option<String>,
+        snapshotter: Option<String>,
+    ) -> Result<Vec<Image>> {
+        let path = label.to_owned();
+        let sn = self.snapshots.get(snapshotter.as_deref())?;
         let _gc = self.snapshots.gc_lock.read().await;
         let (_tracked, counter) = self.progress.track_import(&path, total);
         let content = self.content.clone();
-        let archive = tokio::task::spawn_blocking(move || archive::read(file, &content, counter))
+        let archive = tokio::task::spawn_blocking(move || archive::read(reader, &content, counter))
             .await
             .map_err(|e| Error::Internal(format!("reading the archive: {e}")))??;
         self.record_blobs(archive.blobs.values().cloned().collect())

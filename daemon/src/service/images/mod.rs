@@ -11,6 +11,7 @@ mod ingest;
 mod progress;
 mod pull;
 mod pull_lease;
+mod upload;
 
 use std::io::BufReader;
 use std::path::PathBuf;
@@ -42,6 +43,7 @@ pub struct Images {
     credentials: Arc<CredentialSources>,
     /// The HTTP client for registries, built on the first pull.
     http: Arc<OnceLock<reqwest::Client>>,
+    uploads: Arc<upload::Uploads>,
 }
 
 impl From<ContentError> for Error {
@@ -101,6 +103,7 @@ impl Images {
             progress: Progress::default(),
             credentials: Arc::new(credentials),
             http: Arc::new(OnceLock::new()),
+            uploads: Arc::new(upload::Uploads::default()),
         }
     }
 
