@@ -27,6 +27,9 @@ pub struct Process {
     /// Present once the process has exited: how its status was learnt (berth extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_reason: Option<ExitReason>,
+    /// When it was started (RFC 3339), once it was (berth extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
 }
 
 /// Where a task or exec process stands. `Creating` and `Deleting` are intents stored

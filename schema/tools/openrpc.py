@@ -53,7 +53,8 @@ schemas = {
         "status": S("string", enum=["created", "running", "stopped", "paused", "pausing",
                                     "unknown"]),
         "stdin": STR, "stdout": STR, "stderr": STR, "terminal": BOOL,
-        "exit_status": INT, "exited_at": STR, "exit_reason": REF("ExitReason")}),
+        "exit_status": INT, "exited_at": STR, "exit_reason": REF("ExitReason"),
+        "started_at": S("string", description="when it was started (berth extension)")}),
     "ExitReason": S("string", enum=["exited", "signaled", "oom", "lost", "host_restarted"],
                     description="how the exit status was learnt; lost and host_restarted "
                                 "carry status 255, meaning unknown"),

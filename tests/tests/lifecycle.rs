@@ -62,6 +62,11 @@ fn the_last_exit_stays_on_the_container_and_ps_shows_it() {
     assert!(e["started_at"].as_str() <= e["exited_at"].as_str(), "{e}");
     assert_eq!(all[&up]["state"], "running", "{}", all[&up]);
     assert!(all[&up]["pid"].as_i64().unwrap_or(0) > 0);
+    let task = d.rpc_ok("tasks.get", json!({ "container_id": up }));
+    assert_eq!(
+        task["process"]["started_at"], all[&up]["started_at"],
+        "{task}"
+    );
     assert_eq!(all[&idle]["state"], "none");
     // Without with_status, the listing is as before.
     let plain = d.rpc_ok("containers.list", json!({}));

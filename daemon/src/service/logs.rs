@@ -43,11 +43,12 @@ fn encoded_len(e: &Entry) -> usize {
 
 type Key = (String, String);
 
-/// Whether a container's log is being written, and a counter bumped after each write.
+/// How many copies write a container's log now (an old task's may still drain while a
+/// new one starts), and a counter bumped after each write.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Activity {
     pub writes: u64,
-    pub active: bool,
+    pub writers: u32,
 }
 
 /// The log service; cheap to clone.
@@ -122,18 +123,21 @@ impl Logs {
         let file = LogFile::open(&path, self.inner.limits)
             .map_err(|e| Error::failure(format!("opening the log {}", path.display()), &e))?;
         let feed = self.feed(ns, id);
+        // Counted before the thread starts, which may end (and say so) at once.
+        feed.send_modify(|a| a.writers += 1);
         let writer = feed.clone();
         let notify: logfile::Notify = Arc::new(move |end| {
             writer.send_modify(|a| {
                 a.writes += 1;
-                a.active &= !end;
+                if end {
+                    a.writers = a.writers.saturating_sub(1);
+                }
             })
         });
-        let copier = logfile::start(sources, Arc::new(Mutex::new(file)), notify)
-            .map_err(|e| Error::failure("starting the log copy", &e))?;
-        // Only once the thread runs: it is the one that says when the copy ended.
-        feed.send_modify(|a| a.active = true);
-        Ok(copier)
+        logfile::start(sources, Arc::new(Mutex::new(file)), notify).map_err(|e| {
+            feed.send_modify(|a| a.writers = a.writers.saturating_sub(1));
+            Error::failure("starting the log copy", &e)
+        })
     }
 
     /// Removes container `id`'s log (all its files).
@@ -310,7 +314,7 @@ impl Follower {
     /// read began (if not, an empty batch means the end).
     pub async fn batch(self) -> Result<(Follower, Vec<LogEntry>, bool)> {
         let mut f = self;
-        let active = f.feed.borrow_and_update().active && !f.closed;
+        let active = f.feed.borrow_and_update().writers > 0 && !f.closed;
         blocking(move || {
             let mut out = Vec::new();
             let mut bytes = 0;

@@ -31,6 +31,8 @@ pub struct ProcessRow {
     pub created_at: String,
     /// Delete the task and its container once the init's exit is stored.
     pub auto_remove: bool,
+    /// When it was started; set by [`set_started`].
+    pub started_at: Option<String>,
 }
 
 impl ProcessRow {
@@ -47,13 +49,14 @@ impl ProcessRow {
             exit_status: self.exit_status,
             exited_at: self.exited_at.clone(),
             exit_reason: self.exit_reason,
+            started_at: self.started_at.clone(),
         }
     }
 }
 
 const COLUMNS: &str = "namespace, container_id, exec_id, pid, start_time, status, stdin, stdout, \
                        stderr, terminal, exit_status, exited_at, exit_reason, bundle, runtime, \
-                       spec, created_at, auto_remove";
+                       spec, created_at, auto_remove, started_at";
 
 fn bad_column(what: &str, value: &str) -> StoreError {
     StoreError::Sqlite(rusqlite::Error::InvalidColumnType(
@@ -88,6 +91,7 @@ fn from_row(r: &Row<'_>) -> Result<ProcessRow> {
         spec: serde_json::from_str(&r.get::<_, String>(15)?)?,
         created_at: r.get(16)?,
         auto_remove: r.get(17)?,
+        started_at: r.get(18)?,
     })
 }
 
@@ -108,7 +112,7 @@ pub fn insert(tx: &mut Tx<'_>, p: &ProcessRow) -> Result<()> {
         .conn()
         .prepare_cached(&format!(
             "INSERT INTO processes ({COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
         ))?
         .execute(params![
             p.namespace,
@@ -129,6 +133,7 @@ pub fn insert(tx: &mut Tx<'_>, p: &ProcessRow) -> Result<()> {
             serde_json::to_string(&p.spec)?,
             p.created_at,
             p.auto_remove,
+            p.started_at,
         ]);
     match res {
         Err(e) if is_unique_violation(&e) => {

@@ -65,6 +65,7 @@ pub(super) async fn create(inner: &Arc<Inner>, p: TaskCreateParams) -> Result<Pr
         spec: Value::Null,
         created_at: store::now(),
         auto_remove: p.auto_remove,
+        started_at: None,
     };
     let inserted = inner
         .store

@@ -66,6 +66,7 @@ pub(super) async fn exec(inner: &Arc<Inner>, p: TaskExecParams) -> Result<()> {
         spec: p.process.clone(),
         created_at: store::now(),
         auto_remove: false,
+        started_at: None,
     };
     inner
         .store
