@@ -96,6 +96,9 @@ params!(
         /// Names the imported image (the archive must hold exactly one).
         #[serde(default)]
         name: Option<String>,
+        /// `os/arch[/variant]` of a multi-platform image to import (default: the host's).
+        #[serde(default)]
+        platform: Option<String>,
         /// Unpack into this snapshotter (default `overlayfs`).
         #[serde(default)]
         snapshotter: Option<String>,
@@ -132,6 +135,9 @@ params!(
         /// Names the imported image (the archive must hold exactly one).
         #[serde(default)]
         name: Option<String>,
+        /// `os/arch[/variant]` of a multi-platform image to import (default: the host's).
+        #[serde(default)]
+        platform: Option<String>,
         /// Unpack into this snapshotter (default `overlayfs`).
         #[serde(default)]
         snapshotter: Option<String>,

@@ -225,7 +225,9 @@ methods = [
                               "cpu": OBJ, "memory": OBJ, "pids": OBJ}), ["not_found"]),
     m("images.import", "Imports an OCI image-layout tar or a `docker save` tar from the "
       "daemon's filesystem, streamed, and unpacks it into snapshots.",
-      [p("path", STR, True), p("name", STR), SN],
+      [p("path", STR, True), p("name", STR), SN,
+       p("platform", STR, description="os/arch[/variant] of a multi-platform image "
+                                      "(default the host's); berth extension")],
       S("object", properties={"images": ARR(REF("Image"))}),
       ["invalid_argument", "not_found", "already_exists"]),
     m("images.pull", "Pulls an image from a registry (OCI distribution API): resolves the "
@@ -250,7 +252,7 @@ methods = [
       S("object", properties={"image": REF("Image")}), ["not_found", "invalid_argument"]),
     m("images.upload_begin", "Starts an import whose archive the client streams with "
       "images.upload_write (berth extension): no host path is opened.",
-      [p("name", STR), SN], S("object", properties={"upload": STR}),
+      [p("name", STR), SN, p("platform", STR)], S("object", properties={"upload": STR}),
       ["invalid_argument", "resource_exhausted"]),
     m("images.upload_write", "The next bytes of an upload's archive (base64, at most 4 MiB "
       "decoded); waits while the import is behind.",

@@ -442,3 +442,50 @@ fn snapshots_follow_containerds_semantics() {
         "invalid_argument",
     );
 }
+
+#[test]
+fn import_with_a_platform_takes_that_manifest_of_a_multi_platform_image() {
+    let d = TestDaemon::start();
+    let host = busybox_parts();
+    let mut other = ImageParts::new(
+        vec![Layer::new().file("other", b"o", 0o644).finish()],
+        json!({"Cmd": ["other"]}),
+    );
+    other.arch = if images::host_arch() == "arm64" {
+        "amd64".into()
+    } else {
+        "arm64".into()
+    };
+    let (hm, hc, hl) = host.blobs();
+    let (om, oc, ol) = other.blobs();
+    let other_manifest = om.digest();
+    let mut hd = hm.descriptor();
+    hd["platform"] = json!({"os": "linux", "architecture": images::host_arch()});
+    let mut od = om.descriptor();
+    od["platform"] = json!({"os": "linux", "architecture": other.arch});
+    let index = images::Blob::json(
+        images::INDEX,
+        &json!({"schemaVersion": 2, "mediaType": images::INDEX, "manifests": [hd, od]}),
+    );
+    let mut entry = index.descriptor();
+    entry["annotations"] = json!({"io.containerd.image.name": "example.com/multi:2"});
+    let mut blobs = vec![index, hm, hc, om, oc];
+    blobs.extend(hl);
+    blobs.extend(ol);
+    let archive = images::oci_layout(&blobs, vec![entry]);
+    let platform = format!("linux/{}", other.arch);
+    let res = import(&d, "p.tar", &archive, json!({ "platform": platform })).expect("import");
+    let image = &res["images"][0];
+    assert_eq!(image["name"], "example.com/multi:2");
+    assert_eq!(
+        image["target"]["digest"],
+        other_manifest.as_str(),
+        "{image}"
+    );
+    let got = d.rpc_ok("images.get", json!({"name": "example.com/multi:2"}));
+    assert_eq!(got["config"]["config"]["Cmd"], json!(["other"]));
+    for (bad, kind) in [("linux/s390x", "not_found"), ("s390x", "invalid_argument")] {
+        let err = import(&d, "p2.tar", &archive, json!({ "platform": bad })).expect_err(bad);
+        assert_eq!(err["data"]["kind"], kind, "{bad}: {err}");
+    }
+}

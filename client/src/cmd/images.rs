@@ -20,6 +20,9 @@ pub enum Command {
         /// Unpack into this snapshotter
         #[arg(long)]
         snapshotter: Option<String>,
+        /// Of a multi-platform image, import this platform's (os/arch[/variant]; default the host's)
+        #[arg(long, value_name = "PLATFORM")]
+        platform: Option<String>,
         /// The tar archive, opened by berthd; `-` streams it from stdin over the socket
         file: PathBuf,
     },
@@ -85,8 +88,9 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Import {
             name,
             snapshotter,
+            platform,
             file,
-        } => import(ctx, name, snapshotter, file),
+        } => import(ctx, name, snapshotter, platform, file),
         Command::Pull {
             plain_http,
             platform,
@@ -223,13 +227,11 @@ fn export(ctx: &Ctx, format: &str, output: &str, names: &[String]) -> anyhow::Re
 
 /// `images import -`: the archive from stdin, sent in chunks (`images.upload_*`), so berthd
 /// needs no access to a path of the client's.
-fn upload(ctx: &Ctx, name: Option<String>, snapshotter: Option<String>) -> anyhow::Result<Value> {
+fn upload(ctx: &Ctx, mut begin: serde_json::Map<String, Value>) -> anyhow::Result<Value> {
     use base64::Engine;
     use std::io::Read;
     let mut client = ctx.connect()?;
-    let mut begin = serde_json::Map::new();
-    put(&mut begin, "name", name);
-    put(&mut begin, "snapshotter", snapshotter);
+    begin.remove("path");
     let upload = client.call("images.upload_begin", Value::Object(begin))?["upload"].clone();
     let mut stdin = std::io::stdin().lock();
     let mut buf = vec![0u8; 1 << 20];
@@ -283,13 +285,21 @@ fn import(
     ctx: &Ctx,
     name: Option<String>,
     snapshotter: Option<String>,
+    platform: Option<String>,
     file: PathBuf,
 ) -> anyhow::Result<()> {
+    let mut extra = serde_json::Map::new();
+    put(&mut extra, "name", name);
+    put(&mut extra, "snapshotter", snapshotter);
+    put(&mut extra, "platform", platform);
     if file.as_os_str() == "-" {
-        let result = upload(ctx, name, snapshotter)?;
+        let result = upload(ctx, extra)?;
         return show_imported(ctx, &result);
     }
-    let params = import_params(&file, name, snapshotter)?;
+    let mut params = import_params(&file, None, None)?;
+    if let Value::Object(p) = &mut params {
+        p.extend(extra);
+    }
     let path = params["path"].as_str().unwrap_or_default().to_owned();
     let mut client = ctx.connect()?;
     let call = std::thread::spawn(move || client.call("images.import", params));

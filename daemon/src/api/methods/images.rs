@@ -12,7 +12,15 @@ pub(super) fn register(m: &mut Module) {
     method(m, "images.import", |app, p: ImageImportParams| async move {
         let images = app
             .images
-            .import(p.namespace, p.path, p.name, p.snapshotter)
+            .import(
+                p.namespace,
+                p.path,
+                crate::service::images::ImportOptions {
+                    name: p.name,
+                    snapshotter: p.snapshotter,
+                    platform: p.platform,
+                },
+            )
             .await?;
         Ok(json!({ "images": images }))
     });
@@ -47,7 +55,14 @@ pub(super) fn register(m: &mut Module) {
         |app, p: schema::ImageUploadBeginParams| async move {
             let upload = app
                 .images
-                .upload_begin(p.namespace, p.name, p.snapshotter)
+                .upload_begin(
+                    p.namespace,
+                    crate::service::images::ImportOptions {
+                        name: p.name,
+                        snapshotter: p.snapshotter,
+                        platform: p.platform,
+                    },
+                )
                 .await?;
             Ok(json!({ "upload": upload }))
         },

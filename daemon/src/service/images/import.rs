@@ -60,13 +60,23 @@ fn descriptor(media_type: &str, w: &Written) -> Descriptor {
     }
 }
 
+/// What an import may be told besides its archive.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Names the image (the archive must hold one).
+    pub name: Option<String>,
+    pub snapshotter: Option<String>,
+    /// `os/arch[/variant]`: import (and unpack) that platform's manifest of a
+    /// multi-platform image instead of the host's.
+    pub platform: Option<String>,
+}
+
 impl Images {
     pub async fn import(
         &self,
         ns: String,
         path: String,
-        name: Option<String>,
-        snapshotter: Option<String>,
+        opts: ImportOptions,
     ) -> Result<Vec<Image>> {
         check_id("namespace", &ns)?;
         if !Path::new(&path).is_absolute() {
@@ -74,7 +84,7 @@ impl Images {
                 "archive path \"{path}\" must be absolute (it is opened by berthd)"
             )));
         }
-        if let Some(n) = &name {
+        if let Some(n) = &opts.name {
             check_image_name(n)?;
         }
         self.check_space(&format!("importing {path}"))?;
@@ -83,8 +93,7 @@ impl Images {
         // as long as it likes.
         let file = archive::open_regular(Path::new(&path))?;
         let total = file.metadata().map(|m| m.len()).unwrap_or(0);
-        self.import_from(ns, file, &path, total, name, snapshotter)
-            .await
+        self.import_from(ns, file, &path, total, opts).await
     }
 
     /// The import of the archive `reader` yields (`label` names it in progress and errors).
@@ -94,11 +103,15 @@ impl Images {
         reader: R,
         label: &str,
         total: u64,
-        name: Option<String>,
-        snapshotter: Option<String>,
+        opts: ImportOptions,
     ) -> Result<Vec<Image>> {
         let path = label.to_owned();
-        let sn = self.snapshots.get(snapshotter.as_deref())?;
+        let platform = match opts.platform.as_deref().filter(|p| !p.is_empty()) {
+            Some(p) => Some(super::pull::parse_platform(p)?),
+            None => None,
+        };
+        let name = opts.name;
+        let sn = self.snapshots.get(opts.snapshotter.as_deref())?;
         let _gc = self.snapshots.gc_lock.read().await;
         let (_tracked, counter) = self.progress.track_import(&path, total);
         let content = self.content.clone();
@@ -109,7 +122,7 @@ impl Images {
             .await?;
 
         let mut targets = match &archive.index {
-            Some(index) => self.index_targets(index)?,
+            Some(index) => self.index_targets(index, platform.as_ref())?,
             None => self.docker_targets(&archive).await?,
         };
         if targets.is_empty() {
@@ -139,15 +152,25 @@ impl Images {
         self.commit_images(&ns, &sn, pending).await
     }
 
-    /// The images an OCI layout's index.json names: `(names, target)`.
-    fn index_targets(&self, index: &[u8]) -> Result<Vec<(Vec<String>, Descriptor)>> {
+    /// The images an OCI layout's index.json names: `(names, target)`, for the host's
+    /// platform or, given one, that platform's manifest (an index target is narrowed to it).
+    fn index_targets(
+        &self,
+        index: &[u8],
+        platform: Option<&oci::Platform>,
+    ) -> Result<Vec<(Vec<String>, Descriptor)>> {
         let index: oci::Index = parse(index, "index.json")?;
         let host = oci::host_platform();
+        let want = platform.unwrap_or(&host);
         let mut out = Vec::new();
         for m in index.manifests {
-            if m.platform.as_ref().is_some_and(|p| !oci::matches(p, &host)) {
+            if m.platform.as_ref().is_some_and(|p| !oci::matches(p, want)) {
                 continue;
             }
+            let m = match platform {
+                Some(p) if is_index(&m.media_type) => self.narrow(&m, p)?,
+                _ => m,
+            };
             // containerd's full name first; OCI's ref.name only when it is a reference
             // (umoci and others write a bare tag such as `latest` there).
             let name = m
@@ -237,6 +260,30 @@ impl Images {
             };
             out.push((names, descriptor(oci::MEDIA_OCI_MANIFEST, &written)));
         }
+        Ok(out)
+    }
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type == oci::MEDIA_OCI_INDEX || media_type == oci::MEDIA_DOCKER_LIST
+}
+
+impl Images {
+    /// The manifest of `platform` in the index `m` points at, with `m`'s annotations.
+    fn narrow(&self, m: &oci::Descriptor, platform: &oci::Platform) -> Result<oci::Descriptor> {
+        let bytes = self.content.read_small(&m.digest, oci::MAX_DOCUMENT)?;
+        let inner: oci::Index = parse(&bytes, &format!("index {}", m.digest))?;
+        let pick = oci::select(&inner.manifests, platform).ok_or_else(|| {
+            Error::NotFound(format!(
+                "the archive's image {} has no manifest for {}/{} (it has: {})",
+                m.digest,
+                platform.os,
+                platform.architecture,
+                oci::platforms(&inner.manifests)
+            ))
+        })?;
+        let mut out = pick.clone();
+        out.annotations = m.annotations.clone();
         Ok(out)
     }
 }

@@ -7,6 +7,7 @@ mod archive;
 mod export;
 pub use export::Format as ExportFormat;
 mod import;
+pub use import::ImportOptions;
 mod ingest;
 mod progress;
 mod pull;

@@ -42,7 +42,7 @@ pub fn registry(context: &str, e: RegistryError) -> Error {
 }
 
 /// `os/arch[/variant]`.
-fn parse_platform(p: &str) -> Result<Platform> {
+pub(super) fn parse_platform(p: &str) -> Result<Platform> {
     let parts: Vec<&str> = p.split('/').collect();
     match parts.as_slice() {
         [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(Platform {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use schema::Image;
 use tokio::sync::oneshot;
 
+use super::import::ImportOptions;
 use super::Images;
 use crate::service::{check_id, Error, Result};
 
@@ -73,14 +74,9 @@ impl Uploads {
 }
 
 impl Images {
-    pub async fn upload_begin(
-        &self,
-        ns: String,
-        name: Option<String>,
-        snapshotter: Option<String>,
-    ) -> Result<String> {
+    pub async fn upload_begin(&self, ns: String, opts: ImportOptions) -> Result<String> {
         check_id("namespace", &ns)?;
-        if let Some(n) = &name {
+        if let Some(n) = &opts.name {
             super::import::check_image_name(n)?;
         }
         if self.uploads.lock().len() >= MAX_UPLOADS {
@@ -103,9 +99,7 @@ impl Images {
         let images = self.clone();
         let label = id.clone();
         tokio::spawn(async move {
-            let r = images
-                .import_from(ns, incoming, &label, 0, name, snapshotter)
-                .await;
+            let r = images.import_from(ns, incoming, &label, 0, opts).await;
             let _ = tx.send(r);
         });
         let touched = Arc::new(Mutex::new(Instant::now()));
