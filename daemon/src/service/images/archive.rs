@@ -208,6 +208,12 @@ pub fn read<R: Read>(
         match name.as_str() {
             "index.json" => out.index = Some(doc(&mut entry)?),
             "manifest.json" => out.docker_manifest = Some(doc(&mut entry)?),
+            // Layout metadata, never a blob: the OCI marker file, docker's v1 tag map,
+            // and classic `docker save`'s per-layer v1 json and VERSION.
+            n if n == "oci-layout"
+                || n == "repositories"
+                || n.ends_with("/json")
+                || n.ends_with("/VERSION") => {}
             _ => {
                 // Every file goes into the content store as it streams by: manifest.json may
                 // come last (skopeo's docker-archive, classic `docker save`) and name any
