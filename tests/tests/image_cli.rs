@@ -341,3 +341,56 @@ fn an_archive_streamed_over_the_socket_imports_and_a_cancelled_one_leaves_nothin
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn an_oci_layout_written_by_umoci_imports_by_digest_or_by_name() {
+    let d = TestDaemon::start();
+    let layout = d.dir().join("umoci");
+    let layout_s = layout.to_str().expect("utf8").to_owned();
+    let image = format!("{layout_s}:v1");
+    for args in [
+        vec!["init", "--layout", layout_s.as_str()],
+        vec!["new", "--image", image.as_str()],
+        vec![
+            "config",
+            "--image",
+            image.as_str(),
+            "--config.cmd",
+            "/bin/sh",
+        ],
+    ] {
+        let out = Command::new("umoci")
+            .args(&args)
+            .output()
+            .expect("umoci (install-deps installs it)");
+        assert!(out.status.success(), "umoci {args:?}: {out:?}");
+    }
+    let tar = d.dir().join("umoci.tar");
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .output()
+        .expect("tar");
+    assert!(out.status.success(), "{out:?}");
+    // umoci's ref.name is the bare tag `v1`: not a name.
+    let (ok, out, err) = berth(&d, &["images", "import", tar.to_str().expect("utf8")]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("import-"), "{out}");
+    let (ok, out, err) = berth(
+        &d,
+        &[
+            "images",
+            "import",
+            "--name",
+            "tools/umoci:v1",
+            tar.to_str().expect("utf8"),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.starts_with("tools/umoci:v1 "), "{out}");
+    let got = d.rpc_ok("images.get", json!({"name": "tools/umoci:v1"}));
+    assert_eq!(got["config"]["config"]["Cmd"], json!(["/bin/sh"]));
+}
