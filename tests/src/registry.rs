@@ -200,33 +200,7 @@ pub fn tagged(blob: &Blob, tag: &str) -> Value {
 
 /// A docker config.json whose `auths` hold `user:password` for `host` (base64 `auth`).
 pub fn docker_config(host: &str, user_password: &str) -> Value {
-    json!({"auths": {host: {"auth": base64(user_password.as_bytes())}}})
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-#[test]
-fn base64_matches_the_rfc() {
-    assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
-    assert_eq!(base64(b"ab"), "YWI=");
-    assert_eq!(base64(b"a"), "YQ==");
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(user_password);
+    json!({"auths": {host: {"auth": auth}}})
 }

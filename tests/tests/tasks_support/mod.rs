@@ -95,6 +95,25 @@ pub fn fd_count(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
+/// The cgroup hierarchies a task's cgroup lives in: the unified one on cgroup v2, the
+/// controllers (and a hybrid's unified tree) on v1. Fails if neither layout is there.
+fn cgroup_roots() -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    if base.join("cgroup.controllers").is_file() {
+        return vec![base.to_owned()];
+    }
+    let v1: Vec<PathBuf> = ["pids", "memory", "freezer", "cpu", "unified"]
+        .iter()
+        .map(|c| base.join(c))
+        .filter(|p| p.is_dir())
+        .collect();
+    assert!(
+        base.join("pids").is_dir() && base.join("memory").is_dir(),
+        "neither cgroup v2 nor v1 (pids, memory) is mounted under /sys/fs/cgroup"
+    );
+    v1
+}
+
 fn dir_entries(path: &Path) -> Vec<String> {
     std::fs::read_dir(path)
         .map(|d| {
@@ -130,17 +149,24 @@ pub fn assert_clean(d: &TestDaemon, ids: &[String]) {
     let dir = d.dir().display().to_string();
     let leaked: Vec<&str> = info.lines().filter(|l| l.contains(&dir)).collect();
     assert!(leaked.is_empty(), "mounts left: {leaked:?}");
+    // The parents must be where berthd keeps them, or an empty listing proves nothing.
+    for parent in ["tasks", "runc"] {
+        let dir = d.state().join(parent);
+        assert!(
+            dir.is_dir(),
+            "berthd's {} is missing: the layout moved",
+            dir.display()
+        );
+    }
     let bundles = dir_entries(&d.state().join("tasks/default"));
     assert!(bundles.is_empty(), "bundles left: {bundles:?}");
     let runc = dir_entries(&d.state().join("runc/default"));
     assert!(runc.is_empty(), "runc state left: {runc:?}");
+    let roots = cgroup_roots();
     for id in ids {
-        for controller in ["pids", "memory", "freezer", "unified"] {
+        for root in &roots {
             // berthd scopes task cgroups as /berth/<namespace>/<id>.
-            let cg = Path::new("/sys/fs/cgroup")
-                .join(controller)
-                .join("berth/default")
-                .join(id);
+            let cg = root.join("berth/default").join(id);
             assert!(!cg.exists(), "cgroup left: {}", cg.display());
         }
         let fifos: Vec<String> = dir_entries(&std::env::temp_dir())
