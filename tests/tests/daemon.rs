@@ -328,3 +328,38 @@ fn system_info_reports_paths_and_counts() {
         "{info}"
     );
 }
+
+#[test]
+fn berthd_logs_one_line_per_lifecycle_event_without_labels_or_specs() {
+    let d = TestDaemon::start();
+    let mut container = berth_tests::container("logged");
+    container["labels"] = serde_json::json!({"secret": "hunter2"});
+    d.rpc_ok(
+        "containers.create",
+        serde_json::json!({ "container": container }),
+    );
+    d.rpc_ok("containers.delete", serde_json::json!({ "id": "logged" }));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let log = loop {
+        let log = d.stderr();
+        if log.contains("/containers/delete") || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    for topic in ["/containers/create", "/containers/delete"] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(topic))
+            .unwrap_or_else(|| panic!("no {topic} line in:\n{log}"));
+        assert!(
+            line.contains("id=logged") && line.contains("namespace=default"),
+            "{line}"
+        );
+    }
+    assert!(
+        !log.contains("hunter2"),
+        "a label value reached the log:\n{log}"
+    );
+    assert!(!log.contains("ociVersion"), "a spec reached the log");
+}

@@ -47,8 +47,47 @@ impl Default for EventBus {
     }
 }
 
+/// One info line per committed lifecycle event, for operators: the topic, the namespace and
+/// the object's id, and an exit's status. Only those fields: never labels, specs or
+/// anything else a client put in an object.
+fn log_event(ev: &Event) {
+    let field = |k: &str| {
+        ev.event
+            .get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+    };
+    let id = [
+        field("id"),
+        field("container_id"),
+        field("name"),
+        field("key"),
+    ]
+    .into_iter()
+    .find(|s| !s.is_empty())
+    .unwrap_or("");
+    let exec_id = field("exec_id");
+    match ev
+        .event
+        .get("exit_status")
+        .and_then(serde_json::Value::as_i64)
+    {
+        Some(status) => tracing::info!(
+            seq = ev.seq, namespace = %ev.namespace, topic = %ev.topic, id = %id,
+            exec_id = %exec_id, status, reason = %field("exit_reason"), "event"
+        ),
+        None => tracing::info!(
+            seq = ev.seq, namespace = %ev.namespace, topic = %ev.topic, id = %id,
+            exec_id = %exec_id, "event"
+        ),
+    }
+}
+
 impl EventBus {
     pub fn publish(&self, events: &[Event]) {
+        for ev in events {
+            log_event(ev);
+        }
         if self.tx.receiver_count() == 0 {
             return;
         }
