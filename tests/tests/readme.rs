@@ -1,4 +1,5 @@
-//! The README's "Using it" block, run as written: each line through `sh -c` with `berth` on
+//! The README's "Using it" and "Talking to it" blocks, run as written (the daemon's socket
+//! path swapped for the test daemon's): each line through `sh -c` with `berth` on
 //! PATH and BERTH_SOCKET pointing at a test daemon, from a directory holding the
 //! `busybox.tar` the README's skopeo line would fetch (built here: tests never reach the
 //! network) and a `./rootfs`. The keys a person would type go to the two interactive
@@ -17,25 +18,41 @@ use images::{busybox_layer, docker_save, ImageParts};
 use serde_json::json;
 use tasks_support::{assert_clean, Cleanup, Rootfs};
 
-/// The commands between the README's readme-test markers.
-fn readme_commands() -> Vec<String> {
+/// The commands of every block between the README's readme-test markers, a line ending in
+/// `\` joined with the next, the default socket path replaced by the test daemon's.
+fn readme_commands(socket: &std::path::Path) -> Vec<String> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
     let text = std::fs::read_to_string(path).expect("README.md");
-    let start = text
-        .find("<!-- readme-test:start -->")
-        .expect("the README marks its tested block");
-    let end = text
-        .find("<!-- readme-test:end -->")
-        .expect("the README ends its tested block");
-    let lines: Vec<String> = text[start..end]
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.strip_prefix("    "))
-        .map(str::to_owned)
+    let mut lines = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("<!-- readme-test:start -->") {
+        let block = &rest[start..];
+        let end = block
+            .find("<!-- readme-test:end -->")
+            .expect("the README ends each tested block");
+        let mut pending = String::new();
+        for l in block[..end].lines().skip(1) {
+            let Some(cmd) = l.strip_prefix("    ") else {
+                continue;
+            };
+            match cmd.strip_suffix('\\') {
+                Some(head) => pending.push_str(head),
+                None => {
+                    pending.push_str(cmd);
+                    lines.push(std::mem::take(&mut pending));
+                }
+            }
+        }
+        rest = &block[end..];
+    }
+    let socket = socket.display().to_string();
+    let lines: Vec<String> = lines
+        .into_iter()
+        .map(|l| l.replace("/run/berth/berthd.sock", &socket))
         .collect();
     assert!(
-        lines.len() >= 10,
-        "the tested block lost its commands: {lines:?}"
+        lines.len() >= 14,
+        "the tested blocks lost their commands: {lines:?}"
     );
     lines
 }
@@ -83,7 +100,7 @@ fn every_command_in_the_readme_works_as_written() {
         std::env::var("PATH").unwrap_or_default()
     );
     let mut outputs = Vec::new();
-    for line in readme_commands() {
+    for line in readme_commands(d.socket()) {
         let out = output_within(
             Command::new("sh")
                 .arg("-c")
@@ -109,6 +126,14 @@ fn every_command_in_the_readme_works_as_written() {
         "{outputs:?}"
     );
     assert_eq!(out("demo echo hi"), "hi\n");
+    assert!(
+        out("containers.list").contains("\"containers\""),
+        "{outputs:?}"
+    );
+    assert!(
+        out("system.version").contains("\"api_version\""),
+        "{outputs:?}"
+    );
     assert_eq!(out("logs -f"), "tick\ntick\ntick\n", "{outputs:?}");
     assert!(out("ps -a").contains("web"), "{outputs:?}");
     assert_clean(&d, &["demo".into(), "web".into()]);
