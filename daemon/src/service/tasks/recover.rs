@@ -33,6 +33,12 @@ use crate::store::{self, tasks::ProcessRow};
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 
 pub(super) async fn recover(inner: &Arc<Inner>, host_restarted: bool) -> Result<()> {
+    // The layout exists from the start (bundles, runc's roots), so what scans it can tell
+    // an empty dir from a moved one.
+    for dir in ["tasks", "runc"] {
+        std::fs::create_dir_all(inner.state.join(dir))
+            .map_err(|e| Error::failure(format!("creating {dir} under the state dir"), &e))?;
+    }
     let stored = inner
         .keeper
         .connect()
