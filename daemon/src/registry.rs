@@ -6,6 +6,7 @@ pub mod client;
 pub mod reference;
 #[cfg(test)]
 mod reference_fuzz;
+mod upload;
 
 pub use auth::{CredentialSources, Credentials};
 pub use client::{http_client, Session};

@@ -121,6 +121,19 @@ params!(
 );
 
 params!(
+    /// `images.push`: an image to a registry (berth extension).
+    ImagePushParams {
+        name: String,
+        /// Where to: a reference (default: the image's own name).
+        #[serde(default)]
+        reference: Option<String>,
+        /// Talk HTTP, not HTTPS, to the registry.
+        #[serde(default)]
+        plain_http: bool,
+    }
+);
+
+params!(
     /// `images.tag`: another name for an image (berth extension).
     ImageTagParams {
         source: String,

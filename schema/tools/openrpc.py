@@ -250,6 +250,15 @@ methods = [
       "reference is stored in full); an image already named `target` is repointed. "
       "Berth extension.", [p("source", STR, True), p("target", STR, True)],
       S("object", properties={"image": REF("Image")}), ["not_found", "invalid_argument"]),
+    m("images.push", "Pushes an image's host-platform manifest, its config and layers to a "
+      "registry (OCI distribution) with the credentials images.pull uses: blobs the "
+      "repository has are skipped, others go in chunks of 8 MiB, the manifest last. "
+      "Berth extension.",
+      [p("name", STR, True), p("reference", STR, description="default the image's name"),
+       p("plain_http", BOOL)],
+      S("object", properties={"reference": STR, "digest": STR, "uploaded": INT,
+                              "existing": INT}),
+      ["not_found", "invalid_argument", "permission_denied", "unavailable"]),
     m("images.upload_begin", "Starts an import whose archive the client streams with "
       "images.upload_write (berth extension): no host path is opened.",
       [p("name", STR), SN, p("platform", STR)], S("object", properties={"upload": STR}),

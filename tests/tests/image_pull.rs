@@ -424,3 +424,116 @@ fn basic_auth_registries_take_credentials_from_a_docker_config_or_berths_config(
     );
     assert!(!log.contains("s3cret-pw"), "credentials never logged");
 }
+
+/// skopeo's view of a pushed image: its manifest digest, as the registry serves it.
+fn skopeo_digest(reference: &str, creds: Option<&str>) -> String {
+    let mut cmd = std::process::Command::new("skopeo");
+    cmd.args(["inspect", "--tls-verify=false"]);
+    if let Some(c) = creds {
+        cmd.args(["--creds", c]);
+    }
+    let out = cmd
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("skopeo");
+    assert!(out.status.success(), "skopeo inspect {reference}: {out:?}");
+    let info: Value = serde_json::from_slice(&out.stdout).expect("json");
+    info["Digest"].as_str().expect("Digest").to_owned()
+}
+
+#[test]
+fn push_sends_what_a_pull_gets_back_with_the_same_digests_and_skips_what_is_there() {
+    let reg = Registry::start();
+    let src = Registry::start();
+    push(&src, &busybox_parts(), "src/bb", "1", &[]);
+    let d = TestDaemon::start();
+    pull(&d, &format!("{}/src/bb:1", src.host())).expect("pull");
+    let image = d.rpc_ok(
+        "images.get",
+        json!({"name": format!("{}/src/bb:1", src.host())}),
+    );
+    let digest = image["image"]["target"]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_owned();
+    let to = format!("{}/mirror/bb:2", reg.host());
+    let out = berth_out(
+        &d,
+        &[
+            "images",
+            "push",
+            "--plain-http",
+            &format!("{}/src/bb:1", src.host()),
+            &to,
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout(&out).contains("3 blobs uploaded, 0 there already"),
+        "{out:?}"
+    );
+    assert_eq!(
+        skopeo_digest(&to, None),
+        digest,
+        "the registry serves berth's manifest"
+    );
+    // Again: every blob is there; only the manifest goes.
+    let again = d.rpc_ok(
+        "images.push",
+        json!({"name": format!("{}/src/bb:1", src.host()), "reference": to, "plain_http": true}),
+    );
+    assert_eq!(again["uploaded"], 0, "{again}");
+    assert_eq!(again["existing"], 3, "{again}");
+    // Pulled back by another daemon: the same digest, and it runs.
+    let other = TestDaemon::start();
+    pull(&other, &to).expect("pull back");
+    let back = other.rpc_ok("images.get", json!({"name": to}));
+    assert_eq!(back["image"]["target"]["digest"], digest.as_str());
+    let id = unique_id("pushed");
+    let out = berth_out(&other, &["run", "--rm", &to, &id, "cat", "/etc/motd"], b"");
+    assert_eq!(stdout(&out), "pulled\n", "{out:?}");
+    assert_clean(&other, &[id]);
+    let err = d
+        .rpc("images.push", json!({"name": "nope", "plain_http": true}))
+        .expect_err("missing image");
+    assert_eq!(err["data"]["kind"], "not_found", "{err}");
+}
+
+#[test]
+fn push_to_a_registry_with_htpasswd_uses_the_configured_credentials() {
+    let reg = Registry::with_basic_auth("berth", "s3cret-pw");
+    let src = Registry::start();
+    push(&src, &busybox_parts(), "src/bb", "1", &[]);
+    let source = format!("{}/src/bb:1", src.host());
+    let to = format!("{}/private/bb:1", reg.host());
+    let anonymous = TestDaemon::start();
+    pull(&anonymous, &source).expect("pull");
+    let err = expect_error(
+        anonymous.rpc(
+            "images.push",
+            json!({"name": source, "reference": to, "plain_http": true}),
+        ),
+        "permission_denied",
+    );
+    assert!(message(&err).contains(&reg.host()), "{err}");
+    drop(anonymous);
+    let d = TestDaemon::start_with(&format!(
+        "[registries.\"{}\"]\nusername = \"berth\"\npassword = \"s3cret-pw\"\n",
+        reg.host()
+    ));
+    pull(&d, &source).expect("pull");
+    let pushed = d.rpc_ok(
+        "images.push",
+        json!({"name": source, "reference": to, "plain_http": true}),
+    );
+    assert_eq!(pushed["uploaded"], 3, "{pushed}");
+    assert_eq!(
+        skopeo_digest(&to, Some("berth:s3cret-pw")),
+        pushed["digest"].as_str().expect("digest")
+    );
+    assert!(
+        !d.stderr().contains("s3cret-pw"),
+        "credentials never reach the log"
+    );
+}

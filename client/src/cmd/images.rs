@@ -67,6 +67,16 @@ pub enum Command {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Push an image to a registry (the credentials pull uses)
+    Push {
+        /// Talk HTTP, not HTTPS, to the registry
+        #[arg(long)]
+        plain_http: bool,
+        /// The image to push
+        name: String,
+        /// Where to (default: the image's own name), e.g. localhost:5000/tools/bb:1
+        reference: Option<String>,
+    },
     /// Give an image another name, as `docker tag` (short names resolve as `busybox`)
     Tag {
         /// The image to name
@@ -134,6 +144,27 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
             output,
             names,
         } => export(ctx, &format, &output, &names),
+        Command::Push {
+            plain_http,
+            name,
+            reference,
+        } => {
+            let mut p = serde_json::Map::new();
+            put(&mut p, "name", name);
+            put(&mut p, "reference", reference);
+            put(&mut p, "plain_http", plain_http);
+            let r = ctx.connect()?.call("images.push", Value::Object(p))?;
+            ctx.show(&r, |r| {
+                println!(
+                    "{} {} ({} blobs uploaded, {} there already)",
+                    r["reference"].as_str().unwrap_or_default(),
+                    r["digest"].as_str().unwrap_or_default(),
+                    r["uploaded"],
+                    r["existing"]
+                );
+                Ok(())
+            })
+        }
         Command::Tag { source, target } => {
             let r = ctx
                 .connect()?

@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
-use reqwest::{Response, StatusCode, Url};
+use reqwest::{Method, Response, StatusCode, Url};
 use serde::Deserialize;
 
 use super::auth::{parse_challenge, Challenge, Credentials};
@@ -89,6 +89,8 @@ pub struct Session {
     creds: Option<Credentials>,
     /// The `Authorization` value that worked last (a bearer token or basic credentials).
     auth: Mutex<Option<String>>,
+    /// What a token is asked for: `pull`, or `pull,push` for a push.
+    actions: &'static str,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +128,27 @@ impl Session {
             repo: reference.path.clone(),
             creds,
             auth: Mutex::new(None),
+            actions: "pull",
+        }
+    }
+
+    /// The same repository, with tokens asked for pushing too.
+    pub fn for_push(mut self) -> Session {
+        self.actions = "pull,push";
+        self
+    }
+
+    /// The URL of `/v2/<repo>/<path>`.
+    pub(super) fn url(&self, path: &str) -> String {
+        format!("{}/v2/{}/{path}", self.base, self.repo)
+    }
+
+    /// `location` (a registry's Location header, absolute or relative) as a URL.
+    pub(super) fn resolve(&self, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_owned()
+        } else {
+            format!("{}{location}", self.base)
         }
     }
 
@@ -147,12 +170,29 @@ impl Session {
         accept: Option<&str>,
         what: &str,
     ) -> Result<Response, RegistryError> {
-        let url = format!("{}/v2/{}/{path}", self.base, self.repo);
+        let url = self.url(path);
+        let headers: Vec<_> = accept.map(|a| (ACCEPT, a.to_owned())).into_iter().collect();
+        self.send(Method::GET, &url, &headers, None, what).await
+    }
+
+    /// Sends one request (its body again after one authentication challenge); a non-success
+    /// answer is the error it means.
+    pub(super) async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(reqwest::header::HeaderName, String)],
+        body: Option<&[u8]>,
+        what: &str,
+    ) -> Result<Response, RegistryError> {
         let mut challenged = false;
         loop {
-            let mut req = self.http.get(&url);
-            if let Some(a) = accept {
-                req = req.header(ACCEPT, a);
+            let mut req = self.http.request(method.clone(), url);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            if let Some(b) = body {
+                req = req.body(b.to_vec());
             }
             if let Some(auth) = self.current_auth() {
                 req = req.header(AUTHORIZATION, auth);
@@ -240,7 +280,8 @@ impl Session {
                     if let Some(s) = &service {
                         q.append_pair("service", s);
                     }
-                    let scope = scope.unwrap_or_else(|| format!("repository:{}:pull", self.repo));
+                    let scope = scope
+                        .unwrap_or_else(|| format!("repository:{}:{}", self.repo, self.actions));
                     q.append_pair("scope", &scope);
                 }
                 let mut req = self.http.get(url);

@@ -51,6 +51,15 @@ pub(super) fn register(m: &mut Module) {
     });
     method(
         m,
+        "images.push",
+        |app, p: schema::ImagePushParams| async move {
+            app.images
+                .push(&p.namespace, &p.name, p.reference.as_deref(), p.plain_http)
+                .await
+        },
+    );
+    method(
+        m,
         "images.upload_begin",
         |app, p: schema::ImageUploadBeginParams| async move {
             let upload = app

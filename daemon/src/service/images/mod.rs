@@ -12,6 +12,7 @@ mod ingest;
 mod progress;
 mod pull;
 mod pull_lease;
+mod push;
 mod upload;
 
 use std::io::BufReader;
