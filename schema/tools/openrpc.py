@@ -252,12 +252,13 @@ methods = [
       S("object", properties={"image": REF("Image")}), ["not_found", "invalid_argument"]),
     m("images.push", "Pushes an image's host-platform manifest, its config and layers to a "
       "registry (OCI distribution) with the credentials images.pull uses: blobs the "
-      "repository has are skipped, others go in chunks of 8 MiB, the manifest last. "
+      "repository has are skipped, others are mounted from the repository the image came "
+      "from (same registry) or sent in chunks of 8 MiB, the manifest last. "
       "Berth extension.",
       [p("name", STR, True), p("reference", STR, description="default the image's name"),
        p("plain_http", BOOL)],
       S("object", properties={"reference": STR, "digest": STR, "uploaded": INT,
-                              "existing": INT}),
+                              "existing": INT, "mounted": INT}),
       ["not_found", "invalid_argument", "permission_denied", "unavailable"]),
     m("images.upload_begin", "Starts an import whose archive the client streams with "
       "images.upload_write (berth extension): no host path is opened.",

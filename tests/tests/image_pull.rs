@@ -485,6 +485,15 @@ fn push_sends_what_a_pull_gets_back_with_the_same_digests_and_skips_what_is_ther
     );
     assert_eq!(again["uploaded"], 0, "{again}");
     assert_eq!(again["existing"], 3, "{again}");
+    // To another repository of the registry it came from: mounted there, not sent.
+    let copy = format!("{}/copy/bb:1", src.host());
+    let mounted = d.rpc_ok(
+        "images.push",
+        json!({"name": format!("{}/src/bb:1", src.host()), "reference": copy, "plain_http": true}),
+    );
+    assert_eq!(mounted["mounted"], 3, "{mounted}");
+    assert_eq!(mounted["uploaded"], 0, "{mounted}");
+    assert_eq!(skopeo_digest(&copy, None), digest);
     // Pulled back by another daemon: the same digest, and it runs.
     let other = TestDaemon::start();
     pull(&other, &to).expect("pull back");

@@ -156,11 +156,12 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
             let r = ctx.connect()?.call("images.push", Value::Object(p))?;
             ctx.show(&r, |r| {
                 println!(
-                    "{} {} ({} blobs uploaded, {} there already)",
+                    "{} {} ({} blobs uploaded, {} there already, {} mounted)",
                     r["reference"].as_str().unwrap_or_default(),
                     r["digest"].as_str().unwrap_or_default(),
                     r["uploaded"],
-                    r["existing"]
+                    r["existing"],
+                    r["mounted"]
                 );
                 Ok(())
             })

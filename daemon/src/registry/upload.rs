@@ -28,22 +28,24 @@ impl Session {
         }
     }
 
-    /// Uploads blob `digest` from `file`, `CHUNK` bytes at a time.
+    /// Uploads blob `digest` from `file`, `CHUNK` bytes at a time; with `from` (another
+    /// repository of the same registry that has it), asks for a cross-repository mount
+    /// first. True if it was mounted rather than sent.
     pub async fn upload_blob(
         &self,
         digest: &str,
         mut file: std::fs::File,
-    ) -> Result<(), RegistryError> {
+        from: Option<&str>,
+    ) -> Result<bool, RegistryError> {
         let what = format!("blob {digest}");
-        let start = self
-            .send(
-                Method::POST,
-                &self.url("blobs/uploads/"),
-                &[],
-                Some(&[]),
-                &what,
-            )
-            .await?;
+        let url = match from {
+            Some(repo) => format!("{}?mount={digest}&from={repo}", self.url("blobs/uploads/")),
+            None => self.url("blobs/uploads/"),
+        };
+        let start = self.send(Method::POST, &url, &[], Some(&[]), &what).await?;
+        if start.status() == reqwest::StatusCode::CREATED {
+            return Ok(true);
+        }
         let mut location = self.location(&start, &what)?;
         let mut offset = 0u64;
         loop {
@@ -77,7 +79,7 @@ impl Session {
         let headers = [(CONTENT_LENGTH, "0".to_owned())];
         self.send(Method::PUT, &done, &headers, Some(&[]), &what)
             .await?;
-        Ok(())
+        Ok(false)
     }
 
     /// Puts the manifest under `reference` (a tag or its digest).

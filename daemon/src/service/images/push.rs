@@ -16,9 +16,11 @@ pub struct Pushed {
     pub reference: String,
     /// The manifest's digest (the same as berth's).
     pub digest: String,
-    /// Blobs sent, and blobs the repository had already.
+    /// Blobs sent, blobs the repository had already, and blobs mounted from the
+    /// repository the image came from (same registry).
     pub uploaded: usize,
     pub existing: usize,
+    pub mounted: usize,
 }
 
 impl Images {
@@ -39,7 +41,13 @@ impl Images {
         let creds = self.credentials.lookup(&r.domain);
         let http = self.http().map_err(|e| registry(&ctx, e))?;
         let session = Session::new(http, &r, plain_http, creds).for_push();
-        let (mut uploaded, mut existing) = (0, 0);
+        // The repository the image was pulled from, if on this registry: blobs can be
+        // mounted from it instead of sent.
+        let from = Reference::parse(&image.name)
+            .ok()
+            .filter(|src| src.domain == r.domain && src.path != r.path)
+            .map(|src| src.path);
+        let (mut uploaded, mut existing, mut mounted) = (0, 0, 0);
         for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
             if session
                 .has_blob(&blob.digest)
@@ -50,11 +58,15 @@ impl Images {
                 continue;
             }
             let file = self.content.open_blob(&blob.digest)?;
-            session
-                .upload_blob(&blob.digest, file)
+            if session
+                .upload_blob(&blob.digest, file, from.as_deref())
                 .await
-                .map_err(|e| registry(&ctx, e))?;
-            uploaded += 1;
+                .map_err(|e| registry(&ctx, e))?
+            {
+                mounted += 1;
+            } else {
+                uploaded += 1;
+            }
         }
         let bytes = self
             .content
@@ -69,12 +81,14 @@ impl Images {
             .put_manifest(&object, &desc.media_type, &bytes)
             .await
             .map_err(|e| registry(&ctx, e))?;
-        tracing::info!(image = %image.name, reference = %full, uploaded, existing, "pushed");
+        tracing::info!(image = %image.name, reference = %full, uploaded, existing, mounted,
+            "pushed");
         Ok(Pushed {
             reference: full,
             digest: desc.digest,
             uploaded,
             existing,
+            mounted,
         })
     }
 }
