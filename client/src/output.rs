@@ -68,6 +68,19 @@ pub fn print_json(value: &Value) -> io::Result<()> {
     writeln!(io::stdout().lock(), "{text}")
 }
 
+/// An RFC 3339 time as docker's AGE: `3 minutes ago` (`-` when it cannot be read).
+pub fn age(rfc3339: &str) -> String {
+    match humantime::parse_rfc3339_weak(rfc3339) {
+        Ok(t) => {
+            let d = std::time::SystemTime::now()
+                .duration_since(t)
+                .unwrap_or_default();
+            format!("{} ago", crate::cmd::ps::human(d))
+        }
+        Err(_) => "-".to_owned(),
+    }
+}
+
 /// `k=v` pairs of a label object, sorted by key and joined with commas (ctr's LABELS cell).
 pub fn labels_cell(labels: Option<&Value>) -> String {
     let Some(Value::Object(map)) = labels else {
@@ -85,6 +98,15 @@ pub fn labels_cell(labels: Option<&Value>) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn ages_read_as_docker_s() {
+        let ten_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(10);
+        let t = humantime::format_rfc3339_nanos(ten_ago).to_string();
+        let a = age(&t);
+        assert!(a == "10 seconds ago" || a == "11 seconds ago", "{a}");
+        assert_eq!(age("not a time"), "-");
+    }
 
     #[test]
     fn columns_take_widest_cell_plus_padding_and_last_column_is_unpadded() {

@@ -394,3 +394,25 @@ fn an_oci_layout_written_by_umoci_imports_by_digest_or_by_name() {
     let got = d.rpc_ok("images.get", json!({"name": "tools/umoci:v1"}));
     assert_eq!(got["config"]["config"]["Cmd"], json!(["/bin/sh"]));
 }
+
+#[test]
+fn list_commands_honour_json_and_ages_are_relative() {
+    let d = TestDaemon::start();
+    let parts = ImageParts::new(vec![busybox_layer()], json!({"Cmd": ["sh"]}));
+    let file = d.dir().join("bb.tar");
+    std::fs::write(&file, oci_image("bb:1", &parts)).expect("write");
+    let (ok, _, err) = berth(&d, &["images", "import", file.to_str().expect("utf8")]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = berth(&d, &["--json", "snapshots", "usage"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("snapshots usage --json is JSON");
+    let usage = v["usage"].as_array().expect("usage");
+    assert!(
+        !usage.is_empty() && usage.iter().all(|u| u["size"].is_u64()),
+        "{v}"
+    );
+    let (ok, out, err) = berth(&d, &["content", "ls"]);
+    assert!(ok, "{err}");
+    let row = out.lines().nth(1).expect("a blob row");
+    assert!(row.contains(" ago"), "AGE is relative: {row}");
+}

@@ -39,7 +39,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
                     t.push(vec![
                         b["digest"].as_str().unwrap_or_default().to_owned(),
                         super::images::human_size(b["size"].as_u64().unwrap_or(0)),
-                        b["created_at"].as_str().unwrap_or_default().to_owned(),
+                        crate::output::age(b["created_at"].as_str().unwrap_or_default()),
                         labels_cell(b.get("labels")),
                     ]);
                 }

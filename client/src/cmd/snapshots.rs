@@ -142,16 +142,22 @@ pub fn run(ctx: &Ctx, args: SnapshotsArgs) -> anyhow::Result<()> {
             } else {
                 keys
             };
-            let mut t = Table::new(&["KEY", "SIZE", "INODES"]);
+            let mut usage = Vec::new();
             for k in keys {
                 let u = client.call("snapshots.usage", with(json!({ "key": k })))?;
-                t.push(vec![
-                    k,
-                    super::images::human_size(u["size"].as_u64().unwrap_or(0)),
-                    u["inodes"].to_string(),
-                ]);
+                usage.push(json!({ "key": k, "size": u["size"], "inodes": u["inodes"] }));
             }
-            Ok(t.print()?)
+            ctx.show(&json!({ "usage": usage }), |_| {
+                let mut t = Table::new(&["KEY", "SIZE", "INODES"]);
+                for u in &usage {
+                    t.push(vec![
+                        u["key"].as_str().unwrap_or_default().to_owned(),
+                        super::images::human_size(u["size"].as_u64().unwrap_or(0)),
+                        u["inodes"].to_string(),
+                    ]);
+                }
+                Ok(t.print()?)
+            })
         }
         Command::Rm { keys } => for_each_reporting(&keys, "removals", |k| {
             client.call("snapshots.remove", with(json!({ "key": k })))?;
