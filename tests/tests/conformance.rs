@@ -115,6 +115,46 @@ fn unknown_method_is_method_not_found_with_the_request_id() {
 }
 
 #[test]
+fn an_unknown_method_is_named_and_the_closest_one_suggested() {
+    let d = TestDaemon::start();
+    let (_, reply) = d.curl(r#"{"jsonrpc":"2.0","id":1,"method":"containers.lst","params":{}}"#);
+    let e = &reply["error"];
+    assert_eq!(e["code"], -32601, "{reply}");
+    let msg = e["message"].as_str().expect("message");
+    assert!(
+        msg.contains("containers.lst") && msg.contains("containers.list"),
+        "{msg}"
+    );
+    assert_eq!(e["data"]["suggestion"], "containers.list", "{reply}");
+    let far = d.ndjson().call("zzz.qqq", json!({})).expect_err("unknown");
+    assert_eq!(far["code"], -32601, "{far}");
+    assert!(
+        far.get("data").and_then(|d| d.get("suggestion")).is_none(),
+        "{far}"
+    );
+    assert!(
+        far["message"]
+            .as_str()
+            .expect("message")
+            .contains("rpc.discover"),
+        "{far}"
+    );
+    // A GET says how to call berthd, in JSON.
+    let (status, body) = berth_tests::abuse::http_exchange(
+        d.socket(),
+        b"GET / HTTP/1.1\r\nHost: berth\r\n\r\n",
+        std::time::Duration::from_secs(10),
+    )
+    .expect("an answer");
+    assert_eq!(status, 405);
+    let msg = body["error"]["message"].as_str().expect("a JSON error");
+    assert!(
+        msg.contains("POST") && msg.contains("curl --unix-socket"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn param_of_the_wrong_type_is_invalid_params() {
     let d = TestDaemon::start();
     assert_code(

@@ -336,10 +336,7 @@ async fn run(
             )
             .await
         }
-        _ => MethodResponse::error(
-            id,
-            ErrorObjectOwned::from(jsonrpsee::types::ErrorCode::MethodNotFound),
-        ),
+        _ => MethodResponse::error(id, method_not_found(methods, method)),
     }
 }
 
@@ -376,6 +373,32 @@ fn domain_error(id: &str, kind: ErrorKind, msg: &str) -> String {
 }
 
 /// An error reply to a message berth could not read an id from (or that is not one call).
+/// -32601 naming the method, with the closest served one when a typo is likely
+/// (`containers.lst` -> `containers.list`), as `data.suggestion`.
+fn method_not_found(methods: &Methods, method: &str) -> ErrorObjectOwned {
+    let closest = methods
+        .method_names()
+        .map(|m| (strsim::levenshtein(m, method), m))
+        .filter(|(d, m)| *d <= 3.max(method.len() / 4) && *d < m.len())
+        .min();
+    let shown: String = method.chars().take(100).collect();
+    let (message, data) = match closest {
+        Some((_, m)) => (
+            format!("method \"{shown}\" not found; did you mean \"{m}\"?"),
+            serde_json::json!({ "kind": "not_found", "method": shown, "suggestion": m }),
+        ),
+        None => (
+            format!("method \"{shown}\" not found; rpc.discover lists every method"),
+            serde_json::json!({ "kind": "not_found", "method": shown }),
+        ),
+    };
+    ErrorObjectOwned::owned(
+        jsonrpsee::types::ErrorCode::MethodNotFound.code(),
+        message,
+        Some(data),
+    )
+}
+
 pub fn error_reply(kind: ErrorKind, msg: &str) -> String {
     let body =
         serde_json::json!({ "jsonrpc": "2.0", "id": null, "error": error_object(kind, msg) });

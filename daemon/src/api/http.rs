@@ -127,7 +127,9 @@ async fn one_request(
     }
     if head.method != "POST" {
         let msg = format!(
-            "{} is not served: send JSON-RPC with POST, or upgrade to a WebSocket",
+            "{} is not served: berthd speaks JSON-RPC 2.0 over POST (or a WebSocket, or \
+             newline-delimited JSON on the same socket), e.g. curl --unix-socket SOCKET \
+             http://berth/ -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"rpc.discover\"}}'",
             head.method
         );
         let body = error_reply(ErrorKind::InvalidArgument, &msg);
