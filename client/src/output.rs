@@ -68,6 +68,22 @@ pub fn print_json(value: &Value) -> io::Result<()> {
     writeln!(io::stdout().lock(), "{text}")
 }
 
+/// docker's relative durations: `Less than a second`, `10 seconds`, `About a minute`,
+/// `3 minutes`, `About an hour`, `5 hours`, `2 days`.
+pub fn human(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "Less than a second".to_owned(),
+        1 => "1 second".to_owned(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".to_owned(),
+        120..=3599 => format!("{} minutes", s / 60),
+        3600..=7199 => "About an hour".to_owned(),
+        7200..=172_799 => format!("{} hours", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
 /// An RFC 3339 time as docker's AGE: `3 minutes ago` (`-` when it cannot be read).
 pub fn age(rfc3339: &str) -> String {
     match humantime::parse_rfc3339_weak(rfc3339) {
@@ -75,7 +91,7 @@ pub fn age(rfc3339: &str) -> String {
             let d = std::time::SystemTime::now()
                 .duration_since(t)
                 .unwrap_or_default();
-            format!("{} ago", crate::cmd::ps::human(d))
+            format!("{} ago", human(d))
         }
         Err(_) => "-".to_owned(),
     }

@@ -152,10 +152,6 @@ fn start_one(client: &mut Client, id: &str) -> anyhow::Result<()> {
 
 /// Whether the container's spec asks for a terminal.
 fn terminal(spec: &Value) -> bool {
-    let spec: Value = match spec {
-        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
-        other => other.clone(),
-    };
     spec["process"]["terminal"].as_bool().unwrap_or(false)
 }
 

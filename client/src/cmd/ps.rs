@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::Ctx;
-use crate::output::Table;
+use crate::output::{human, Table};
 
 #[derive(Args)]
 pub struct PsArgs {
@@ -100,11 +100,7 @@ pub fn run(ctx: &Ctx, args: PsArgs) -> anyhow::Result<()> {
 
 /// The process's argv from the stored spec, joined.
 fn command(c: &Value) -> String {
-    let spec: Value = match &c["spec"] {
-        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
-        other => other.clone(),
-    };
-    spec["process"]["args"]
+    c["spec"]["process"]["args"]
         .as_array()
         .map(|a| {
             a.iter()
@@ -154,22 +150,6 @@ fn status_text(status: &Value, now: SystemTime) -> String {
             text
         }
         _ => "Created".to_owned(),
-    }
-}
-
-/// docker's relative durations: `Less than a second`, `10 seconds`, `About a minute`,
-/// `3 minutes`, `About an hour`, `5 hours`, `2 days`.
-pub fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => "Less than a second".to_owned(),
-        1 => "1 second".to_owned(),
-        2..=59 => format!("{s} seconds"),
-        60..=119 => "About a minute".to_owned(),
-        120..=3599 => format!("{} minutes", s / 60),
-        3600..=7199 => "About an hour".to_owned(),
-        7200..=172_799 => format!("{} hours", s / 3600),
-        _ => format!("{} days", s / 86_400),
     }
 }
 

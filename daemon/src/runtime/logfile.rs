@@ -120,19 +120,14 @@ impl LogFile {
             return Ok(());
         }
         let written = self.file.write_all(out);
-        out.clear();
         match written {
-            Ok(()) => {
-                self.size = self.file.metadata().map_or(self.size, |m| m.len());
-                Ok(())
-            }
-            Err(e) => {
-                // Part of it may be in: the size is what the file says, and the next open
-                // ends the torn line.
-                self.size = self.file.metadata().map_or(self.size, |m| m.len());
-                Err(e)
-            }
+            Ok(()) => self.size += out.len() as u64,
+            // Part of it may be in: the size is what the file says, and the next open ends
+            // the torn line.
+            Err(_) => self.size = self.file.metadata().map_or(self.size, |m| m.len()),
         }
+        out.clear();
+        written
     }
 
     /// Shifts every file one place older (dropping the oldest) and starts a new one.

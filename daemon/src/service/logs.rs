@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use schema::{LogBatch, LogEntry, LogsParams};
 use tokio::sync::watch;
 
-use super::{check_id, Error, Result};
+use super::{check_id, dir_names, Error, Result};
 use crate::runtime::logfile::{self, Copier, Cursor, Entry, Limits, LogFile, Stream};
 use crate::store::{self, Store};
 
@@ -350,14 +350,4 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Internal(format!("log reader: {e}")))?
-}
-
-fn dir_names(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect()
 }

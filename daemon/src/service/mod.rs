@@ -188,6 +188,26 @@ pub fn check_id(what: &str, value: &str) -> Result<()> {
         .map_err(|e| Error::InvalidArgument(format!("{what} \"{value}\" {e}")))
 }
 
+/// `data` (base64, standard alphabet) decoded; `what` names the object in the error.
+pub(crate) fn decode_base64(what: &str, data: &str) -> Result<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| Error::InvalidArgument(format!("{what}: data is not base64: {e}")))
+}
+
+/// The names of the directories in `dir` (none if it cannot be read): the per-namespace,
+/// per-container trees berthd sweeps at start-up.
+pub(crate) fn dir_names(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
+}
+
 /// Largest label key+value, in bytes (containerd's limit).
 pub const MAX_LABEL_BYTES: usize = 4096;
 

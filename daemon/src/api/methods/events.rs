@@ -4,9 +4,8 @@ use jsonrpsee::core::SubscriptionError;
 use jsonrpsee::types::ErrorObjectOwned;
 use schema::{EventListParams, EventSubscribeParams};
 
-use super::stream::{Queued, Unsent};
+use super::stream::{open, Queued, Unsent};
 use super::{method, Module};
-use crate::api::parse_params;
 use crate::service;
 
 /// Notification method name of `events.subscribe`.
@@ -43,21 +42,11 @@ fn register_subscribe(m: &mut Module) {
         EVENTS_NOTIFICATION,
         "events.unsubscribe",
         |params, pending, app, _| async move {
-            let p: EventSubscribeParams = match parse_params(&params) {
-                Ok(p) => p,
-                Err(e) => {
-                    pending.reject(e).await;
-                    return Ok(());
-                }
-            };
-            let mut sub = match app.events.subscribe(&p.filters, p.since) {
-                Ok(s) => s,
-                Err(e) => {
-                    pending.reject(e).await;
-                    return Ok(());
-                }
-            };
-            let Ok(sink) = pending.accept().await else {
+            let started = open(params, pending, |p: EventSubscribeParams| async move {
+                app.events.subscribe(&p.filters, p.since)
+            })
+            .await;
+            let Some((sink, mut sub)) = started else {
                 return Ok(());
             };
             let mut queued = Queued::default();

@@ -7,9 +7,8 @@ use jsonrpsee::core::SubscriptionError;
 use serde_json::json;
 
 use super::events::subscription_error;
-use super::stream::{Queued, Unsent};
+use super::stream::{open, Queued, Unsent};
 use super::Module;
-use crate::api::parse_params;
 use crate::service::{self, images::ExportFormat};
 
 /// Notification method name of `images.export`.
@@ -35,23 +34,12 @@ pub(super) fn register(m: &mut Module) {
         EXPORT_NOTIFICATION,
         "images.export_cancel",
         |params, pending, app, _| async move {
-            let p: ExportParams = match parse_params(&params) {
-                Ok(p) => p,
-                Err(e) => {
-                    pending.reject(e).await;
-                    return Ok(());
-                }
-            };
-            let started = ExportFormat::parse(p.format.as_deref())
-                .and_then(|f| app.images.export(&p.namespace, &p.names, f));
-            let mut chunks = match started {
-                Ok(rx) => rx,
-                Err(e) => {
-                    pending.reject(e).await;
-                    return Ok(());
-                }
-            };
-            let Ok(sink) = pending.accept().await else {
+            let started = open(params, pending, |p: ExportParams| async move {
+                let format = ExportFormat::parse(p.format.as_deref())?;
+                app.images.export(&p.namespace, &p.names, format)
+            })
+            .await;
+            let Some((sink, mut chunks)) = started else {
                 return Ok(());
             };
             let mut queued = Queued::default();

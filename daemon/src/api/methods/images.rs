@@ -8,6 +8,18 @@ use serde_json::json;
 
 use super::{method, Module};
 
+fn import_options(
+    name: Option<String>,
+    snapshotter: Option<String>,
+    platform: Option<String>,
+) -> crate::service::images::ImportOptions {
+    crate::service::images::ImportOptions {
+        name,
+        snapshotter,
+        platform,
+    }
+}
+
 pub(super) fn register(m: &mut Module) {
     method(m, "images.import", |app, p: ImageImportParams| async move {
         let images = app
@@ -15,11 +27,7 @@ pub(super) fn register(m: &mut Module) {
             .import(
                 p.namespace,
                 p.path,
-                crate::service::images::ImportOptions {
-                    name: p.name,
-                    snapshotter: p.snapshotter,
-                    platform: p.platform,
-                },
+                import_options(p.name, p.snapshotter, p.platform),
             )
             .await?;
         Ok(json!({ "images": images }))
@@ -66,11 +74,7 @@ pub(super) fn register(m: &mut Module) {
                 .images
                 .upload_begin(
                     p.namespace,
-                    crate::service::images::ImportOptions {
-                        name: p.name,
-                        snapshotter: p.snapshotter,
-                        platform: p.platform,
-                    },
+                    import_options(p.name, p.snapshotter, p.platform),
                 )
                 .await?;
             Ok(json!({ "upload": upload }))
@@ -80,16 +84,7 @@ pub(super) fn register(m: &mut Module) {
         m,
         "images.upload_write",
         |app, p: schema::ImageUploadWriteParams| async move {
-            use base64::Engine;
-            let data = base64::engine::general_purpose::STANDARD
-                .decode(&p.data)
-                .map_err(|e| {
-                    crate::service::Error::InvalidArgument(format!(
-                        "upload \"{}\": data is not base64: {e}",
-                        p.upload
-                    ))
-                })?;
-            app.images.upload_write(&p.upload, data).await?;
+            app.images.upload_write(&p.upload, &p.data).await?;
             Ok(json!({}))
         },
     );

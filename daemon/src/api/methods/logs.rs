@@ -4,9 +4,8 @@ use jsonrpsee::core::SubscriptionError;
 use schema::{LogBatch, LogsParams};
 
 use super::events::subscription_error;
-use super::stream::{Queued, Unsent};
+use super::stream::{open, Queued, Unsent};
 use super::{method, Module};
-use crate::api::parse_params;
 
 /// Notification method name of `logs.subscribe`.
 pub(crate) const LOGS_NOTIFICATION: &str = "logs.entries";
@@ -20,28 +19,18 @@ pub(super) fn register(m: &mut Module) {
         LOGS_NOTIFICATION,
         "logs.unsubscribe",
         |params, pending, app, _| async move {
-            let p: LogsParams = match parse_params(&params) {
-                Ok(p) => p,
-                Err(e) => {
-                    pending.reject(e).await;
-                    return Ok(());
-                }
-            };
-            let mut follower = match app.logs.follow(&p).await {
-                Ok(f) => f,
-                Err(e) => {
-                    pending.reject(e).await;
-                    return Ok(());
-                }
-            };
-            let Ok(sink) = pending.accept().await else {
+            let started = open(params, pending, |p: LogsParams| async move {
+                Ok((app.logs.follow(&p).await?, p.follow))
+            })
+            .await;
+            let Some((sink, (mut follower, follow))) = started else {
                 return Ok(());
             };
             let mut queued = Queued::default();
             loop {
                 let (f, entries, writing) = follower.batch().await.map_err(subscription_error)?;
                 follower = f;
-                let end = entries.is_empty() && (!writing || !p.follow);
+                let end = entries.is_empty() && (!writing || !follow);
                 if entries.is_empty() && !end {
                     tokio::select! {
                         _ = sink.closed() => return Ok(()),

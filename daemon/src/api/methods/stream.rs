@@ -5,8 +5,39 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use jsonrpsee::{SubscriptionMessage, SubscriptionSink};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use jsonrpsee::{PendingSubscriptionSink, SubscriptionMessage, SubscriptionSink};
+use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
+
+use crate::api::parse_params;
+use crate::service;
+
+/// The start every subscription shares: its params parsed and `start` run on them; a bad
+/// param or a refused start rejects the subscription with that error. `None` once rejected
+/// or when the client left before the accept.
+pub(super) async fn open<P, T, F, Fut>(
+    params: Params<'static>,
+    pending: PendingSubscriptionSink,
+    start: F,
+) -> Option<(SubscriptionSink, T)>
+where
+    P: DeserializeOwned,
+    F: FnOnce(P) -> Fut,
+    Fut: std::future::Future<Output = service::Result<T>>,
+{
+    let started = match parse_params::<P>(&params) {
+        Ok(p) => start(p).await.map_err(ErrorObjectOwned::from),
+        Err(e) => Err(e),
+    };
+    match started {
+        Ok(t) => pending.accept().await.ok().map(|sink| (sink, t)),
+        Err(e) => {
+            pending.reject(e).await;
+            None
+        }
+    }
+}
 
 /// Bytes of notifications one subscriber may have queued (sent, not yet written to its
 /// socket).

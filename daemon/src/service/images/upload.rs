@@ -136,8 +136,9 @@ impl Images {
         });
     }
 
-    /// Feeds `data` to the import; waits while it is behind.
-    pub async fn upload_write(&self, id: &str, data: Vec<u8>) -> Result<()> {
+    /// Feeds `data` (base64) to the import; waits while it is behind.
+    pub async fn upload_write(&self, id: &str, data: &str) -> Result<()> {
+        let data = crate::service::decode_base64(&format!("upload \"{id}\""), data)?;
         if data.len() > MAX_CHUNK {
             return Err(Error::InvalidArgument(format!(
                 "upload \"{id}\": {} bytes in one chunk; the limit is {MAX_CHUNK}",

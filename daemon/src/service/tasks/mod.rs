@@ -288,13 +288,10 @@ impl Tasks {
     /// Writes keystrokes (or any bytes) to a process's terminal, or to its stdin FIFO while
     /// berthd holds it open; waits at most [`WRITE_STDIN_TIMEOUT`] for room.
     pub async fn write_stdin(&self, p: &schema::TaskWriteStdinParams) -> Result<usize> {
-        use base64::Engine;
         let (ns, id, exec_id) = (&p.namespace, &p.container_id, &p.exec_id);
         check(ns, id, exec_id)?;
         let what = store::tasks::describe(ns, id, exec_id);
-        let data = base64::engine::general_purpose::STANDARD
-            .decode(&p.data)
-            .map_err(|e| Error::InvalidArgument(format!("{what}: data is not base64: {e}")))?;
+        let data = super::decode_base64(&what, &p.data)?;
         if data.len() > MAX_STDIN_WRITE {
             return Err(Error::InvalidArgument(format!(
                 "{what}: {} bytes of data; one call takes at most {MAX_STDIN_WRITE}",

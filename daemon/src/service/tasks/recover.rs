@@ -26,7 +26,7 @@ use crate::keeper::{ExitRecord, Held, Identity, Watched};
 use crate::runtime::logfile::{self, Stream};
 use crate::runtime::runc::ContainerStatus;
 use crate::runtime::stdio;
-use crate::service::{Error, Result};
+use crate::service::{dir_names, Error, Result};
 use crate::store::{self, tasks::ProcessRow};
 
 /// How long start-up waits for runc invocations a crashed berthd left running.
@@ -329,16 +329,6 @@ async fn sweep_leftovers(inner: &Inner, kept: &HashSet<(String, String)>) {
             tracing::warn!(namespace = %ns, task = %id, error = %e, "leftover not removed");
         }
     }
-}
-
-fn dir_names(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect()
 }
 
 /// Exits nobody waited for: a keeper restarted after dying replays what it stored.
