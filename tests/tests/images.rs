@@ -68,6 +68,50 @@ fn import(d: &TestDaemon, file: &str, archive: &[u8], extra: Value) -> Result<Va
     d.rpc("images.import", params)
 }
 
+/// An OCI layout of one image for two platforms (another architecture's manifest first,
+/// then the host's busybox), its index entry annotated with `annotations`.
+struct MultiPlatform {
+    archive: Vec<u8>,
+    other_arch: String,
+    other_manifest: String,
+}
+
+impl MultiPlatform {
+    fn new(annotations: Value) -> MultiPlatform {
+        let host = busybox_parts();
+        let mut other = ImageParts::new(
+            vec![Layer::new().file("other", b"o", 0o644).finish()],
+            json!({"Cmd": ["other"]}),
+        );
+        other.arch = if images::host_arch() == "arm64" {
+            "amd64".into()
+        } else {
+            "arm64".into()
+        };
+        let (hm, hc, hl) = host.blobs();
+        let (om, oc, ol) = other.blobs();
+        let other_manifest = om.digest();
+        let mut hd = hm.descriptor();
+        hd["platform"] = json!({"os": "linux", "architecture": images::host_arch()});
+        let mut od = om.descriptor();
+        od["platform"] = json!({"os": "linux", "architecture": other.arch});
+        let index = images::Blob::json(
+            images::INDEX,
+            &json!({"schemaVersion": 2, "mediaType": images::INDEX, "manifests": [od, hd]}),
+        );
+        let mut entry = index.descriptor();
+        entry["annotations"] = annotations;
+        let mut blobs = vec![index, hm, hc, om, oc];
+        blobs.extend(hl);
+        blobs.extend(ol);
+        MultiPlatform {
+            archive: images::oci_layout(&blobs, vec![entry]),
+            other_arch: other.arch,
+            other_manifest,
+        }
+    }
+}
+
 fn busybox_parts() -> ImageParts {
     ImageParts::new(
         vec![busybox_layer()],
@@ -262,38 +306,8 @@ fn layers_with_whiteouts_and_opaque_dirs_unpack_for_overlayfs_and_native() {
 #[test]
 fn an_index_resolves_to_the_host_platform_and_docker_save_uses_repo_tags() {
     let d = TestDaemon::start();
-    let host = busybox_parts();
-    let mut other = ImageParts::new(
-        vec![Layer::new().file("other", b"o", 0o644).finish()],
-        json!({"Cmd": ["other"]}),
-    );
-    other.arch = if images::host_arch() == "arm64" {
-        "amd64".into()
-    } else {
-        "arm64".into()
-    };
-    let (hm, hc, hl) = host.blobs();
-    let (om, oc, ol) = other.blobs();
-    let mut hd = hm.descriptor();
-    hd["platform"] = json!({"os": "linux", "architecture": images::host_arch()});
-    let mut od = om.descriptor();
-    od["platform"] = json!({"os": "linux", "architecture": other.arch});
-    let index = images::Blob::json(
-        images::INDEX,
-        &json!({"schemaVersion": 2, "mediaType": images::INDEX, "manifests": [od, hd]}),
-    );
-    let mut entry = index.descriptor();
-    entry["annotations"] = json!({"org.opencontainers.image.ref.name": "multi:1"});
-    let mut blobs = vec![index, hm, hc, om, oc];
-    blobs.extend(hl);
-    blobs.extend(ol);
-    import(
-        &d,
-        "idx.tar",
-        &images::oci_layout(&blobs, vec![entry]),
-        json!({}),
-    )
-    .expect("import index");
+    let multi = MultiPlatform::new(json!({"org.opencontainers.image.ref.name": "multi:1"}));
+    import(&d, "idx.tar", &multi.archive, json!({})).expect("import index");
     let got = d.rpc_ok("images.get", json!({"name": "multi:1"}));
     assert_eq!(got["image"]["target"]["media_type"], images::INDEX);
     assert_eq!(
@@ -446,35 +460,10 @@ fn snapshots_follow_containerds_semantics() {
 #[test]
 fn import_with_a_platform_takes_that_manifest_of_a_multi_platform_image() {
     let d = TestDaemon::start();
-    let host = busybox_parts();
-    let mut other = ImageParts::new(
-        vec![Layer::new().file("other", b"o", 0o644).finish()],
-        json!({"Cmd": ["other"]}),
-    );
-    other.arch = if images::host_arch() == "arm64" {
-        "amd64".into()
-    } else {
-        "arm64".into()
-    };
-    let (hm, hc, hl) = host.blobs();
-    let (om, oc, ol) = other.blobs();
-    let other_manifest = om.digest();
-    let mut hd = hm.descriptor();
-    hd["platform"] = json!({"os": "linux", "architecture": images::host_arch()});
-    let mut od = om.descriptor();
-    od["platform"] = json!({"os": "linux", "architecture": other.arch});
-    let index = images::Blob::json(
-        images::INDEX,
-        &json!({"schemaVersion": 2, "mediaType": images::INDEX, "manifests": [hd, od]}),
-    );
-    let mut entry = index.descriptor();
-    entry["annotations"] = json!({"io.containerd.image.name": "example.com/multi:2"});
-    let mut blobs = vec![index, hm, hc, om, oc];
-    blobs.extend(hl);
-    blobs.extend(ol);
-    let archive = images::oci_layout(&blobs, vec![entry]);
-    let platform = format!("linux/{}", other.arch);
-    let res = import(&d, "p.tar", &archive, json!({ "platform": platform })).expect("import");
+    let multi = MultiPlatform::new(json!({"io.containerd.image.name": "example.com/multi:2"}));
+    let (archive, other_manifest) = (&multi.archive, &multi.other_manifest);
+    let platform = format!("linux/{}", multi.other_arch);
+    let res = import(&d, "p.tar", archive, json!({ "platform": platform })).expect("import");
     let image = &res["images"][0];
     assert_eq!(image["name"], "example.com/multi:2");
     assert_eq!(
@@ -485,7 +474,7 @@ fn import_with_a_platform_takes_that_manifest_of_a_multi_platform_image() {
     let got = d.rpc_ok("images.get", json!({"name": "example.com/multi:2"}));
     assert_eq!(got["config"]["config"]["Cmd"], json!(["other"]));
     for (bad, kind) in [("linux/s390x", "not_found"), ("s390x", "invalid_argument")] {
-        let err = import(&d, "p2.tar", &archive, json!({ "platform": bad })).expect_err(bad);
+        let err = import(&d, "p2.tar", archive, json!({ "platform": bad })).expect_err(bad);
         assert_eq!(err["data"]["kind"], kind, "{bad}: {err}");
     }
 }

@@ -6,7 +6,7 @@ mod tasks_support;
 
 use berth_tests::{unique_id, TestDaemon};
 use serde_json::{json, Value};
-use tasks_support::{assert_clean, berth_out, stdout, Cleanup, Rootfs};
+use tasks_support::{assert_clean, berth_out, stdout, until, Cleanup, Rootfs};
 
 fn statuses(d: &TestDaemon) -> std::collections::HashMap<String, Value> {
     let list = d.rpc_ok("containers.list", json!({ "with_status": true }));
@@ -144,15 +144,6 @@ fn state(d: &TestDaemon, id: &str) -> Value {
 
 fn log_text(d: &TestDaemon, id: &str) -> String {
     stdout(&berth_out(d, &["logs", id], b""))
-}
-
-/// Polls `cond` until it holds, failing at the deadline.
-fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !cond() {
-        assert!(std::time::Instant::now() < deadline, "{what} within 60 s");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }
 
 /// A shell loop that says when it is ready and reacts to signals only as told.

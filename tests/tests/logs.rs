@@ -13,7 +13,7 @@ use berth_tests::abuse::vm_kib;
 use berth_tests::process::Pipe;
 use berth_tests::{unique_id, TestDaemon};
 use serde_json::{json, Value};
-use tasks_support::{assert_clean, berth, berth_out, stdout, Cleanup, Rootfs};
+use tasks_support::{assert_clean, berth, berth_out, stdout, until, Cleanup, Rootfs};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -300,11 +300,9 @@ fn the_log_keeps_everything_across_a_kill_9_of_berthd() {
     let volume = format!("{}:/data", gate.path().display());
     let script = format!("echo before; {WAIT_FOR_GATE}; echo after; echo late >&2");
     run_detached(&d, &rootfs, &["-v", &volume], &id, &["sh", "-c", &script]);
-    let until = Instant::now() + LIMIT;
-    while texts(&d.rpc_ok("containers.logs", json!({ "id": id }))).is_empty() {
-        assert!(Instant::now() < until, "the first line reaches the log");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until("the first line reaches the log", || {
+        !texts(&d.rpc_ok("containers.logs", json!({ "id": id }))).is_empty()
+    });
     // A log left by a container deleted while berthd was down is swept at start-up.
     let ghost = d.root().join("logs/default/ghost");
     std::fs::create_dir_all(&ghost).expect("ghost dir");
@@ -316,14 +314,9 @@ fn the_log_keeps_everything_across_a_kill_9_of_berthd() {
     // The task writes and exits while no berthd runs: its last output waits in the pipe
     // the keeper keeps until the exit is acknowledged.
     open_gate(gate.path());
-    let until = Instant::now() + LIMIT;
-    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        assert!(
-            Instant::now() < until,
-            "the task exits while berthd is down"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until("the task exits while berthd is down", || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    });
     d.restart();
     let _c = Cleanup {
         d: &d,

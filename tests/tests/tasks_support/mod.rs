@@ -67,6 +67,15 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Polls `cond` until it holds, failing the test after 60 s with `what`.
+pub fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what} within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Pids whose parent is `ppid`, with their state letter.
 pub fn children(ppid: u32) -> Vec<(u32, char)> {
     let mut out = Vec::new();
