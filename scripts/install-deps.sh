@@ -3,7 +3,9 @@
 # runc runs tasks; busybox-static builds the test image; socat and curl are the clients the
 # integration tests drive the socket with; umoci and skopeo build and push OCI images;
 # docker-registry is the registry the pull tests push to, htpasswd (apache2-utils) locks it;
-# tini ships the static init `run --init` mounts.
+# tini ships the static init `run --init` mounts; containerd (ctr), docker.io (dockerd) and
+# podman are the peers the image tests exchange archives with and the benches compare
+# against (each is started on its own temp dirs by the tests, never as a host service).
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -18,6 +20,9 @@ have docker-registry || need+=(docker-registry)
 have htpasswd || need+=(apache2-utils)
 have setpriv || need+=(util-linux)
 [ -x /usr/bin/tini-static ] || need+=(tini)
+have containerd || need+=(containerd)
+have dockerd || need+=(docker.io)
+have podman || need+=(podman)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

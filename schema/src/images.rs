@@ -99,6 +99,10 @@ params!(
         /// `os/arch[/variant]` of a multi-platform image to import (default: the host's).
         #[serde(default)]
         platform: Option<String>,
+        /// Keep every platform of a multi-platform image: each one's blobs must be in the
+        /// archive; the host's is unpacked (not with `platform`).
+        #[serde(default)]
+        all_platforms: bool,
         /// Unpack into this snapshotter (default `overlayfs`).
         #[serde(default)]
         snapshotter: Option<String>,
@@ -130,6 +134,10 @@ params!(
         /// Talk HTTP, not HTTPS, to the registry.
         #[serde(default)]
         plain_http: bool,
+        /// Push the image's whole target (an index and every platform's manifest), not
+        /// only the host's manifest.
+        #[serde(default)]
+        all_platforms: bool,
     }
 );
 
@@ -151,6 +159,10 @@ params!(
         /// `os/arch[/variant]` of a multi-platform image to import (default: the host's).
         #[serde(default)]
         platform: Option<String>,
+        /// Keep every platform of a multi-platform image: each one's blobs must be in the
+        /// archive; the host's is unpacked (not with `platform`).
+        #[serde(default)]
+        all_platforms: bool,
         /// Unpack into this snapshotter (default `overlayfs`).
         #[serde(default)]
         snapshotter: Option<String>,

@@ -227,7 +227,8 @@ methods = [
       "daemon's filesystem, streamed, and unpacks it into snapshots.",
       [p("path", STR, True), p("name", STR), SN,
        p("platform", STR, description="os/arch[/variant] of a multi-platform image "
-                                      "(default the host's); berth extension")],
+                                      "(default the host's); berth extension"),
+       p("all_platforms", BOOL, description="keep every platform (each must be in the archive); the host's is unpacked; not with platform")],
       S("object", properties={"images": ARR(REF("Image"))}),
       ["invalid_argument", "not_found", "already_exists"]),
     m("images.pull", "Pulls an image from a registry (OCI distribution API): resolves the "
@@ -256,13 +257,16 @@ methods = [
       "from (same registry) or sent in chunks of 8 MiB, the manifest last. "
       "Berth extension.",
       [p("name", STR, True), p("reference", STR, description="default the image's name"),
-       p("plain_http", BOOL)],
+       p("plain_http", BOOL),
+       p("all_platforms", BOOL, description="the whole target: index, every platform's "
+                                            "manifest and blobs")],
       S("object", properties={"reference": STR, "digest": STR, "uploaded": INT,
                               "existing": INT, "mounted": INT}),
       ["not_found", "invalid_argument", "permission_denied", "unavailable"]),
     m("images.upload_begin", "Starts an import whose archive the client streams with "
       "images.upload_write (berth extension): no host path is opened.",
-      [p("name", STR), SN, p("platform", STR)], S("object", properties={"upload": STR}),
+      [p("name", STR), SN, p("platform", STR), p("all_platforms", BOOL, description="keep every platform (each must be in the archive); the host's is unpacked; not with platform")],
+      S("object", properties={"upload": STR}),
       ["invalid_argument", "resource_exhausted"]),
     m("images.upload_write", "The next bytes of an upload's archive (base64, at most 4 MiB "
       "decoded); waits while the import is behind.",
@@ -278,7 +282,9 @@ methods = [
       "manifest, config and layers, digests unchanged; index.json names them) plus, in the "
       "docker format, docker's manifest.json. Notifications `images.export_data` carry "
       "{data: base64 chunk}, the last {end: true, size}. WebSocket and NDJSON only.",
-      [p("names", ARR(STR), True), p("format", S("string", enum=["docker", "oci"]))],
+      [p("names", ARR(STR), True), p("format", S("string", enum=["docker", "oci"])),
+       p("all_platforms", BOOL, description="each image's whole target: its index and "
+                                            "every platform's blobs")],
       S("string", description="subscription id"),
       ["not_found", "invalid_argument", "failed_precondition"],
       **{"x-notification": "images.export_data", "x-unsubscribe": "images.export_cancel"}),

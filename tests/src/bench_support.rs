@@ -1,6 +1,6 @@
 //! Shared by the image benchmarks (`bench-import`, `bench-pull`): a generated image (many
-//! files in one gzip layer) written as an OCI layout tar, and berthd / containerd started on
-//! temp dirs, killed on drop, with their peak RSS.
+//! files in one gzip layer) written as an OCI layout tar, and berthd / containerd (the
+//! tests' `peers::Containerd`) started on temp dirs, killed on drop, with their peak RSS.
 //!
 //! Included with `#[path = "../bench_support.rs"] mod bench_support;`.
 
@@ -255,46 +255,6 @@ pub fn clean_berthd(work: &Path) {
     let _ = std::fs::remove_dir_all(work.join("berth-state"));
 }
 
-/// containerd on `<work>/ctd-{root,state}` and `<work>/ctd.sock`; returns it and its
-/// address.
-pub fn start_containerd(work: &Path) -> Result<(Daemon, PathBuf)> {
-    let (root, state) = (work.join("ctd-root"), work.join("ctd-state"));
-    let address = work.join("ctd.sock");
-    let config = work.join("ctd.toml");
-    std::fs::write(&config, "version = 2\n")?;
-    let d = Daemon(
-        Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
-            .arg("--root")
-            .arg(&root)
-            .arg("--state")
-            .arg(&state)
-            .arg("--address")
-            .arg(&address)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start containerd")?,
-    );
-    wait_socket(&address)?;
-    Ok((d, address))
-}
-
-/// Unmounts what containerd left under its root and removes its dirs (after it is gone).
-pub fn clean_containerd(work: &Path) {
-    let root = work.join("ctd-root");
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "grep -o ' {}[^ ]*' /proc/self/mountinfo | xargs -r -n1 umount -l",
-            root.display()
-        ))
-        .status();
-    let _ = std::fs::remove_dir_all(&root);
-    let _ = std::fs::remove_dir_all(work.join("ctd-state"));
-}
-
 /// Starts berthd on `work`, times one JSON-RPC call on it, and returns the time and berthd's
 /// peak RSS (KiB). The daemon is stopped and its directories removed afterwards.
 pub fn time_berthd_call(
@@ -321,34 +281,16 @@ pub fn time_berthd_call(
     Ok((took, hwm))
 }
 
-/// Starts containerd on `work`, times `ctr -a SOCK ARGS...`, checks with `ctr snapshots ls`
-/// that something was unpacked (so both sides' times include unpacking), and returns the
-/// time and containerd's peak RSS (KiB). containerd is stopped and cleaned afterwards.
-pub fn time_ctr(work: &Path, args: &[&str]) -> Result<(Duration, u64)> {
-    let (d, address) = start_containerd(work)?;
+/// Starts containerd on temp dirs, times `ctr -a SOCK ARGS...`, checks with `ctr snapshots
+/// ls` that something was unpacked (so both sides' times include unpacking), and returns
+/// the time and containerd's peak RSS (KiB). containerd is stopped and cleaned afterwards.
+pub fn time_ctr(args: &[&str]) -> Result<(Duration, u64)> {
+    let ctd = berth_tests::peers::Containerd::start();
     let start = Instant::now();
-    let out = Command::new("ctr")
-        .arg("-a")
-        .arg(&address)
-        .args(args)
-        .output()?;
+    ctd.ctr(args);
     let took = start.elapsed();
-    if !out.status.success() {
-        bail!(
-            "ctr {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let hwm = vm_hwm_kib(d.0.id())?;
-    let snaps = Command::new("ctr")
-        .arg("-a")
-        .arg(&address)
-        .args(["snapshots", "ls"])
-        .output()?;
-    let unpacked = String::from_utf8_lossy(&snaps.stdout).lines().count() > 1;
-    drop(d);
-    clean_containerd(work);
+    let hwm = vm_hwm_kib(ctd.pid())?;
+    let unpacked = ctd.ctr(&["snapshots", "ls"]).lines().count() > 1;
     if !unpacked {
         bail!(
             "ctr {} left no snapshot: the comparison would not include unpacking",

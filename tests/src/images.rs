@@ -344,6 +344,58 @@ pub fn docker_save(tags: &[&str], parts: &ImageParts) -> Vec<u8> {
     b.into_inner().expect("tar")
 }
 
+/// An OCI layout of one image for two platforms (another architecture's manifest first,
+/// then the host's busybox), its index entry annotated with `annotations`.
+pub struct MultiPlatform {
+    pub archive: Vec<u8>,
+    pub other_arch: String,
+    pub other_manifest: String,
+}
+
+impl MultiPlatform {
+    pub fn new(annotations: Value) -> MultiPlatform {
+        let host = busybox_parts();
+        let mut other = ImageParts::new(
+            vec![Layer::new().file("other", b"o", 0o644).finish()],
+            json!({"Cmd": ["other"]}),
+        );
+        other.arch = if host_arch() == "arm64" {
+            "amd64".into()
+        } else {
+            "arm64".into()
+        };
+        let (hm, hc, hl) = host.blobs();
+        let (om, oc, ol) = other.blobs();
+        let other_manifest = om.digest();
+        let mut hd = hm.descriptor();
+        hd["platform"] = json!({"os": "linux", "architecture": host_arch()});
+        let mut od = om.descriptor();
+        od["platform"] = json!({"os": "linux", "architecture": other.arch});
+        let index = Blob::json(
+            INDEX,
+            &json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": [od, hd]}),
+        );
+        let mut entry = index.descriptor();
+        entry["annotations"] = annotations;
+        let mut blobs = vec![index, hm, hc, om, oc];
+        blobs.extend(hl);
+        blobs.extend(ol);
+        MultiPlatform {
+            archive: oci_layout(&blobs, vec![entry]),
+            other_arch: other.arch,
+            other_manifest,
+        }
+    }
+}
+
+/// busybox as an image with a shell's config.
+pub fn busybox_parts() -> ImageParts {
+    ImageParts::new(
+        vec![busybox_layer()],
+        json!({"Cmd": ["sh"], "Env": ["PATH=/bin", "HOME=/root"], "WorkingDir": "/"}),
+    )
+}
+
 /// Writes `archive` into the daemon's directory and imports it with `images.import`.
 pub fn import(d: &berth_tests::TestDaemon, file: &str, archive: &[u8]) -> Result<Value, Value> {
     let path = d.dir().join(file);

@@ -10,6 +10,7 @@ pub mod clients;
 pub mod crash;
 pub mod daemon;
 pub mod mounts;
+pub mod peers;
 pub mod process;
 pub mod ws;
 
@@ -110,6 +111,22 @@ pub fn is_rfc3339_nanos(s: &str) -> bool {
             b'd' => c.is_ascii_digit(),
             other => c == other,
         })
+}
+
+/// Runs the `berth` client against `d`: `(success, stdout, stderr)`.
+pub fn berth_cli(d: &TestDaemon, args: &[&str]) -> (bool, String, String) {
+    let bin = TestDaemon::binary().with_file_name("berth");
+    let out = std::process::Command::new(bin)
+        .arg("--socket")
+        .arg(d.socket())
+        .args(args)
+        .output()
+        .expect("run berth");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[cfg(test)]

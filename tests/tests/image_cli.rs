@@ -5,24 +5,9 @@ mod images;
 
 use std::process::Command;
 
-use berth_tests::TestDaemon;
+use berth_tests::{berth_cli as berth, TestDaemon};
 use images::{busybox_layer, oci_image, ImageParts};
 use serde_json::json;
-
-fn berth(d: &TestDaemon, args: &[&str]) -> (bool, String, String) {
-    let bin = TestDaemon::binary().with_file_name("berth");
-    let out = Command::new(bin)
-        .arg("--socket")
-        .arg(d.socket())
-        .args(args)
-        .output()
-        .expect("run berth");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn berth_imports_lists_inspects_and_removes_images() {

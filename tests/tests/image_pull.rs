@@ -546,3 +546,71 @@ fn push_to_a_registry_with_htpasswd_uses_the_configured_credentials() {
         "credentials never reach the log"
     );
 }
+
+#[test]
+fn push_with_all_platforms_sends_the_index_and_every_platform() {
+    let reg = Registry::start();
+    let d = TestDaemon::start();
+    let name = "example.com/multi/bb:1";
+    let multi = images::MultiPlatform::new(json!({ "io.containerd.image.name": name }));
+    let src = d.dir().join("multi.tar");
+    std::fs::write(&src, &multi.archive).expect("write");
+    let res = d.rpc_ok("images.import", json!({"path": src, "all_platforms": true}));
+    let index = res["images"][0]["target"]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_owned();
+    let to = format!("{}/multi/bb:1", reg.host());
+    let out = berth_out(
+        &d,
+        &[
+            "images",
+            "push",
+            "--plain-http",
+            "--all-platforms",
+            name,
+            &to,
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains(&index), "{out:?}");
+    // The registry serves berth's index byte for byte, and every platform behind it.
+    let raw = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{to}"))
+        .output()
+        .expect("skopeo");
+    assert!(raw.status.success(), "{raw:?}");
+    assert_eq!(images::sha256(&raw.stdout), index);
+    let copy = reg.dir.path().join("copied");
+    let cp = std::process::Command::new("skopeo")
+        .args(["copy", "--all", "--src-tls-verify=false"])
+        .arg(format!("docker://{to}"))
+        .arg(format!("oci:{}", copy.display()))
+        .output()
+        .expect("skopeo");
+    assert!(cp.status.success(), "skopeo copy --all: {cp:?}");
+    let other = TestDaemon::start();
+    let platform = format!("linux/{}", multi.other_arch);
+    let got = other.rpc_ok(
+        "images.pull",
+        json!({"ref": to, "plain_http": true, "platform": platform}),
+    );
+    assert_eq!(got["image"]["target"]["digest"], index.as_str(), "{got}");
+    assert!(
+        digests(&other).contains(&multi.other_manifest),
+        "the other platform's manifest came from the registry"
+    );
+    // Without all_platforms only the host's manifest goes, under the tag.
+    let host_only = format!("{}/multi/bb:host", reg.host());
+    let pushed = d.rpc_ok(
+        "images.push",
+        json!({"name": name, "reference": host_only, "plain_http": true}),
+    );
+    assert_ne!(pushed["digest"], index.as_str(), "{pushed}");
+    assert_eq!(
+        skopeo_digest(&host_only, None),
+        pushed["digest"].as_str().expect("digest")
+    );
+}

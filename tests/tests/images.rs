@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berth_tests::{expect_error, message, TestDaemon};
-use images::{busybox_layer, oci_image, ImageParts, Layer};
+use images::{busybox_layer, busybox_parts, oci_image, ImageParts, Layer, MultiPlatform};
 use serde_json::{json, Value};
 
 /// A mount made by the test; unmounted on drop, on every path.
@@ -66,57 +66,6 @@ fn import(d: &TestDaemon, file: &str, archive: &[u8], extra: Value) -> Result<Va
         }
     }
     d.rpc("images.import", params)
-}
-
-/// An OCI layout of one image for two platforms (another architecture's manifest first,
-/// then the host's busybox), its index entry annotated with `annotations`.
-struct MultiPlatform {
-    archive: Vec<u8>,
-    other_arch: String,
-    other_manifest: String,
-}
-
-impl MultiPlatform {
-    fn new(annotations: Value) -> MultiPlatform {
-        let host = busybox_parts();
-        let mut other = ImageParts::new(
-            vec![Layer::new().file("other", b"o", 0o644).finish()],
-            json!({"Cmd": ["other"]}),
-        );
-        other.arch = if images::host_arch() == "arm64" {
-            "amd64".into()
-        } else {
-            "arm64".into()
-        };
-        let (hm, hc, hl) = host.blobs();
-        let (om, oc, ol) = other.blobs();
-        let other_manifest = om.digest();
-        let mut hd = hm.descriptor();
-        hd["platform"] = json!({"os": "linux", "architecture": images::host_arch()});
-        let mut od = om.descriptor();
-        od["platform"] = json!({"os": "linux", "architecture": other.arch});
-        let index = images::Blob::json(
-            images::INDEX,
-            &json!({"schemaVersion": 2, "mediaType": images::INDEX, "manifests": [od, hd]}),
-        );
-        let mut entry = index.descriptor();
-        entry["annotations"] = annotations;
-        let mut blobs = vec![index, hm, hc, om, oc];
-        blobs.extend(hl);
-        blobs.extend(ol);
-        MultiPlatform {
-            archive: images::oci_layout(&blobs, vec![entry]),
-            other_arch: other.arch,
-            other_manifest,
-        }
-    }
-}
-
-fn busybox_parts() -> ImageParts {
-    ImageParts::new(
-        vec![busybox_layer()],
-        json!({"Cmd": ["sh"], "Env": ["PATH=/bin", "HOME=/root"], "WorkingDir": "/"}),
-    )
 }
 
 /// The fs directory of the top layer behind a snapshot's mounts.

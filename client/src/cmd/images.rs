@@ -21,8 +21,12 @@ pub enum Command {
         #[arg(long)]
         snapshotter: Option<String>,
         /// Of a multi-platform image, import this platform's (os/arch[/variant]; default the host's)
-        #[arg(long, value_name = "PLATFORM")]
+        #[arg(long, value_name = "PLATFORM", conflicts_with = "all_platforms")]
         platform: Option<String>,
+        /// Keep every platform of a multi-platform image (all must be in the archive);
+        /// the host's is unpacked
+        #[arg(long)]
+        all_platforms: bool,
         /// The tar archive, opened by berthd; `-` streams it from stdin over the socket
         file: PathBuf,
     },
@@ -63,6 +67,10 @@ pub enum Command {
         /// The file to write, or - for stdout
         #[arg(short, long, value_name = "FILE", default_value = "-")]
         output: String,
+        /// Every platform of each image (its index and all their blobs), not only the
+        /// host's manifest
+        #[arg(long)]
+        all_platforms: bool,
         /// Images to export
         #[arg(required = true)]
         names: Vec<String>,
@@ -72,6 +80,9 @@ pub enum Command {
         /// Talk HTTP, not HTTPS, to the registry
         #[arg(long)]
         plain_http: bool,
+        /// Push every platform of the image (its index), not only the host's manifest
+        #[arg(long)]
+        all_platforms: bool,
         /// The image to push
         name: String,
         /// Where to (default: the image's own name), e.g. localhost:5000/tools/bb:1
@@ -99,8 +110,9 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
             name,
             snapshotter,
             platform,
+            all_platforms,
             file,
-        } => import(ctx, name, snapshotter, platform, file),
+        } => import(ctx, name, snapshotter, platform, all_platforms, file),
         Command::Pull {
             plain_http,
             platform,
@@ -142,10 +154,12 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Export {
             format,
             output,
+            all_platforms,
             names,
-        } => export(ctx, &format, &output, &names),
+        } => export(ctx, &format, &output, all_platforms, &names),
         Command::Push {
             plain_http,
+            all_platforms,
             name,
             reference,
         } => {
@@ -153,6 +167,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
             put(&mut p, "name", name);
             put(&mut p, "reference", reference);
             put(&mut p, "plain_http", plain_http);
+            put(&mut p, "all_platforms", all_platforms);
             let r = ctx.connect()?.call("images.push", Value::Object(p))?;
             ctx.show(&r, |r| {
                 println!(
@@ -211,7 +226,13 @@ pub fn import_params(
 
 /// Receives the tar in chunks and writes it; a file is written beside its final name and
 /// renamed into place only once the whole archive arrived.
-fn export(ctx: &Ctx, format: &str, output: &str, names: &[String]) -> anyhow::Result<()> {
+fn export(
+    ctx: &Ctx,
+    format: &str,
+    output: &str,
+    all_platforms: bool,
+    names: &[String],
+) -> anyhow::Result<()> {
     use anyhow::Context;
     use base64::Engine;
     let to_stdout = output == "-";
@@ -219,9 +240,10 @@ fn export(ctx: &Ctx, format: &str, output: &str, names: &[String]) -> anyhow::Re
     if to_stdout && unsafe { libc::isatty(1) } == 1 {
         anyhow::bail!("refusing to write a tar to a terminal: give -o FILE or redirect stdout");
     }
-    let sub = ctx
-        .connect()?
-        .subscribe("images.export", json!({ "names": names, "format": format }))?;
+    let sub = ctx.connect()?.subscribe(
+        "images.export",
+        json!({ "names": names, "format": format, "all_platforms": all_platforms }),
+    )?;
     let partial = format!("{output}.partial");
     let mut out: Box<dyn Write> = if to_stdout {
         Box::new(std::io::stdout().lock())
@@ -318,12 +340,14 @@ fn import(
     name: Option<String>,
     snapshotter: Option<String>,
     platform: Option<String>,
+    all_platforms: bool,
     file: PathBuf,
 ) -> anyhow::Result<()> {
     let mut extra = serde_json::Map::new();
     put(&mut extra, "name", name);
     put(&mut extra, "snapshotter", snapshotter);
     put(&mut extra, "platform", platform);
+    put(&mut extra, "all_platforms", all_platforms);
     if file.as_os_str() == "-" {
         let result = upload(ctx, extra)?;
         return show_imported(ctx, &result);

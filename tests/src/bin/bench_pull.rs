@@ -48,7 +48,7 @@ fn main() -> Result<()> {
         bt.as_secs_f64() * 1e3,
         bh as f64 / 1024.0
     );
-    let (ct, ch) = time_ctr(work.path(), &["images", "pull", "--plain-http", &reference])?;
+    let (ct, ch) = time_ctr(&["images", "pull", "--plain-http", &reference])?;
     println!(
         "containerd pull+unpack: {:>8.0} ms, peak RSS {:>7.1} MiB (ctr images pull --plain-http)",
         ct.as_secs_f64() * 1e3,

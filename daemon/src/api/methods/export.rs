@@ -22,6 +22,9 @@ struct ExportParams {
     names: Vec<String>,
     #[serde(default)]
     format: Option<String>,
+    /// Every platform of each image's target, not only the host's manifest.
+    #[serde(default)]
+    all_platforms: bool,
 }
 
 fn default_namespace() -> String {
@@ -36,7 +39,8 @@ pub(super) fn register(m: &mut Module) {
         |params, pending, app, _| async move {
             let started = open(params, pending, |p: ExportParams| async move {
                 let format = ExportFormat::parse(p.format.as_deref())?;
-                app.images.export(&p.namespace, &p.names, format)
+                app.images
+                    .export(&p.namespace, &p.names, format, p.all_platforms)
             })
             .await;
             let Some((sink, mut chunks)) = started else {

@@ -12,11 +12,13 @@ fn import_options(
     name: Option<String>,
     snapshotter: Option<String>,
     platform: Option<String>,
+    all_platforms: bool,
 ) -> crate::service::images::ImportOptions {
     crate::service::images::ImportOptions {
         name,
         snapshotter,
         platform,
+        all_platforms,
     }
 }
 
@@ -27,7 +29,7 @@ pub(super) fn register(m: &mut Module) {
             .import(
                 p.namespace,
                 p.path,
-                import_options(p.name, p.snapshotter, p.platform),
+                import_options(p.name, p.snapshotter, p.platform, p.all_platforms),
             )
             .await?;
         Ok(json!({ "images": images }))
@@ -62,7 +64,13 @@ pub(super) fn register(m: &mut Module) {
         "images.push",
         |app, p: schema::ImagePushParams| async move {
             app.images
-                .push(&p.namespace, &p.name, p.reference.as_deref(), p.plain_http)
+                .push(
+                    &p.namespace,
+                    &p.name,
+                    p.reference.as_deref(),
+                    p.plain_http,
+                    p.all_platforms,
+                )
                 .await
         },
     );
@@ -74,7 +82,7 @@ pub(super) fn register(m: &mut Module) {
                 .images
                 .upload_begin(
                     p.namespace,
-                    import_options(p.name, p.snapshotter, p.platform),
+                    import_options(p.name, p.snapshotter, p.platform, p.all_platforms),
                 )
                 .await?;
             Ok(json!({ "upload": upload }))

@@ -3,7 +3,8 @@
 //! `oci-archive:` and `ctr images import` read, plus, in the `docker` format, the
 //! `manifest.json` that `docker load` reads (as Docker 25's `docker save` writes both).
 //! Each image is exported as its host-platform manifest with that manifest's config and
-//! layers, every digest unchanged; blobs shared by several images are written once.
+//! layers, or with `all_platforms` as its whole target (`closure.rs`), every digest
+//! unchanged; blobs shared by several images are written once.
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
@@ -11,6 +12,7 @@ use std::io::{self, Write};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::closure::Closure;
 use super::Images;
 use crate::oci;
 use crate::service::{check_id, Error, Result};
@@ -41,10 +43,11 @@ impl Format {
     }
 }
 
-/// One image to write: its names and its manifest's descriptor, config and layers.
+/// One image to write: its name, its closure, and (for manifest.json) the host manifest's
+/// config and layers.
 struct Planned {
     name: String,
-    manifest: oci::Descriptor,
+    closure: Closure,
     config: String,
     layers: Vec<String>,
 }
@@ -52,12 +55,14 @@ struct Planned {
 impl Images {
     /// Checks every image and blob first (a missing one is an error before any byte is
     /// sent), then starts writing; the receiver yields the tar in chunks, then closes (an
-    /// `Err` chunk if writing failed midway).
+    /// `Err` chunk if writing failed midway). With `all_platforms` an image goes out as its
+    /// whole target (an index and every platform's blobs); otherwise as the host's manifest.
     pub fn export(
         &self,
         ns: &str,
         names: &[String],
         format: Format,
+        all_platforms: bool,
     ) -> Result<mpsc::Receiver<std::result::Result<Vec<u8>, String>>> {
         check_id("namespace", ns)?;
         if names.is_empty() {
@@ -68,29 +73,23 @@ impl Images {
         let mut planned = Vec::new();
         for name in names {
             let image = self.get(ns, name)?;
-            let (desc, manifest) = self.resolve(&image.name, &image.target)?;
-            let mut blobs = vec![manifest.config.digest.clone()];
-            blobs.extend(manifest.layers.iter().map(|l| l.digest.clone()));
-            for b in std::iter::once(&desc.digest).chain(&blobs) {
-                if !self.content.has(b) {
-                    return Err(Error::FailedPrecondition(format!(
-                        "image \"{}\": blob {b} is not in the content store (pulled for \
-                         another platform, or removed)",
-                        image.name
-                    )));
+            let closure = self.closure(&image.name, &image.target, all_platforms)?;
+            // manifest.json names the host's manifest; an OCI-only export needs none.
+            let (config, layers) = match format {
+                Format::Docker => {
+                    let (_, m) = self.resolve(&image.name, &image.target)?;
+                    (
+                        m.config.digest,
+                        m.layers.into_iter().map(|l| l.digest).collect(),
+                    )
                 }
-            }
+                Format::Oci => (String::new(), Vec::new()),
+            };
             planned.push(Planned {
                 name: image.name,
-                manifest: oci::Descriptor {
-                    media_type: desc.media_type,
-                    digest: desc.digest,
-                    size: desc.size,
-                    platform: None,
-                    annotations: Default::default(),
-                },
-                config: manifest.config.digest,
-                layers: manifest.layers.into_iter().map(|l| l.digest).collect(),
+                closure,
+                config,
+                layers,
             });
         }
         let (tx, rx) = mpsc::channel(QUEUED);
@@ -117,27 +116,22 @@ fn write_archive(
     let mut tar = tar::Builder::new(sink);
     tar.mode(tar::HeaderMode::Deterministic);
     let mut written = BTreeSet::new();
-    for p in planned {
-        for digest in std::iter::once(&p.manifest.digest)
-            .chain(std::iter::once(&p.config))
-            .chain(&p.layers)
-        {
-            if !written.insert(digest.clone()) {
-                continue;
-            }
-            let file = content.open_blob(digest).map_err(io::Error::other)?;
-            let size = file.metadata()?.len();
-            let mut h = tar::Header::new_ustar();
-            h.set_size(size);
-            h.set_mode(0o644);
-            h.set_entry_type(tar::EntryType::Regular);
-            tar.append_data(&mut h, blob_path(digest), file)?;
+    for item in planned.iter().flat_map(|p| &p.closure.items) {
+        if !written.insert(item.digest.clone()) {
+            continue;
         }
+        let file = content.open_blob(&item.digest).map_err(io::Error::other)?;
+        let size = file.metadata()?.len();
+        let mut h = tar::Header::new_ustar();
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, blob_path(&item.digest), file)?;
     }
     let manifests: Vec<Value> = planned
         .iter()
         .map(|p| {
-            let mut d = p.manifest.clone();
+            let mut d = p.closure.root.clone();
             d.annotations
                 .insert(oci::ANNOTATION_IMAGE_NAME.into(), p.name.clone());
             d.annotations
@@ -157,6 +151,7 @@ fn write_archive(
     )?;
     append_json(&mut tar, "index.json", &index)?;
     if format == Format::Docker {
+        // docker's manifest.json knows one platform per image: the host's.
         let entries: Vec<Value> = planned
             .iter()
             .map(|p| {

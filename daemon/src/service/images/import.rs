@@ -69,6 +69,9 @@ pub struct ImportOptions {
     /// `os/arch[/variant]`: import (and unpack) that platform's manifest of a
     /// multi-platform image instead of the host's.
     pub platform: Option<String>,
+    /// Keep every platform: each one's blobs must be in the archive (the host's is
+    /// unpacked), so the image can be exported or pushed whole.
+    pub all_platforms: bool,
 }
 
 impl Images {
@@ -110,6 +113,13 @@ impl Images {
             Some(p) => Some(super::pull::parse_platform(p)?),
             None => None,
         };
+        if platform.is_some() && opts.all_platforms {
+            return Err(Error::InvalidArgument(
+                "platform picks one platform and all_platforms keeps every one (unpacking the \
+                 host's): give one of them"
+                    .into(),
+            ));
+        }
         let name = opts.name;
         let sn = self.snapshots.get(opts.snapshotter.as_deref())?;
         let _gc = self.snapshots.gc_lock.read().await;
@@ -142,6 +152,14 @@ impl Images {
         let mut pending = Vec::new();
         for (names, target) in targets {
             let label = names.first().cloned().unwrap_or_default();
+            if opts.all_platforms {
+                self.closure(&label, &target, true).map_err(|e| match e {
+                    Error::FailedPrecondition(m) => {
+                        Error::InvalidArgument(format!("archive \"{path}\": {m}"))
+                    }
+                    e => e,
+                })?;
+            }
             let (_, manifest) = self.resolve(&label, &target)?;
             pending.push(Pending {
                 names,

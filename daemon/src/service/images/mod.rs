@@ -4,6 +4,7 @@
 //! lives here too.
 
 mod archive;
+mod closure;
 mod export;
 pub use export::Format as ExportFormat;
 mod import;

@@ -1,6 +1,8 @@
-//! `images.push`: an image's host-platform manifest, its config and layers to a registry
-//! (OCI distribution), with the credentials `images.pull` uses. Blobs the repository has
-//! are not sent again; the manifest goes last, so it never names a missing blob.
+//! `images.push`: an image's host-platform manifest, its config and layers, or with
+//! `all_platforms` its whole target (index, every platform's manifest and blobs), to a
+//! registry (OCI distribution), with the credentials `images.pull` uses. Blobs the
+//! repository has are not sent again; each manifest goes after the blobs it names and the
+//! root (by tag) last, so the registry never holds a name for a missing blob.
 
 use serde::Serialize;
 
@@ -14,7 +16,8 @@ use crate::service::{check_id, Error, Result};
 pub struct Pushed {
     /// The reference pushed to, in full.
     pub reference: String,
-    /// The manifest's digest (the same as berth's).
+    /// The digest pushed under the reference (the manifest's, or the index's with
+    /// all_platforms), the same as berth's.
     pub digest: String,
     /// Blobs sent, blobs the repository had already, and blobs mounted from the
     /// repository the image came from (same registry).
@@ -30,6 +33,7 @@ impl Images {
         name: &str,
         reference: Option<&str>,
         plain_http: bool,
+        all_platforms: bool,
     ) -> Result<Pushed> {
         check_id("namespace", ns)?;
         let image = self.get(ns, name)?;
@@ -37,7 +41,7 @@ impl Images {
         let r = Reference::parse(target).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let full = r.to_string();
         let ctx = format!("pushing \"{}\" to \"{full}\"", image.name);
-        let (desc, manifest) = self.resolve(&image.name, &image.target)?;
+        let closure = self.closure(&image.name, &image.target, all_platforms)?;
         let creds = self.credentials.lookup(&r.domain);
         let http = self.http().map_err(|e| registry(&ctx, e))?;
         let session = Session::new(http, &r, plain_http, creds).for_push();
@@ -48,18 +52,39 @@ impl Images {
             .filter(|src| src.domain == r.domain && src.path != r.path)
             .map(|src| src.path);
         let (mut uploaded, mut existing, mut mounted) = (0, 0, 0);
-        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+        // By tag, or by digest for a reference that names one.
+        let object = match (&r.digest, &r.tag) {
+            (Some(d), _) => d.clone(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".to_owned(),
+        };
+        for item in &closure.items {
+            if item.document {
+                let bytes = self
+                    .content
+                    .read_small(&item.digest, crate::oci::MAX_DOCUMENT)?;
+                // What the root names goes by digest; the root by the reference's tag.
+                let at = match item.digest == closure.root.digest {
+                    true => &object,
+                    false => &item.digest,
+                };
+                session
+                    .put_manifest(at, &item.media_type, &bytes)
+                    .await
+                    .map_err(|e| registry(&ctx, e))?;
+                continue;
+            }
             if session
-                .has_blob(&blob.digest)
+                .has_blob(&item.digest)
                 .await
                 .map_err(|e| registry(&ctx, e))?
             {
                 existing += 1;
                 continue;
             }
-            let file = self.content.open_blob(&blob.digest)?;
+            let file = self.content.open_blob(&item.digest)?;
             if session
-                .upload_blob(&blob.digest, file, from.as_deref())
+                .upload_blob(&item.digest, file, from.as_deref())
                 .await
                 .map_err(|e| registry(&ctx, e))?
             {
@@ -68,24 +93,11 @@ impl Images {
                 uploaded += 1;
             }
         }
-        let bytes = self
-            .content
-            .read_small(&desc.digest, crate::oci::MAX_DOCUMENT)?;
-        // By tag, or by digest for a reference that names one.
-        let object = match (&r.digest, &r.tag) {
-            (Some(d), _) => d.clone(),
-            (None, Some(t)) => t.clone(),
-            (None, None) => "latest".to_owned(),
-        };
-        session
-            .put_manifest(&object, &desc.media_type, &bytes)
-            .await
-            .map_err(|e| registry(&ctx, e))?;
         tracing::info!(image = %image.name, reference = %full, uploaded, existing, mounted,
             "pushed");
         Ok(Pushed {
             reference: full,
-            digest: desc.digest,
+            digest: closure.root.digest,
             uploaded,
             existing,
             mounted,
