@@ -363,3 +363,61 @@ fn berthd_logs_one_line_per_lifecycle_event_without_labels_or_specs() {
     );
     assert!(!log.contains("ociVersion"), "a spec reached the log");
 }
+
+/// Whether a `berth-keeper` (or `berthd keeper`) for `state` is running.
+fn keeper_running(state: &std::path::Path) -> bool {
+    let want = state.display().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .any(|c| c.contains("keeper") && c.contains("--state") && c.contains(&want))
+}
+
+fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An idle keeper removes its socket before it lets go of its lock. A berthd restarted in
+/// that moment (an operator's quick `systemctl restart`) starts a keeper that finds the lock
+/// held: it waits for it instead of failing berthd's start-up.
+#[test]
+fn a_restart_while_the_old_keeper_is_exiting_waits_for_its_lock() {
+    use std::os::fd::AsRawFd;
+    let mut d = TestDaemon::start();
+    d.stop();
+    let state = d.state().to_owned();
+    until("the idle keeper to exit", Duration::from_secs(20), || {
+        !keeper_running(&state)
+    });
+    assert!(!state.join("keeper.sock").exists());
+    // Hold the lock as the exiting keeper did, its socket already gone.
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(state.join("keeper/lock"))
+        .expect("the keeper's lock file");
+    // SAFETY: flock(2) on a descriptor we own; no memory is passed.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    thread::scope(|s| {
+        let restarted = s.spawn(|| d.restart());
+        // The new keeper is up and, the lock being held, waiting for it.
+        until("berthd to start a keeper", Duration::from_secs(10), || {
+            keeper_running(&state)
+        });
+        drop(lock);
+        restarted
+            .join()
+            .expect("berthd started once the lock was free");
+    });
+    d.rpc_ok(
+        "containers.create",
+        json!({"container": container("after")}),
+    );
+    assert!(keeper_running(&state), "the new keeper serves");
+}

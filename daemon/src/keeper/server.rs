@@ -31,6 +31,8 @@ use super::proto::{self, ExitRecord, Held, Identity, Reply, Request, SpawnedExit
 
 /// How long the keeper lingers with nothing to do before it exits.
 const IDLE_EXIT: Duration = Duration::from_secs(3);
+/// How long a starting keeper waits for the lock of one that is exiting.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
 /// Exits of processes nobody watches yet, kept to resolve a pid file that names a
 /// process already reaped. Matched by pid *and* by being newer than the spawn.
 const RECENT_CAPACITY: usize = 512;
@@ -83,14 +85,7 @@ fn run(state: &Path) -> io::Result<()> {
     let dir = dir(state);
     let exits_dir = dir.join("exits");
     fs::create_dir_all(&exits_dir)?;
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("lock"))?;
-    let _lock = Flock::lock(lock, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-        io::Error::other(format!("another keeper holds {}: {e}", dir.display()))
-    })?;
+    let _lock = take_lock(&dir)?;
     fs::write(dir.join("pid"), std::process::id().to_string())?;
     // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag and touches no memory of ours.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
@@ -164,6 +159,34 @@ fn run(state: &Path) -> io::Result<()> {
     let _ = fs::remove_file(socket_path(state));
     let _ = fs::remove_file(dir.join("pid"));
     Ok(())
+}
+
+/// The keeper's lock. An idle keeper that is exiting has already removed its socket but may
+/// hold the lock a moment longer: a berthd (re)started in that moment dials no keeper and
+/// starts this one, which waits for the lock for [`LOCK_WAIT`] rather than failing (and with
+/// it berthd's start-up). A live keeper keeps its lock; this one then gives up, and berthd
+/// reaches the live one on its socket.
+fn take_lock(dir: &Path) -> io::Result<Flock<fs::File>> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((_, Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err((_, e)) => {
+                return Err(io::Error::other(format!(
+                    "another keeper holds {}: {e}",
+                    dir.display()
+                )))
+            }
+        }
+    }
 }
 
 fn listen(path: &Path) -> io::Result<OwnedFd> {
