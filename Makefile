@@ -1,5 +1,5 @@
 # berth: the two commands a new machine needs are `make daemon` and `make test`.
-.PHONY: deps daemon test lint bench crash crash-short fuzz abuse
+.PHONY: deps daemon test lint bench bench-peer crash crash-short fuzz abuse
 
 deps:
 	./scripts/install-deps.sh
@@ -22,6 +22,15 @@ lint:
 bench: deps
 	cargo build --release --workspace --bins
 	./target/release/berth-bench
+
+# berth and containerd (started on temp dirs) through the same scenarios in one run: both
+# columns, the ratio and issue 11's target per row. bench-peer is its own workspace (tonic and
+# prost need protoc to build), built into the same target dir; as root.
+bench-peer: deps
+	command -v protoc >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends protobuf-compiler
+	cargo build --release -p berthd -p berth
+	cargo build --release --manifest-path bench-peer/Cargo.toml --target-dir $(TARGET_DIR)
+	$(TARGET_DIR)/release/bench-peer $(BENCH_ROUNDS)
 
 # Cargo's target dir (CARGO_TARGET_DIR when set), where the crash harness finds berthd/berth.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
