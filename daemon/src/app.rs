@@ -120,6 +120,7 @@ impl App {
                 images.clone(),
                 snapshots.clone(),
                 logs.clone(),
+                config.max_response_bytes as usize,
             ),
             logs,
             events: Events::new(store.clone(), bus),

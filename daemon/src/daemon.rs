@@ -198,6 +198,9 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     // After recovery (live tasks' rootfs mounts are back, so their directories are kept)
     // and before serving.
     app.gc.start().await;
+    let direct = api::direct::Direct {
+        containers: app.containers.clone(),
+    };
     let module = api::build_module(app);
     let listener = bind_socket(&opts.socket, gid)?;
     tracing::info!(socket = %opts.socket.display(), root = %opts.root.display(), "berthd serving");
@@ -212,7 +215,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         idle_timeout: std::time::Duration::from_secs(c.idle_timeout_secs.max(1)),
         request_timeout: std::time::Duration::from_secs(c.request_timeout_secs.max(1)),
     };
-    api::server::serve(listener, module, limits, shutdown_signal()).await;
+    api::server::serve(listener, module, Some(direct), limits, shutdown_signal()).await;
     let _ = fs::remove_file(&opts.socket);
     store.close();
     tracing::info!("berthd stopped");

@@ -18,6 +18,7 @@ async fn run_to_exit(bundle: &Bundle, prefix: &str, stdio: ProcessStdio) -> i32 
     let id = bundle.new_id(prefix);
     let mut exits = reaper().subscribe();
     let opts = CreateOpts {
+        start: false,
         pid_file: bundle.pid_file(&id),
         console_socket: None,
         stdio,
@@ -43,6 +44,7 @@ async fn init_exit_code_reaches_the_reaper() {
     let id = bundle.new_id("exit42");
     let mut exits = reaper().subscribe();
     let opts = CreateOpts {
+        start: false,
         pid_file: bundle.pid_file(&id),
         ..CreateOpts::default()
     };
@@ -162,6 +164,7 @@ async fn failed_create_carries_runc_log_in_the_error() {
     let runc = bundle.runc();
     let id = bundle.new_id("fail");
     let opts = CreateOpts {
+        start: false,
         pid_file: bundle.pid_file(&id),
         ..CreateOpts::default()
     };
@@ -259,6 +262,7 @@ async fn terminal_container_talks_over_the_received_pty_and_sees_resizes() {
     let socket = ConsoleSocket::new().expect("console socket");
     let mut exits = reaper().subscribe();
     let opts = CreateOpts {
+        start: false,
         pid_file: bundle.pid_file(&id),
         console_socket: Some(socket.path().to_owned()),
         stdio: ProcessStdio::default(),

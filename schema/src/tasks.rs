@@ -182,6 +182,10 @@ pub struct TaskCreateParams {
     /// or not a client is connected (`run --rm -d`; berth extension).
     #[serde(default)]
     pub auto_remove: bool,
+    /// Start the init too, in the same call (`runc run --detach`: one runc execution where
+    /// create + start take two); the task answers `running` (berth extension).
+    #[serde(default)]
+    pub start: bool,
 }
 
 /// Methods addressing one process: start, get, wait, close_io, delete_process.

@@ -132,7 +132,8 @@ methods = [
       ["invalid_argument", "already_exists", "not_found"]),
     m("containers.get", "One container.", [p("id", STR, True)],
       S("object", properties={"container": REF("Container")}), ["not_found"]),
-    m("containers.list", "Containers in id order, filtered and paged.",
+    m("containers.list", "Containers in id order, filtered and paged; a page also ends, "
+      "with next, before its result passes max_response_bytes less 4 KiB (berth extension).",
       [p("filters", REF("Filters")), p("limit", INT), p("after", STR),
        p("with_status", BOOL, description="add each container's status (berth extension)")],
       S("object", properties={"containers": ARR(REF("Container")), "next": STR}),
@@ -172,7 +173,9 @@ methods = [
       [p("container_id", STR, True), p("stdin", STR), p("stdout", STR), p("stderr", STR),
        p("terminal", BOOL),
        p("auto_remove", BOOL, description="delete the task and the container once it exits "
-                                          "(berth extension)")],
+                                          "(berth extension)"),
+       p("start", BOOL, description="start the init too: one runc run --detach "
+                                    "(berth extension)")],
       S("object", properties={"container_id": STR, "pid": INT}),
       ["not_found", "already_exists", "failed_precondition"]),
     m("tasks.start", "Starts the task's init, or an exec process.",

@@ -98,3 +98,128 @@ fn malformed_filter_is_invalid_argument_with_its_position() {
         );
     }
 }
+
+/// `containers.list` is served around jsonrpsee on HTTP and NDJSON (its stored JSON goes
+/// into the reply as it is) and through jsonrpsee on WebSocket: every transport answers
+/// every case alike, results and errors, and a list past `max_response_bytes` is refused.
+#[test]
+fn every_transport_answers_lists_and_their_errors_alike() {
+    let d = TestDaemon::start_with("max_response_bytes = 65536\n");
+    for i in 0..40 {
+        let mut c = container(&format!("t{i:02}"));
+        c["labels"] = json!({"n": i.to_string(), "q\"uote": "é\t"});
+        if i % 10 == 0 {
+            c["labels"]["sel"] = json!("yes");
+        }
+        // A spec as a client wrote it: whitespace and escapes are kept as given.
+        c["spec"] = json!({"ociVersion": "1.0.2", "annotations": {"n": "\u{1}é"}});
+        create_container(&d, c);
+    }
+    let mut ws = d.websocket();
+    let mut nd = d.ndjson();
+    let cases = [
+        json!({}),
+        json!({"limit": 7, "after": "t03"}),
+        json!({"filters": ["labels.sel==yes"], "with_status": true}),
+        json!({"namespace": "empty"}),
+        json!({"limit": 0}),
+        json!({"bogus": 1}),
+        json!({"filters": ["labels.=="]}),
+        json!([1]),
+        json!({"namespace": "../x"}),
+    ];
+    for (i, params) in cases.iter().enumerate() {
+        let req = json!({"jsonrpc": "2.0", "id": i, "method": "containers.list", "params": params});
+        let (status, http) = d.curl(&req.to_string());
+        assert_eq!(status, 200, "{http}");
+        nd.send(&req);
+        let ndjson = nd
+            .recv(std::time::Duration::from_secs(10))
+            .expect("ndjson reply");
+        ws.send_json(&req);
+        let web = ws
+            .recv_json(std::time::Duration::from_secs(10))
+            .expect("websocket reply");
+        assert_eq!(http, ndjson, "{params}: HTTP and NDJSON");
+        assert_eq!(http, web, "{params}: HTTP and WebSocket");
+        let ok = http.get("result").is_some();
+        assert_eq!(ok, i < 4, "{params}: {http}");
+    }
+    // The whole namespace does not fit 64 KiB: each transport serves it as pages that end
+    // where the bytes run out, with `next`; following it yields every container once.
+    for i in 40..120 {
+        let mut c = container(&format!("t{i:03}"));
+        c["spec"] = json!({"ociVersion": "1.0.2", "pad": "x".repeat(1000)});
+        create_container(&d, c);
+    }
+    let mut pages = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        assert!(
+            pages.len() < 20,
+            "paging does not end: {} pages",
+            pages.len()
+        );
+        let mut params = json!({});
+        if let Some(a) = &after {
+            params["after"] = json!(a);
+        }
+        let req = json!({"jsonrpc": "2.0", "id": 7, "method": "containers.list", "params": params});
+        let (_, http) = d.curl(&req.to_string());
+        nd.send(&req);
+        let ndjson = nd.recv(std::time::Duration::from_secs(10)).expect("reply");
+        ws.send_json(&req);
+        let web = ws
+            .recv_json(std::time::Duration::from_secs(10))
+            .expect("reply");
+        assert_eq!(http, ndjson, "page {}", pages.len());
+        assert_eq!(http, web, "page {}", pages.len());
+        let text = http["result"].to_string();
+        assert!(text.len() <= 65536, "a page of {} bytes", text.len());
+        let page = http["result"].clone();
+        let ids: Vec<String> = page["containers"]
+            .as_array()
+            .expect("containers")
+            .iter()
+            .map(|c| c["id"].as_str().expect("id").to_owned())
+            .collect();
+        assert!(!ids.is_empty(), "{page}");
+        pages.push(ids);
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_owned()),
+            None => break,
+        }
+    }
+    assert!(
+        pages.len() > 1,
+        "120 containers of 1 KiB fill more than one 64 KiB page"
+    );
+    let all: Vec<String> = pages.concat();
+    let mut want: Vec<String> = (0..40)
+        .map(|i| format!("t{i:02}"))
+        .chain((40..120).map(|i| format!("t{i:03}")))
+        .collect();
+    want.sort();
+    assert_eq!(all, want, "every container once, in id order");
+    // One container larger than a page (the cap less 4 KiB for the envelope) cannot be
+    // listed: a clear error, alike.
+    let mut big = container("zz-big");
+    big["spec"] = json!({"ociVersion": "1.0.2", "pad": "x".repeat(62_500)});
+    create_container(&d, big);
+    let req =
+        json!({"jsonrpc": "2.0", "id": 8, "method": "containers.list", "params": {"after": "zz"}});
+    let (_, http) = d.curl(&req.to_string());
+    nd.send(&req);
+    let ndjson = nd.recv(std::time::Duration::from_secs(10)).expect("reply");
+    ws.send_json(&req);
+    let web = ws
+        .recv_json(std::time::Duration::from_secs(10))
+        .expect("reply");
+    for reply in [&http, &ndjson, &web] {
+        assert_eq!(
+            reply["error"]["data"]["kind"], "resource_exhausted",
+            "{reply}"
+        );
+        assert!(message(&reply["error"]).contains("65536"), "{reply}");
+    }
+}

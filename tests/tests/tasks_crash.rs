@@ -399,8 +399,8 @@ fn after_a_host_restart_every_task_is_stopped_and_deletable() {
 }
 
 /// A runtime wrapper that runs the real runc, and for `verb` writes `mark` and then
-/// sleeps `secs` (after runc for create and start, before it for delete, instead of it
-/// for pause): the window in which the tests kill berthd or hit the deadline.
+/// sleeps `secs` (after runc for create, run and start, before it for delete, instead of
+/// it for pause): the window in which the tests kill berthd or hit the deadline.
 fn wrapper(dir: &Path, verb: &str, secs: u32) -> (PathBuf, PathBuf) {
     let mark = dir.join(format!("{verb}.mark"));
     let script = dir.join(format!("runc-{verb}"));
@@ -471,6 +471,21 @@ fn crash_during<S: AsRef<std::ffi::OsStr>>(d: &mut TestDaemon, mark: &Path, args
     d.restart();
 }
 
+/// A container on the wrapped runtime without a task: `berth run -d` (one `runc run`,
+/// which the wrappers of `create` and `start` pass through), its task deleted.
+fn wrapped_container(d: &TestDaemon, rootfs: &Rootfs, id: &str) {
+    let args = run_wrapped(rootfs, id);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = berth_out(d, &args, b"");
+    assert!(out.status.success(), "{out:?}");
+    d.rpc_ok("tasks.delete", json!({"container_id": id, "force": true}));
+}
+
+/// `berth call METHOD PARAMS`: one raw call, for a crash in its middle.
+fn call(method: &str, params: Value) -> Vec<String> {
+    vec!["call".into(), method.into(), params.to_string()]
+}
+
 /// kill -9 of berthd while runc creates the task: start-up undoes the create (no runc
 /// container, mount, cgroup or bundle is left) and the same id can be created again.
 #[test]
@@ -479,8 +494,13 @@ fn a_create_cut_off_by_a_crash_is_undone_at_start_up() {
     let (mut d, mark) = daemon_with_runtime(tools.path(), "create", 2, "");
     let rootfs = Rootfs::new();
     let id = unique_id("cut-create");
+    wrapped_container(&d, &rootfs, &id);
     // No Cleanup guard: the daemon restarts; TestDaemon's Drop removes what runc holds.
-    crash_during(&mut d, &mark, &run_wrapped(&rootfs, &id));
+    crash_during(
+        &mut d,
+        &mark,
+        &call("tasks.create", json!({"container_id": id})),
+    );
     let err = d
         .rpc("tasks.get", json!({"container_id": id}))
         .expect_err("undone");
@@ -492,6 +512,33 @@ fn a_create_cut_off_by_a_crash_is_undone_at_start_up() {
     assert_clean(&d, &[id]);
 }
 
+/// kill -9 of berthd while `runc run --detach` of `tasks.create {start}` (what `berth run`
+/// does) has started the init but the create has not answered: start-up undoes it, as any
+/// unanswered create, killing the init; nothing is left and the id can run again.
+#[test]
+fn a_create_with_start_cut_off_by_a_crash_is_undone_and_its_init_killed() {
+    let tools = tempfile::tempdir().expect("dir");
+    let (mut d, mark) = daemon_with_runtime(tools.path(), "run", 3, "");
+    let rootfs = Rootfs::new();
+    let id = unique_id("cut-run");
+    // No Cleanup guard: the daemon restarts; TestDaemon's Drop removes what runc holds.
+    crash_during(&mut d, &mark, &run_wrapped(&rootfs, &id));
+    let err = d
+        .rpc("tasks.get", json!({"container_id": id}))
+        .expect_err("undone");
+    assert_eq!(err["data"]["kind"], "not_found", "{err}");
+    assert_clean(&d, std::slice::from_ref(&id));
+    let task = d.rpc_ok("tasks.create", json!({"container_id": id, "start": true}));
+    assert!(task["pid"].as_i64().is_some_and(alive_pid), "{task}");
+    d.rpc_ok("tasks.delete", json!({"container_id": id, "force": true}));
+    d.rpc_ok("containers.delete", json!({"id": id}));
+    assert_clean(&d, &[id]);
+}
+
+fn alive_pid(pid: i64) -> bool {
+    alive(pid as i32)
+}
+
 /// kill -9 of berthd after runc started the task but before it was recorded: start-up
 /// takes the status from runc, so the task is `running` and can be killed and waited for.
 #[test]
@@ -500,8 +547,14 @@ fn a_start_cut_off_by_a_crash_takes_its_status_from_runc() {
     let (mut d, mark) = daemon_with_runtime(tools.path(), "start", 5, "");
     let rootfs = Rootfs::new();
     let id = unique_id("cut-start");
+    wrapped_container(&d, &rootfs, &id);
+    d.rpc_ok("tasks.create", json!({"container_id": id}));
     // No Cleanup guard: the daemon restarts; TestDaemon's Drop removes what runc holds.
-    crash_during(&mut d, &mark, &run_wrapped(&rootfs, &id));
+    crash_during(
+        &mut d,
+        &mark,
+        &call("tasks.start", json!({"container_id": id})),
+    );
     assert_eq!(process(&d, &id, "")["status"], "running");
     d.rpc_ok(
         "tasks.kill",

@@ -625,3 +625,55 @@ fn volumes_and_tmpfs_mount_as_docker_s() {
     drop(_cleanup);
     assert_clean(&d, &[id]);
 }
+
+/// `tasks.create {start: true}` (one `runc run --detach`): no `tasks.start` is needed, and an
+/// init that is gone before the create answers still has its exit, stored after its start.
+#[test]
+fn a_task_created_with_start_runs_at_once_and_keeps_a_quick_exit() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let id = unique_id("started");
+    let _cleanup = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    let r = rootfs.arg();
+    // A container whose task exits at once, made by the CLI, its first task deleted.
+    let out = berth_out(
+        &d,
+        &["run", "-d", "--rootfs", &r, &id, "sh", "-c", "exit 5"],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    d.rpc_ok("tasks.wait", json!({"container_id": id}));
+    d.rpc_ok("tasks.delete", json!({"container_id": id}));
+    let since = d.rpc_ok("events.list", json!({"limit": 1000}))["events"]
+        .as_array()
+        .and_then(|e| e.last().map(|e| e["seq"].clone()))
+        .expect("events");
+    for round in 0..5 {
+        let task = d.rpc_ok("tasks.create", json!({"container_id": id, "start": true}));
+        assert!(task["pid"].as_i64().is_some_and(|p| p > 0), "{task}");
+        let exit = d.rpc_ok("tasks.wait", json!({"container_id": id}));
+        assert_eq!(exit["exit_status"], 5, "round {round}: {exit}");
+        let got = d.rpc_ok("tasks.get", json!({"container_id": id}));
+        assert_eq!(got["process"]["status"], "stopped", "{got}");
+        assert!(got["process"]["started_at"].is_string(), "{got}");
+        d.rpc_ok("tasks.delete", json!({"container_id": id}));
+    }
+    let events = d.rpc_ok("events.list", json!({"since": since, "limit": 1000}))["events"].clone();
+    let topics: Vec<&str> = events
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["topic"].as_str())
+        .collect();
+    let round = [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exit",
+        "/tasks/delete",
+    ];
+    assert_eq!(topics, round.repeat(5), "each round in order, by seq");
+    drop(_cleanup);
+    assert_clean(&d, &[id]);
+}

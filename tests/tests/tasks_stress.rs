@@ -3,7 +3,7 @@
 
 mod tasks_support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use berth_tests::{unique_id, TestDaemon};
 use serde_json::json;
@@ -64,14 +64,25 @@ fn five_hundred_short_lived_tasks_leave_no_zombies_and_no_fds() {
         });
         ids.extend(batch_ids);
     }
-    std::thread::sleep(Duration::from_millis(200));
-    let zombies: Vec<_> = children(d.pid())
-        .into_iter()
-        .filter(|(_, s)| *s == 'Z')
-        .collect();
-    assert!(zombies.is_empty(), "zombies: {zombies:?}");
-    let after = fd_count(d.pid());
-    assert!(after <= before, "berthd fds grew from {before} to {after}");
+    // Reaping and closing are asynchronous (an exit is acked after it is stored; a blocking
+    // thread that read the store keeps its connection until it idles out, 10 s), so both
+    // are polled against a deadline rather than looked at once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let zombies: Vec<_> = children(d.pid())
+            .into_iter()
+            .filter(|(_, s)| *s == 'Z')
+            .collect();
+        let after = fd_count(d.pid());
+        if zombies.is_empty() && after <= before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 30 s: zombies {zombies:?}, berthd fds grew from {before} to {after}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     ids.push(warm);
     assert_clean(&d, &ids);
 }

@@ -144,9 +144,8 @@ fn start_one(client: &mut Client, id: &str) -> anyhow::Result<()> {
     let tty = terminal(&container["container"]["spec"]);
     client.call(
         "tasks.create",
-        json!({ "container_id": id, "terminal": tty }),
+        json!({ "container_id": id, "terminal": tty, "start": true }),
     )?;
-    client.call("tasks.start", json!({ "container_id": id }))?;
     Ok(())
 }
 

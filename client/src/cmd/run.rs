@@ -173,12 +173,12 @@ pub fn run_task(
     detach: Option<Detached>,
 ) -> anyhow::Result<i32> {
     if let Some(d) = detach {
-        let mut p = json!({ "container_id": id, "terminal": tty });
+        // Created and started in one call: one runc execution (`runc run --detach`).
+        let mut p = json!({ "container_id": id, "terminal": tty, "start": true });
         if d.auto_remove {
             p["auto_remove"] = json!(true);
         }
         client.call("tasks.create", p)?;
-        client.call("tasks.start", json!({ "container_id": id }))?;
         println!("{id}");
         return Ok(0);
     }
@@ -186,15 +186,16 @@ pub fn run_task(
     let mut p = fifos.params();
     p["container_id"] = json!(id);
     p["terminal"] = json!(tty);
+    // Started by the create: what it writes first waits in the FIFOs (berthd and the keeper
+    // hold their other ends) until the session below reads them, and its exit is kept for
+    // the wait, so nothing is lost to the missing gap between create and start.
+    p["start"] = json!(true);
     client.call("tasks.create", p)?;
     let target = Target {
         container_id: id.to_owned(),
         exec_id: String::new(),
     };
-    let status = attach_and_wait(ctx, client, &target, &fifos, tty, |c| {
-        c.call("tasks.start", json!({ "container_id": id }))?;
-        Ok(())
-    });
+    let status = attach_and_wait(ctx, client, &target, &fifos, tty, |_| Ok(()));
     let deleted = client.call("tasks.delete", json!({ "container_id": id, "force": true }));
     let status = status?;
     deleted?;

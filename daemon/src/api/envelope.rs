@@ -39,6 +39,8 @@ pub enum Transport {
 #[derive(Clone)]
 pub struct Dispatcher {
     pub methods: Methods,
+    /// Methods answered around jsonrpsee (see `direct.rs`).
+    pub direct: Option<super::direct::Direct>,
     pub max_batch: usize,
     pub max_response_bytes: usize,
     pub budget: Budget,
@@ -252,25 +254,40 @@ impl Dispatcher {
             // Encoding stops where the budget's free bytes end, so a reply the budget
             // cannot hold is never built whole.
             let room = max_reply.min(self.budget.available());
-            let resp = run(&self.methods, rpc_id, method, params, room).await;
-            if resp.as_error_code() == Some(JSONRPSEE_OVERSIZED_RESPONSE) {
-                if room < max_reply {
-                    return Err(Failure::Budget(error_reply(
-                        ErrorKind::ResourceExhausted,
-                        &self.budget.exhausted_message(max_reply),
-                    )));
+            let direct = match &self.direct {
+                Some(d) => d.call(&rpc_id, method, params, room).await,
+                None => None,
+            };
+            let built = match direct {
+                Some(Ok(reply)) => Some(reply),
+                Some(Err(super::direct::Oversized)) => None,
+                None => {
+                    let resp = run(&self.methods, rpc_id, method, params, room).await;
+                    match resp.as_error_code() == Some(JSONRPSEE_OVERSIZED_RESPONSE) {
+                        true => None,
+                        false => Some(Box::<str>::from(resp.into_json()).into_string()),
+                    }
                 }
-                if max_reply < self.max_response_bytes {
-                    return Err(Failure::Oversized);
+            };
+            match built {
+                Some(reply) => reply,
+                None => {
+                    if room < max_reply {
+                        return Err(Failure::Budget(error_reply(
+                            ErrorKind::ResourceExhausted,
+                            &self.budget.exhausted_message(max_reply),
+                        )));
+                    }
+                    if max_reply < self.max_response_bytes {
+                        return Err(Failure::Oversized);
+                    }
+                    let msg = format!(
+                        "the reply to {method} exceeds the limit of {} bytes \
+                         (max_response_bytes); ask for less (limit, filters)",
+                        self.max_response_bytes
+                    );
+                    domain_error(shown_id, ErrorKind::ResourceExhausted, &msg)
                 }
-                let msg = format!(
-                    "the reply to {method} exceeds the limit of {} bytes (max_response_bytes); \
-                     ask for less (limit, filters)",
-                    self.max_response_bytes
-                );
-                domain_error(shown_id, ErrorKind::ResourceExhausted, &msg)
-            } else {
-                Box::<str>::from(resp.into_json()).into_string()
             }
         };
         if id.is_none() {

@@ -3,6 +3,7 @@
 //! This is also the one place where domain errors become JSON-RPC errors.
 
 mod budget;
+pub mod direct;
 mod envelope;
 mod http;
 mod methods;

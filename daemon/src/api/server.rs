@@ -61,6 +61,7 @@ pub struct Limits {
 pub async fn serve(
     listener: UnixListener,
     methods: impl Into<Methods>,
+    direct: Option<super::direct::Direct>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -86,6 +87,7 @@ pub async fn serve(
         .max_connections(limits.max_connections);
     let dispatcher = Dispatcher {
         methods: methods.clone(),
+        direct,
         max_batch: limits.max_batch as usize,
         max_response_bytes: limits.max_response_bytes as usize,
         budget: Budget::new(limits.memory_budget_bytes),

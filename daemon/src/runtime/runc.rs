@@ -110,6 +110,8 @@ pub struct ProcessStdio {
 pub struct CreateOpts {
     /// Where runc writes the container init's pid.
     pub pid_file: PathBuf,
+    /// Start it too: `runc run --detach`, one runc execution instead of `create` + `start`.
+    pub start: bool,
     pub console_socket: Option<PathBuf>,
     pub stdio: ProcessStdio,
 }
@@ -285,7 +287,11 @@ impl Runc {
         bundle: &Path,
         opts: CreateOpts,
     ) -> Result<Option<Started>, RuncError> {
-        let mut args = args(&["create", "--bundle"]);
+        let verb = if opts.start { "run" } else { "create" };
+        let mut args = match opts.start {
+            true => args(&["run", "--detach", "--bundle"]),
+            false => args(&["create", "--bundle"]),
+        };
         args.push(bundle.into());
         args.extend(["--pid-file".into(), opts.pid_file.into()]);
         let console = opts.console_socket.is_some();
@@ -295,7 +301,7 @@ impl Runc {
         args.push(id.into());
         let io = stdio_slots(opts.stdio, console);
         let launch = self.launch_with_keeper(&opts_pid(&args));
-        self.run_checked("create", id, args, io, launch)
+        self.run_checked(verb, id, args, io, launch)
             .await
             .map(|o| o.target)
     }

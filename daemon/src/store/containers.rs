@@ -1,7 +1,6 @@
 //! The containers table and its label index.
 
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, Connection, Row};
+use rusqlite::{params, Connection, Row};
 use schema::{Container, Runtime};
 
 use super::{is_unique_violation, namespaces, not_found, Result, StoreError, Tx};
@@ -96,32 +95,6 @@ pub fn get(conn: &Connection, ns: &str, id: &str) -> Result<Container> {
         Some(row) => from_row(row),
         None => Err(StoreError::NotFound(missing(ns, id))),
     }
-}
-
-/// One page of containers in id order. `filter` is a boolean SQL expression over alias `c`
-/// (from [`crate::filter::Filter::to_sql`]) with its parameters.
-pub fn list(
-    conn: &Connection,
-    ns: &str,
-    filter: (&str, Vec<SqlValue>),
-    after: Option<&str>,
-    limit: Option<u32>,
-) -> Result<Vec<Container>> {
-    let (cond, filter_params) = filter;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM containers c WHERE c.namespace = ? AND c.id > ? AND ({cond}) \
-         ORDER BY c.id LIMIT ?"
-    );
-    let mut all: Vec<SqlValue> = vec![ns.to_owned().into(), after.unwrap_or("").to_owned().into()];
-    all.extend(filter_params);
-    all.push(limit.map_or(-1, i64::from).into());
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params_from_iter(all))?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push(from_row(row)?);
-    }
-    Ok(out)
 }
 
 /// Reads the container, lets `change` compute its new state, stores it and records

@@ -16,6 +16,7 @@
 //! Reads use a per-thread read-only connection (WAL lets them run beside the writer).
 
 pub mod containers;
+pub mod containers_json;
 pub mod content;
 pub mod events;
 pub mod images;
@@ -160,6 +161,10 @@ const VACUUM_STEP_PAGES: i64 = 2048;
 /// Largest WAL file kept after a checkpoint resets it.
 const WAL_SIZE_LIMIT: i64 = 4 << 20;
 
+/// Large reads ([`Store::read_blocking`]) running at once, each on its own blocking thread
+/// with its own read connection: a bounded reader pool.
+const BLOCKING_READERS: usize = 4;
+
 static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
@@ -178,6 +183,8 @@ struct Inner {
     jobs: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     space: Arc<Space>,
+    /// Permits for [`Store::read_blocking`]: how many large reads run at once.
+    blocking_readers: Arc<tokio::sync::Semaphore>,
 }
 
 impl Store {
@@ -207,6 +214,7 @@ impl Store {
                 jobs: std::sync::Mutex::new(Some(tx)),
                 writer: std::sync::Mutex::new(Some(writer)),
                 space,
+                blocking_readers: Arc::new(tokio::sync::Semaphore::new(BLOCKING_READERS)),
             }),
         })
     }
@@ -287,6 +295,27 @@ impl Store {
             };
             f(conn)
         })
+    }
+
+    /// [`Store::read`] on a blocking thread, at most [`BLOCKING_READERS`] at once: for reads
+    /// whose cost grows with the data (lists), which would otherwise hold an async worker
+    /// thread, and every connection it serves, for as long as they take.
+    pub async fn read_blocking<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let _permit = self
+            .inner
+            .blocking_readers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read(f))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Panicked(e.to_string())))
     }
 
     /// Stops accepting writes, lets the writer finish what is queued, and waits for it.

@@ -119,6 +119,12 @@ fn open_fifo(path: &str, write: bool) -> anyhow::Result<File> {
     Ok(file)
 }
 
+fn no_reader(e: &anyhow::Error) -> bool {
+    e.root_cause()
+        .downcast_ref::<io::Error>()
+        .is_some_and(|e| e.raw_os_error() == Some(libc::ENXIO))
+}
+
 /// Which process to attach to.
 #[derive(Clone)]
 pub struct Target {
@@ -359,7 +365,13 @@ pub fn attach_detachable(
     let stdin = if fifos.stdin.is_empty() {
         None
     } else {
-        Some(open_fifo(&fifos.stdin, true)?)
+        match open_fifo(&fifos.stdin, true) {
+            Ok(f) => Some(f),
+            // No reader: the process (started with its create) has already closed its
+            // stdin or exited; there is nothing to send it.
+            Err(e) if no_reader(&e) => None,
+            Err(e) => return Err(e),
+        }
     };
     let (wait_tx, wait_rx) = mpsc::channel();
     let ended_tx = wait_tx.clone();

@@ -7,6 +7,7 @@ use schema::{
 use serde_json::json;
 
 use super::{method, Module};
+use crate::service;
 
 pub(super) fn register(m: &mut Module) {
     method(
@@ -32,7 +33,23 @@ pub(super) fn register(m: &mut Module) {
     method(
         m,
         "containers.list",
-        |app, p: ContainerListParams| async move { app.containers.list(&p) },
+        // WebSocket's path (HTTP and NDJSON take `api::direct`'s, around jsonrpsee): the
+        // same text, which jsonrpsee then copies and checks once more.
+        |app, p: ContainerListParams| async move {
+            let (max, page) = (app.containers.max_reply, app.containers.page_bytes());
+            match app.containers.list_json(p, page, Vec::new()).await? {
+                Some(json) => {
+                    let text = String::from_utf8(json)
+                        .map_err(|e| service::Error::Internal(format!("list: {e}")))?;
+                    serde_json::value::RawValue::from_string(text)
+                        .map_err(|e| service::Error::Internal(format!("list: {e}")))
+                }
+                None => Err(service::Error::ResourceExhausted(format!(
+                    "the reply to containers.list exceeds the limit of {max} bytes \
+                     (max_response_bytes); ask for less (limit, filters)"
+                ))),
+            }
+        },
     );
     method(
         m,

@@ -2,7 +2,7 @@
 //! lives here; tasks own that.
 
 use crate::service::logs::Logs;
-use schema::{Container, ContainerInput, ContainerList, ContainerListParams, Labels, Runtime};
+use schema::{Container, ContainerInput, ContainerListParams, Labels, Runtime};
 use serde_json::Value;
 
 use super::images::Images;
@@ -20,6 +20,9 @@ use crate::filter::{self, SqlField};
 use crate::snapshot::Kind;
 use crate::store::{self, Store, StoreError};
 
+/// Bytes of a reply kept for the JSON-RPC envelope around a list page (its id included).
+const ENVELOPE_ROOM: usize = 4096;
+
 /// The runtime a container gets when it names none.
 pub const DEFAULT_RUNTIME: &str = "runc";
 
@@ -29,6 +32,8 @@ pub struct Containers {
     images: Images,
     snapshots: Snapshots,
     logs: Logs,
+    /// The reply cap (`max_response_bytes`): a list never grows past it.
+    pub max_reply: usize,
 }
 
 /// Maps a filter field path to the column (or label index) that answers it.
@@ -50,12 +55,19 @@ fn container_field(path: &[String]) -> Option<SqlField> {
 }
 
 impl Containers {
-    pub fn new(store: Store, images: Images, snapshots: Snapshots, logs: Logs) -> Self {
+    pub fn new(
+        store: Store,
+        images: Images,
+        snapshots: Snapshots,
+        logs: Logs,
+        max_reply: usize,
+    ) -> Self {
         Containers {
             store,
             images,
             snapshots,
             logs,
+            max_reply,
         }
     }
 
@@ -162,7 +174,16 @@ impl Containers {
         Ok(self.store.read(|c| store::containers::get(c, ns, id))?)
     }
 
-    pub fn list(&self, p: &ContainerListParams) -> Result<ContainerList> {
+    /// The result object of `containers.list` as JSON text, written row by row from the
+    /// store on a blocking reader (`store::containers_json`) after what `out` holds: a page
+    /// of at most `max` bytes (see [`Containers::page_bytes`]); `None` when not even one
+    /// container fits.
+    pub async fn list_json(
+        &self,
+        p: ContainerListParams,
+        max: usize,
+        mut out: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>> {
         check_id("namespace", &p.namespace)?;
         let filter = filter::parse(&p.filters)?;
         let (cond, args) = filter.to_sql(&container_field)?;
@@ -171,30 +192,32 @@ impl Containers {
                 "limit must be at least 1 (omit it for no limit)".into(),
             ));
         }
-        // One extra row tells whether another page follows.
-        let fetch = p.limit.map(|l| l.saturating_add(1));
-        let (mut containers, statuses) = self.store.read(|c| {
-            let list =
-                store::containers::list(c, &p.namespace, (&cond, args), p.after.as_deref(), fetch)?;
-            let statuses = match p.with_status {
-                true => Some(store::tasks::container_statuses(c, &p.namespace)?),
-                false => None,
-            };
-            Ok((list, statuses))
-        })?;
-        if let Some(mut statuses) = statuses {
-            for c in &mut containers {
-                c.status = statuses.remove(&c.id);
-            }
-        }
-        let next = match p.limit {
-            Some(l) if containers.len() > l as usize => {
-                containers.truncate(l as usize);
-                containers.last().map(|c| c.id.clone())
-            }
-            _ => None,
-        };
-        Ok(ContainerList { containers, next })
+        Ok(self
+            .store
+            .read_blocking(move |c| {
+                let statuses = match p.with_status {
+                    true => Some(store::tasks::container_statuses(c, &p.namespace)?),
+                    false => None,
+                };
+                let fits = store::containers_json::list_json(
+                    c,
+                    &p.namespace,
+                    (&cond, args),
+                    p.after.as_deref(),
+                    p.limit,
+                    statuses,
+                    &mut out,
+                    max,
+                )?;
+                Ok(fits.ok().map(|()| out))
+            })
+            .await?)
+    }
+
+    /// The most a `containers.list` page (its result object) holds, whatever the transport:
+    /// the reply cap less room for the JSON-RPC envelope around it.
+    pub fn page_bytes(&self) -> usize {
+        self.max_reply.saturating_sub(ENVELOPE_ROOM)
     }
 
     pub async fn update(

@@ -1,7 +1,8 @@
 //! `tasks.create`: the `creating` intent row, the bundle, rootfs mounts, stdio and
 //! `runc create` (started by the keeper, which then parents the init), then `created`
-//! with the init's identity. Also the pieces exec shares: opening stdio and launching runc
-//! with a terminal.
+//! with the init's identity; with `start`, `runc run --detach` and `created` + `running` in
+//! one transaction. Also the pieces exec shares: opening stdio and launching runc with a
+//! terminal.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -108,6 +109,8 @@ async fn create_in_bundle(
         std::fs::write(bundle.join("config.json"), text)
             .map_err(internal("writing config.json"))?;
         let mut opened = open_stdio(task, "", (&p.stdin, &p.stdout, &p.stderr), true)?;
+        // Before runc: with `start`, the process may exit before runc returns.
+        let started_at = store::now();
         // Started before runc: if the create fails, the pipes' writers close and it ends.
         let sources = std::mem::take(&mut opened.log);
         if !sources.is_empty() {
@@ -123,6 +126,7 @@ async fn create_in_bundle(
             |s, console| {
                 let opts = CreateOpts {
                     pid_file: bundle.join("init.pid"),
+                    start: p.start,
                     console_socket: console,
                     stdio: s,
                 };
@@ -133,12 +137,20 @@ async fn create_in_bundle(
         )
         .await?;
         let who = started.who;
+        // The exit monitor stores the exit only once this create lets go of the task lock,
+        // so a `start` task that is already gone is recorded running first, then stopped.
         monitor::spawn(inner, task, "", who, started.exit);
-        let (ns2, id2) = (ns.to_owned(), id.to_owned());
+        let (ns2, id2, start) = (ns.to_owned(), id.to_owned(), p.start);
         let row = inner
             .store
             .write(move |tx| {
-                store::tasks::set_created(tx, &ns2, &id2, i64::from(who.pid), who.start)
+                let pid = (i64::from(who.pid), who.start);
+                let row = store::tasks::set_created(tx, &ns2, &id2, pid.0, pid.1)?;
+                if !start {
+                    return Ok(row);
+                }
+                store::tasks::set_started(tx, &ns2, &id2, "", pid, &started_at)?;
+                store::tasks::get_any(tx.conn(), &ns2, &id2, "")
             })
             .await?;
         Ok(row.to_process())
