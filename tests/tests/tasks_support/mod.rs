@@ -98,12 +98,6 @@ pub fn children(ppid: u32) -> Vec<(u32, char)> {
     out
 }
 
-pub fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 /// The cgroup hierarchies a task's cgroup lives in: the unified one on cgroup v2, the
 /// controllers (and a hybrid's unified tree) on v1. Fails if neither layout is there.
 fn cgroup_roots() -> Vec<PathBuf> {
