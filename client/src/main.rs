@@ -15,8 +15,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
 use cmd::{
-    attach, call, containers, content, events, images, leases, lifecycle, logs, namespaces, ps,
-    run, snapshots, system, tasks, Ctx,
+    attach, call, complete, containers, content, events, images, leases, lifecycle, logs,
+    namespaces, ps, run, snapshots, system, tasks, Ctx,
 };
 
 const DEFAULT_SOCKET: &str = "/run/berth/berthd.sock";
@@ -92,11 +92,18 @@ enum Command {
     Info,
     /// Call any method with raw JSON params
     Call(call::CallArgs),
-    /// Print a shell completion script
+    /// Print a shell completion script (bash's also completes ids and names from the
+    /// running daemon)
     Completion {
         /// The shell to write the script for
         #[arg(value_enum)]
         shell: Shell,
+    },
+    /// The candidates a completion script offers, one per line; nothing if berthd is down
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        #[arg(value_enum)]
+        kind: complete::Kind,
     },
 }
 
@@ -138,9 +145,10 @@ fn main() -> ExitCode {
         Command::Info => system::info(&ctx),
         Command::Call(args) => call::run(&ctx, args),
         Command::Completion { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "berth", &mut std::io::stdout());
+            complete::script(shell, &mut Cli::command());
             Ok(())
         }
+        Command::Complete { kind } => complete::candidates(&ctx, kind),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

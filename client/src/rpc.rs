@@ -188,10 +188,17 @@ pub struct Subscription {
 
 impl Subscription {
     /// The `result` of a notification addressed to this subscription, if it is one.
-    fn ours(&self, note: &Value) -> Option<Value> {
+    /// The notification's result if it is this subscription's; its `error` (berthd ending
+    /// the subscription, e.g. a subscriber that fell behind) as an `Err`.
+    fn ours(&self, note: &Value) -> Option<Result<Value, RpcError>> {
         let params = note.get("params")?;
-        (params.get("subscription") == Some(&self.id))
-            .then(|| params.get("result").cloned().unwrap_or(Value::Null))
+        if params.get("subscription") != Some(&self.id) {
+            return None;
+        }
+        Some(match params.get("error") {
+            Some(error) => Err(daemon_error(error)),
+            None => Ok(params.get("result").cloned().unwrap_or(Value::Null)),
+        })
     }
 }
 
@@ -204,7 +211,8 @@ impl Iterator for Subscription {
         }
         while let Some(note) = self.client.pending.pop_front() {
             if let Some(result) = self.ours(&note) {
-                return Some(Ok(result));
+                self.done = result.is_err();
+                return Some(result);
             }
         }
         loop {
@@ -215,7 +223,8 @@ impl Iterator for Subscription {
             match incoming {
                 Ok(Incoming::Notification(note)) => {
                     if let Some(result) = self.ours(&note) {
-                        return Some(Ok(result));
+                        self.done = result.is_err();
+                        return Some(result);
                     }
                 }
                 Ok(Incoming::Response(_) | Incoming::Unrelated) => {}

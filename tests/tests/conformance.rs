@@ -126,6 +126,14 @@ fn an_unknown_method_is_named_and_the_closest_one_suggested() {
         "{msg}"
     );
     assert_eq!(e["data"]["suggestion"], "containers.list", "{reply}");
+    // WebSocket (jsonrpsee's dispatch) answers alike.
+    let mut ws = d.websocket();
+    let req = json!({"jsonrpc": "2.0", "id": 1, "method": "containers.lst", "params": {}});
+    ws.send_json(&req);
+    let web = ws
+        .recv_json(std::time::Duration::from_secs(10))
+        .expect("a reply");
+    assert_eq!(web, reply, "the same error on WebSocket as on HTTP");
     let far = d.ndjson().call("zzz.qqq", json!({})).expect_err("unknown");
     assert_eq!(far["code"], -32601, "{far}");
     assert!(

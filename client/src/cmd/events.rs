@@ -15,6 +15,9 @@ pub struct EventsArgs {
     /// Replay stored events after this sequence number before following live ones
     #[arg(long, value_name = "SEQ")]
     since: Option<u64>,
+    /// Stop after the event with this sequence number (or the first one past it)
+    #[arg(long, value_name = "SEQ")]
+    until: Option<u64>,
     /// Filters such as topic~=^/containers/ or namespace==default
     filters: Vec<String>,
 }
@@ -37,7 +40,7 @@ enum Command {
 
 pub fn run(ctx: &Ctx, args: EventsArgs) -> anyhow::Result<()> {
     match args.command {
-        None => follow(ctx, &args.filters, args.since),
+        None => follow(ctx, &args.filters, args.since, args.until),
         Some(Command::Ls {
             since,
             limit,
@@ -63,21 +66,84 @@ pub fn run(ctx: &Ctx, args: EventsArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Prints events as they arrive until interrupted or berthd goes away; `--json` prints
-/// each whole event on one line so the output stays a stream of JSON lines.
-fn follow(ctx: &Ctx, filters: &[String], since: Option<u64>) -> anyhow::Result<()> {
-    let subscription = ctx
-        .connect()?
-        .subscribe("events.subscribe", params(filters, since, None))?;
-    for event in subscription {
-        let event = event?;
-        if ctx.json {
-            println!("{event}");
-        } else {
-            println!("{}", line(&event));
-        }
+/// Prints events as they arrive until interrupted (or past `until`); `--json` prints each
+/// whole event on one line so the output stays a stream of JSON lines. When berthd goes
+/// away (a restart, a crash, a subscriber it dropped for falling behind) it reconnects with
+/// backoff and resumes after the last event it printed: events are stored with their seq,
+/// so a restart shows no gap and no duplicate.
+fn follow(
+    ctx: &Ctx,
+    filters: &[String],
+    since: Option<u64>,
+    until: Option<u64>,
+) -> anyhow::Result<()> {
+    // Without --since, from now on: the newest stored seq, so nothing committed between
+    // this call and the subscription is missed either.
+    let mut last = match since {
+        Some(s) => s,
+        None => ctx.connect()?.call("events.list", json!({"limit": 1}))?["last_seq"]
+            .as_u64()
+            .unwrap_or(0),
+    };
+    if until.is_some_and(|u| u <= last) {
+        return Ok(());
     }
-    Ok(())
+    let mut lost = false;
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let subscribed = ctx
+            .connect()
+            .and_then(|c| c.subscribe("events.subscribe", params(filters, Some(last), None)));
+        let subscription = match subscribed {
+            Ok(s) => s,
+            Err(e) if lost && gone(&e) => {
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if std::mem::take(&mut lost) {
+            eprintln!("berth: reconnected to berthd; resuming after seq {last}");
+        }
+        backoff = BACKOFF_MIN;
+        for event in subscription {
+            let event = match event {
+                Ok(event) => event,
+                Err(e) if gone(&e) => break,
+                Err(e) => return Err(e.into()),
+            };
+            let seq = event["seq"].as_u64().unwrap_or(last);
+            if until.is_some_and(|u| seq > u) {
+                return Ok(());
+            }
+            if ctx.json {
+                println!("{event}");
+            } else {
+                println!("{}", line(&event));
+            }
+            last = seq;
+            if until == Some(seq) {
+                return Ok(());
+            }
+        }
+        eprintln!("berth: lost berthd; reconnecting to resume after seq {last} (Ctrl-C stops)");
+        lost = true;
+    }
+}
+
+const BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether `e` means the connection to berthd is gone (or the subscription was dropped for
+/// falling behind): worth reconnecting, unlike a refused request.
+fn gone(e: &crate::rpc::RpcError) -> bool {
+    use crate::rpc::RpcError;
+    match e {
+        RpcError::Connect { .. } | RpcError::Io { .. } | RpcError::Closed { .. } => true,
+        RpcError::Daemon { kind, .. } => kind.as_deref() == Some("resource_exhausted"),
+        RpcError::Protocol { .. } => false,
+    }
 }
 
 fn params(filters: &[String], since: Option<u64>, limit: Option<u64>) -> Value {
@@ -127,10 +193,10 @@ mod tests {
 
     #[test]
     fn ls_is_a_subcommand_and_other_words_are_filters() {
-        let follow = parse(&["topic==/x", "--since", "4"]);
+        let follow = parse(&["topic==/x", "--since", "4", "--until", "9"]);
         assert!(follow.command.is_none());
         assert_eq!(follow.filters, ["topic==/x"]);
-        assert_eq!(follow.since, Some(4));
+        assert_eq!((follow.since, follow.until), (Some(4), Some(9)));
         match parse(&["ls", "--limit", "3", "namespace==a"]).command {
             Some(Command::Ls {
                 limit,

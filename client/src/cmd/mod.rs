@@ -4,6 +4,7 @@
 
 pub mod attach;
 pub mod call;
+pub mod complete;
 pub mod containers;
 pub mod content;
 pub mod events;

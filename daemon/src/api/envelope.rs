@@ -392,7 +392,7 @@ fn domain_error(id: &str, kind: ErrorKind, msg: &str) -> String {
 /// An error reply to a message berth could not read an id from (or that is not one call).
 /// -32601 naming the method, with the closest served one when a typo is likely
 /// (`containers.lst` -> `containers.list`), as `data.suggestion`.
-fn method_not_found(methods: &Methods, method: &str) -> ErrorObjectOwned {
+pub(super) fn method_not_found(methods: &Methods, method: &str) -> ErrorObjectOwned {
     let closest = methods
         .method_names()
         .map(|m| (strsim::levenshtein(m, method), m))

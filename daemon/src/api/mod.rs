@@ -9,6 +9,7 @@ mod http;
 mod methods;
 pub mod ndjson;
 pub mod server;
+mod unknown;
 mod unsubscribe;
 
 use jsonrpsee::types::{ErrorObject, ErrorObjectOwned, Params};

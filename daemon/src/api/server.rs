@@ -28,6 +28,7 @@ use super::budget::Budget;
 use super::envelope::{error_reply, Dispatcher};
 use super::http::{self, HttpLimits};
 use super::ndjson::{self, LineLimits};
+use super::unknown::UnknownMethod;
 use super::unsubscribe::UnsubscribeByName;
 
 /// How long shutdown waits for in-flight requests.
@@ -82,7 +83,15 @@ pub async fn serve(
         .build();
     let ws = Server::builder()
         .set_config(cfg)
-        .set_rpc_middleware(RpcServiceBuilder::new().layer_fn(UnsubscribeByName))
+        .set_rpc_middleware({
+            let methods = methods.clone();
+            RpcServiceBuilder::new()
+                .layer_fn(move |inner| UnknownMethod {
+                    inner,
+                    methods: methods.clone(),
+                })
+                .layer_fn(UnsubscribeByName)
+        })
         .to_service_builder()
         .max_connections(limits.max_connections);
     let dispatcher = Dispatcher {
