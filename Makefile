@@ -1,5 +1,6 @@
 # berth: the two commands a new machine needs are `make daemon` and `make test`.
-.PHONY: deps daemon test lint bench bench-peer crash crash-short fuzz abuse
+.PHONY: deps daemon test lint bench bench-peer crash crash-short fuzz abuse install install-files \
+	uninstall deb
 
 deps:
 	./scripts/install-deps.sh
@@ -69,3 +70,48 @@ fuzz: deps
 abuse: deps
 	cargo build --release -p berthd -p berth-tests --bins
 	$(TARGET_DIR)/release/berth-abuse
+
+# Installing as a system service (README "Running as a service"): binaries, bash/zsh/fish
+# completions, man pages (from the clap definitions) and the systemd units. PREFIX and DESTDIR as usual; SOCKET_GROUP is the group
+# berthd.socket gives the socket (set berthd's `socket_group` to the same). install-files
+# copies what was built for PROFILE (release by default) without building.
+PREFIX ?= /usr/local
+BINDIR := $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DATADIR := $(PREFIX)/share
+SOCKET_GROUP ?= root
+PROFILE ?= release
+INSTALLED := $(BINDIR)/berthd $(BINDIR)/berth-keeper $(BINDIR)/berth \
+	$(DATADIR)/bash-completion/completions/berth $(DATADIR)/zsh/site-functions/_berth \
+	$(DATADIR)/fish/vendor_completions.d/berth.fish $(DATADIR)/man/man1/berth.1 \
+	$(DATADIR)/man/man8/berthd.8 $(UNITDIR)/berthd.service $(UNITDIR)/berthd.socket
+
+install:
+	cargo build --release -p berthd -p berth
+	$(MAKE) install-files PROFILE=release
+
+install-files:
+	install -D -m 0755 $(TARGET_DIR)/$(PROFILE)/berthd $(DESTDIR)$(BINDIR)/berthd
+	install -D -m 0755 $(TARGET_DIR)/$(PROFILE)/berth-keeper $(DESTDIR)$(BINDIR)/berth-keeper
+	install -D -m 0755 $(TARGET_DIR)/$(PROFILE)/berth $(DESTDIR)$(BINDIR)/berth
+	install -d $(DESTDIR)$(DATADIR)/bash-completion/completions \
+		$(DESTDIR)$(DATADIR)/zsh/site-functions $(DESTDIR)$(DATADIR)/fish/vendor_completions.d \
+		$(DESTDIR)$(DATADIR)/man/man1 $(DESTDIR)$(DATADIR)/man/man8 $(DESTDIR)$(UNITDIR)
+	$(TARGET_DIR)/$(PROFILE)/berth completion bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/berth
+	$(TARGET_DIR)/$(PROFILE)/berth completion zsh > $(DESTDIR)$(DATADIR)/zsh/site-functions/_berth
+	$(TARGET_DIR)/$(PROFILE)/berth completion fish > $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/berth.fish
+	$(TARGET_DIR)/$(PROFILE)/berth __man > $(DESTDIR)$(DATADIR)/man/man1/berth.1
+	$(TARGET_DIR)/$(PROFILE)/berthd --man > $(DESTDIR)$(DATADIR)/man/man8/berthd.8
+	for u in berthd.service berthd.socket; do \
+		sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SOCKET_GROUP@|$(SOCKET_GROUP)|g' \
+			packaging/systemd/$$u.in > $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+
+# The Debian package (dpkg-deb): what install-files installs, under /usr, depending on runc;
+# its postinst enables berthd.socket. Written to $(TARGET_DIR)/deb/.
+deb:
+	cargo build --release -p berthd -p berth
+	packaging/deb/build.sh $(TARGET_DIR)/deb release $(TARGET_DIR)

@@ -23,6 +23,8 @@ have setpriv || need+=(util-linux)
 have containerd || need+=(containerd)
 have dockerd || need+=(docker.io)
 have podman || need+=(podman)
+# systemd-socket-activate and systemd-analyze: the service tests (no systemd as PID 1).
+have systemd-socket-activate || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -99,9 +99,13 @@ enum Command {
         #[arg(value_enum)]
         shell: Shell,
     },
+    /// berth(1), the man page (roff), for `make install`
+    #[command(name = "__man", hide = true)]
+    Man,
     /// The candidates a completion script offers, one per line; nothing if berthd is down
     #[command(name = "__complete", hide = true)]
     Complete {
+        /// What to list: containers, tasks, images or namespaces
         #[arg(value_enum)]
         kind: complete::Kind,
     },
@@ -149,6 +153,9 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Complete { kind } => complete::candidates(&ctx, kind),
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map_err(Into::into),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -148,14 +148,20 @@ fn mkdir_keep_mode(path: &Path) -> Result<(), DaemonError> {
     mkdir(path, 0o711)
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(opts: Options) -> Result<(), DaemonError> {
+/// Runs the daemon until SIGTERM or SIGINT, on `inherited` (a socket a service manager
+/// passed, see [`crate::systemd::listener`]) or else on a socket it binds at `opts.socket`.
+pub async fn run(
+    opts: Options,
+    inherited: Option<std::os::unix::net::UnixListener>,
+) -> Result<(), DaemonError> {
     let open_files = raise_open_file_limit();
     mkdir_keep_mode(&opts.root)?;
     mkdir_keep_mode(&opts.state)?;
     let _lock = lock_root(&opts.root)?;
     // Before any work on the root: a daemon that would fail to bind must not reconcile.
-    check_socket_free(&opts.socket)?;
+    if inherited.is_none() {
+        check_socket_free(&opts.socket)?;
+    }
     let gid = opts.config.socket_gid()?;
     let bus = EventBus::default();
     let publisher = bus.clone();
@@ -202,8 +208,21 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         containers: app.containers.clone(),
     };
     let module = api::build_module(app);
-    let listener = bind_socket(&opts.socket, gid)?;
-    tracing::info!(socket = %opts.socket.display(), root = %opts.root.display(), "berthd serving");
+    let activated = inherited.is_some();
+    let listener = match inherited {
+        Some(l) => UnixListener::from_std(l).map_err(|source| DaemonError::Bind {
+            path: opts.socket.clone(),
+            source,
+        })?,
+        None => bind_socket(&opts.socket, gid)?,
+    };
+    let shown = listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(Path::to_owned))
+        .unwrap_or_else(|| opts.socket.clone());
+    tracing::info!(socket = %shown.display(), root = %opts.root.display(), activated,
+        "berthd serving");
     let c = &opts.config;
     let limits = Limits {
         gid,
@@ -215,8 +234,16 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         idle_timeout: std::time::Duration::from_secs(c.idle_timeout_secs.max(1)),
         request_timeout: std::time::Duration::from_secs(c.request_timeout_secs.max(1)),
     };
-    api::server::serve(listener, module, Some(direct), limits, shutdown_signal()).await;
-    let _ = fs::remove_file(&opts.socket);
+    crate::systemd::notify("READY=1");
+    let stopping = async {
+        shutdown_signal().await;
+        crate::systemd::notify("STOPPING=1");
+    };
+    api::server::serve(listener, module, Some(direct), limits, stopping).await;
+    // An inherited socket belongs to the manager, which keeps it for the next start.
+    if !activated {
+        let _ = fs::remove_file(&opts.socket);
+    }
     store.close();
     tracing::info!("berthd stopped");
     Ok(())

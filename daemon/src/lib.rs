@@ -17,6 +17,7 @@ pub mod runtime;
 pub mod service;
 pub mod snapshot;
 pub mod store;
+pub mod systemd;
 pub mod unpack;
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! `berthd [--root DIR] [--state DIR] [--socket PATH] [--config FILE] [--log-level L]`
+//! `berthd [--root DIR] [--state DIR] [--socket PATH] [--config FILE] [--log-level L]
+//! [--log-format text|json]`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +27,12 @@ struct Args {
     /// trace, debug, info, warn or error (or a tracing filter directive).
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// text (for people) or json (one object per line, for journald and log shippers).
+    #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+    /// Print berthd(8), the man page (roff), and exit (for `make install`).
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
 /// Keeps RSS proportional to live data. glibc raises its mmap threshold after a large block
@@ -53,13 +60,28 @@ fn main() -> ExitCode {
     }
     tune_malloc();
     let args = Args::parse();
+    if args.man {
+        use clap::CommandFactory;
+        let page = clap_mangen::Man::new(Args::command()).section("8");
+        return match page.render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berthd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     let config = match args.config.as_deref().map(Config::load).transpose() {
         Ok(c) => c.unwrap_or_default(),
         Err(e) => {
@@ -75,6 +97,14 @@ fn main() -> ExitCode {
         state: args.state,
         config,
     };
+    // Taken (and its variables cleared) while berthd still has one thread.
+    let inherited = match berthd::systemd::listener() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("berthd: socket activation: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("berthd")
@@ -86,7 +116,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(daemon::run(opts)) {
+    match runtime.block_on(daemon::run(opts, inherited)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("berthd: {e}");
