@@ -161,6 +161,18 @@ impl Ndjson {
         })
     }
 
+    /// Bytes sent that the daemon has not read yet (SIOCOUTQ of a unix socket): 0 once
+    /// berthd has taken every request sent so far, the evidence that it had them before
+    /// whatever the test does next.
+    pub fn unread_by_daemon(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut n: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int into `n`, which we own.
+        let rc = unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        assert_eq!(rc, 0, "SIOCOUTQ: {}", std::io::Error::last_os_error());
+        n as usize
+    }
+
     /// Writes raw bytes (a partial line, an oversized line, anything).
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)

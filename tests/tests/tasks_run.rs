@@ -139,10 +139,18 @@ fn a_real_pty_follows_resizes_and_the_exit_status_comes_back() {
     let seen = read_until(&mut m, "30 100", Duration::from_secs(20));
     assert!(seen.contains("30 100"), "{seen:?}");
     set_size(&master, 132, 50);
-    std::thread::sleep(Duration::from_millis(300));
-    std::io::Write::write_all(&mut m, b"stty size\n").expect("write");
-    let seen = read_until(&mut m, "50 132", Duration::from_secs(20));
-    assert!(seen.contains("50 132"), "{seen:?}");
+    // The resize reaches the task asynchronously (SIGWINCH to berth, then
+    // tasks.resize_pty): ask again until the task sees it, against a deadline.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = String::new();
+    while !seen.contains("50 132") {
+        assert!(
+            Instant::now() < deadline,
+            "the task never saw 50 132: {seen:?}"
+        );
+        std::io::Write::write_all(&mut m, b"stty size\n").expect("write");
+        seen = read_until(&mut m, "50 132", Duration::from_millis(500));
+    }
     std::io::Write::write_all(&mut m, b"exit 7\n").expect("write");
     let status = berth_tests::process::wait_within(&mut child, Duration::from_secs(30));
     if status.is_none() {
@@ -224,12 +232,11 @@ fn kill_and_wait_report_sigterm_and_sigkill_and_waits_before_start_see_the_exit(
         json!({"container_id": id, "exec_id": "s", "process": process}),
     );
     d.rpc_ok("tasks.start", json!({"container_id": id, "exec_id": "s"}));
-    let socket = d.socket().to_owned();
-    let id2 = id.clone();
-    let waiter = std::thread::spawn(move || {
-        let mut c = berth_tests::Ndjson::connect(&socket).expect("connect");
-        c.call("tasks.wait", json!({"container_id": id2}))
-    });
+    // A waiter the daemon has read, and not answered, before the task is killed.
+    let mut waiter = berth_tests::Ndjson::connect(d.socket()).expect("connect");
+    waiter.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tasks.wait",
+                        "params": {"container_id": id}}));
+    read_by_daemon(&mut waiter);
     d.rpc_ok(
         "tasks.kill",
         json!({"container_id": id, "exec_id": "s", "signal": "SIGTERM"}),
@@ -239,11 +246,10 @@ fn kill_and_wait_report_sigterm_and_sigkill_and_waits_before_start_see_the_exit(
     d.rpc_ok("tasks.kill", json!({"container_id": id, "signal": 9}));
     let exit = d.rpc_ok("tasks.wait", json!({"container_id": id}));
     assert_eq!(exit["exit_status"], 137);
-    assert_eq!(
-        waiter.join().expect("waiter").expect("wait"),
-        exit,
-        "many waiters agree"
-    );
+    let early = waiter
+        .recv(Duration::from_secs(30))
+        .expect("the waiter's reply");
+    assert_eq!(early["result"], exit, "many waiters agree");
     let again = d.rpc_ok("tasks.wait", json!({"container_id": id}));
     assert_eq!(
         again, exit,
@@ -281,15 +287,15 @@ fn kill_and_wait_report_sigterm_and_sigkill_and_waits_before_start_see_the_exit(
         json!({"container": {"id": id3, "spec": spec3}}),
     );
     d.rpc_ok("tasks.create", json!({"container_id": id3}));
-    let socket = d.socket().to_owned();
-    let id4 = id3.clone();
-    let early = std::thread::spawn(move || {
-        let mut c = berth_tests::Ndjson::connect(&socket).expect("connect");
-        c.call("tasks.wait", json!({"container_id": id4}))
-    });
-    std::thread::sleep(Duration::from_millis(200));
+    let mut early = berth_tests::Ndjson::connect(d.socket()).expect("connect");
+    early.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tasks.wait",
+                       "params": {"container_id": id3}}));
+    read_by_daemon(&mut early);
     d.rpc_ok("tasks.start", json!({"container_id": id3}));
-    assert_eq!(early.join().expect("join").expect("wait")["exit_status"], 5);
+    let reply = early
+        .recv(Duration::from_secs(30))
+        .expect("the wait's reply");
+    assert_eq!(reply["result"]["exit_status"], 5, "{reply}");
     let err = d
         .rpc("containers.delete", json!({"id": id3}))
         .expect_err("task exists");
@@ -676,4 +682,18 @@ fn a_task_created_with_start_runs_at_once_and_keeps_a_quick_exit() {
     assert_eq!(topics, round.repeat(5), "each round in order, by seq");
     drop(_cleanup);
     assert_clean(&d, &[id]);
+}
+
+/// Evidence, not a pause: berthd has read what was sent on `c` (nothing is left unread in
+/// the socket) and has not answered it yet.
+fn read_by_daemon(c: &mut berth_tests::Ndjson) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.unread_by_daemon() > 0 {
+        assert!(Instant::now() < deadline, "berthd did not read the request");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        c.recv(Duration::ZERO).expect_err("not answered yet"),
+        berth_tests::RecvError::Timeout
+    );
 }
