@@ -25,6 +25,8 @@ have dockerd || need+=(docker.io)
 have podman || need+=(podman)
 # systemd-socket-activate and systemd-analyze: the service tests (no systemd as PID 1).
 have systemd-socket-activate || need+=(systemd)
+# The client generated from rpc.discover (tests/clients) is standard-library Python.
+have python3 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
