@@ -154,6 +154,7 @@ pub async fn run(
     opts: Options,
     inherited: Option<std::os::unix::net::UnixListener>,
 ) -> Result<(), DaemonError> {
+    let shutdown = shutdown_signal();
     let open_files = raise_open_file_limit();
     mkdir_keep_mode(&opts.root)?;
     mkdir_keep_mode(&opts.state)?;
@@ -236,7 +237,7 @@ pub async fn run(
     };
     crate::systemd::notify("READY=1");
     let stopping = async {
-        shutdown_signal().await;
+        shutdown.await;
         crate::systemd::notify("STOPPING=1");
     };
     api::server::serve(listener, module, Some(direct), limits, stopping).await;
@@ -323,17 +324,23 @@ fn host_restarted(root: &Path, state: &Path) -> bool {
     fresh_state || rebooted
 }
 
-async fn shutdown_signal() {
+/// SIGTERM and SIGINT, caught from the moment this is called: a signal that arrives while
+/// berthd starts up (its socket may already accept) is kept, and stops it as soon as it
+/// serves, with the usual clean-up, instead of killing it with the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop berthd with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop berthd with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
     }
 }

@@ -421,3 +421,48 @@ fn a_restart_while_the_old_keeper_is_exiting_waits_for_its_lock() {
     );
     assert!(keeper_running(&state), "the new keeper serves");
 }
+
+/// A SIGTERM while berthd is still starting (its root locked, recovery under way, the
+/// socket perhaps not yet served) is kept and stops it cleanly once it serves: exit 0 and
+/// no socket left, never a death by the signal's default action (as a service manager's
+/// quick stop-after-start would cause).
+#[test]
+fn a_sigterm_during_start_up_stops_berthd_cleanly() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::ExitStatusExt;
+    let mut d = TestDaemon::start();
+    d.stop();
+    for round in 0..5 {
+        let mut child = d
+            .command()
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("berthd");
+        // Its root's lock held: berthd is inside its start-up.
+        let lock = std::fs::File::open(d.root().join("berthd.lock"));
+        until("berthd to lock its root", Duration::from_secs(20), || {
+            lock.as_ref().is_ok_and(|f| {
+                // SAFETY: flock(2) on a descriptor we own; no memory is passed.
+                let taken = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+                if taken == 0 {
+                    // SAFETY: as above; gives back what we just took.
+                    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+                }
+                taken != 0
+            })
+        });
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = berth_tests::process::wait_within(&mut child, Duration::from_secs(30))
+            .expect("berthd exits");
+        assert_eq!(
+            (status.code(), status.signal()),
+            (Some(0), None),
+            "round {round}: a clean exit, not killed by SIGTERM"
+        );
+        assert!(!d.socket().exists(), "round {round}: its socket is removed");
+    }
+    d.restart();
+    d.rpc_ok("system.version", json!({}));
+}
