@@ -738,15 +738,18 @@ fn run_all(
         rpc.call("containers.list", json!({"namespace": "list"}))
             .map(drop)
     })?;
-    let c_list = rt.block_on(async {
-        let mut v = Vec::new();
-        for _ in 0..15 {
-            let t = Instant::now();
-            ctd_list(vec![]).await?;
-            v.push(t.elapsed());
-        }
-        anyhow::Ok(p50(v))
-    })?;
+    let ctd_median = |n: usize, filters: Vec<String>| {
+        rt.block_on(async {
+            let mut v = Vec::new();
+            for _ in 0..n {
+                let t = Instant::now();
+                ctd_list(filters.clone()).await?;
+                v.push(t.elapsed());
+            }
+            anyhow::Ok(p50(v))
+        })
+    };
+    let c_list = ctd_median(15, vec![])?;
     rows.push(Row {
         what: "list of 10,000 containers",
         berth: ms(b_list),
@@ -762,15 +765,7 @@ fn run_all(
         )
         .map(drop)
     })?;
-    let c_filtered = rt.block_on(async {
-        let mut v = Vec::new();
-        for _ in 0..50 {
-            let t = Instant::now();
-            ctd_list(vec!["labels.sel==yes".into()]).await?;
-            v.push(t.elapsed());
-        }
-        anyhow::Ok(p50(v))
-    })?;
+    let c_filtered = ctd_median(50, vec!["labels.sel==yes".into()])?;
     rows.push(Row {
         what: "label-filtered list, 100 of 10,000",
         berth: ms(b_filtered),

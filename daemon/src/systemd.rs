@@ -12,9 +12,15 @@ const LISTEN_FDS_START: RawFd = 3;
 /// Why an inherited socket cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ActivationError {
-    #[error("LISTEN_FDS={0}: berthd serves one socket, pass exactly one")]
+    #[error(
+        "LISTEN_FDS={0}: berthd serves one socket; give its .socket unit exactly one \
+         ListenStream="
+    )]
     Count(String),
-    #[error("the inherited descriptor 3 is not a listening unix stream socket")]
+    #[error(
+        "the inherited descriptor 3 is not a listening unix stream socket; the .socket unit \
+         needs ListenStream=/path (not Accept=yes, a datagram or a TCP port)"
+    )]
     NotAListener,
 }
 

@@ -396,6 +396,21 @@ pub fn busybox_parts() -> ImageParts {
     )
 }
 
+/// Runs skopeo (install-deps installs it) with `args`.
+pub fn skopeo(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo (install-deps installs it)")
+}
+
+/// [`skopeo`], which must succeed; its stdout.
+pub fn skopeo_ok(args: &[&str]) -> Vec<u8> {
+    let out = skopeo(args);
+    assert!(out.status.success(), "skopeo {args:?}: {out:?}");
+    out.stdout
+}
+
 /// Writes `archive` into the daemon's directory and imports it with `images.import`.
 pub fn import(d: &berth_tests::TestDaemon, file: &str, archive: &[u8]) -> Result<Value, Value> {
     let path = d.dir().join(file);

@@ -5,7 +5,7 @@
 //! test (it is not skipped).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::mounts::unmount_below;
@@ -36,8 +36,8 @@ fn stop(child: &mut Child) {
     }
 }
 
-/// Runs `cmd`, panicking with its output unless it succeeds.
-fn run(what: &str, cmd: &mut Command) -> Output {
+/// Runs `cmd`, panicking with its output unless it succeeds; its stdout.
+fn run(what: &str, cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{what}: {e} (scripts/install-deps.sh installs it)"));
@@ -47,7 +47,20 @@ fn run(what: &str, cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    out
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Spawns the daemon `cmd` (stdout discarded, stderr into `<dir>/log`) and waits until it
+/// serves `<dir>/sock`; `what` names it in failures.
+fn spawn_serving(what: &str, cmd: &mut Command, dir: &Path) -> Child {
+    let log = dir.join("log");
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e} (scripts/install-deps.sh installs it)"));
+    wait_for(what, &mut child, &dir.join("sock"), &log);
+    child
 }
 
 fn temp_dir(prefix: &str) -> tempfile::TempDir {
@@ -69,21 +82,19 @@ impl Containerd {
         let dir = temp_dir("ctd");
         let d = dir.path();
         std::fs::write(d.join("config.toml"), "version = 2\n").expect("config");
-        let log = d.join("log");
-        let mut child = Command::new("containerd")
-            .arg("--config")
-            .arg(d.join("config.toml"))
-            .arg("--root")
-            .arg(d.join("root"))
-            .arg("--state")
-            .arg(d.join("state"))
-            .arg("--address")
-            .arg(d.join("sock"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("containerd (scripts/install-deps.sh installs it)");
-        wait_for("containerd", &mut child, &d.join("sock"), &log);
+        let child = spawn_serving(
+            "containerd",
+            Command::new("containerd")
+                .arg("--config")
+                .arg(d.join("config.toml"))
+                .arg("--root")
+                .arg(d.join("root"))
+                .arg("--state")
+                .arg(d.join("state"))
+                .arg("--address")
+                .arg(d.join("sock")),
+            d,
+        );
         Containerd { child, dir }
     }
 
@@ -97,11 +108,10 @@ impl Containerd {
 
     /// `ctr -a SOCK ARGS...`, which must succeed; its stdout.
     pub fn ctr(&self, args: &[&str]) -> String {
-        let out = run(
+        run(
             &format!("ctr {}", args.join(" ")),
             Command::new("ctr").arg("-a").arg(self.socket()).args(args),
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        )
     }
 }
 
@@ -125,29 +135,27 @@ impl Dockerd {
         let containerd = Containerd::start();
         let dir = temp_dir("dkd");
         let d = dir.path();
-        let log = d.join("log");
-        let mut child = Command::new("dockerd")
-            .arg("--data-root")
-            .arg(d.join("root"))
-            .arg("--exec-root")
-            .arg(d.join("exec"))
-            .arg("--pidfile")
-            .arg(d.join("pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", d.join("sock").display()))
-            .arg("--containerd")
-            .arg(containerd.socket())
-            .args([
-                "--iptables=false",
-                "--ip6tables=false",
-                "--bridge=none",
-                "--storage-driver=vfs",
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("dockerd (scripts/install-deps.sh installs docker.io)");
-        wait_for("dockerd", &mut child, &d.join("sock"), &log);
+        let child = spawn_serving(
+            "dockerd",
+            Command::new("dockerd")
+                .arg("--data-root")
+                .arg(d.join("root"))
+                .arg("--exec-root")
+                .arg(d.join("exec"))
+                .arg("--pidfile")
+                .arg(d.join("pid"))
+                .arg("-H")
+                .arg(format!("unix://{}", d.join("sock").display()))
+                .arg("--containerd")
+                .arg(containerd.socket())
+                .args([
+                    "--iptables=false",
+                    "--ip6tables=false",
+                    "--bridge=none",
+                    "--storage-driver=vfs",
+                ]),
+            d,
+        );
         Dockerd {
             child,
             dir,
@@ -157,14 +165,13 @@ impl Dockerd {
 
     /// `docker -H SOCK ARGS...`, which must succeed; its stdout.
     pub fn docker(&self, args: &[&str]) -> String {
-        let out = run(
+        run(
             &format!("docker {}", args.join(" ")),
             Command::new("docker")
                 .arg("-H")
                 .arg(format!("unix://{}", self.dir.path().join("sock").display()))
                 .args(args),
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        )
     }
 }
 
@@ -190,7 +197,7 @@ impl Podman {
     /// `podman --root .. --runroot .. ARGS...`, which must succeed; its stdout.
     pub fn podman(&self, args: &[&str]) -> String {
         let d = self.dir.path();
-        let out = run(
+        run(
             &format!("podman {}", args.join(" ")),
             Command::new("podman")
                 .arg("--root")
@@ -205,8 +212,7 @@ impl Podman {
                     "--events-backend=none",
                 ])
                 .args(args),
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        )
     }
 }
 

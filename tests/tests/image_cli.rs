@@ -6,7 +6,7 @@ mod images;
 use std::process::Command;
 
 use berth_tests::{berth_cli as berth, TestDaemon};
-use images::{busybox_layer, oci_image, ImageParts};
+use images::{busybox_layer, oci_image, skopeo, ImageParts};
 use serde_json::json;
 
 #[test]
@@ -138,13 +138,6 @@ fn a_docker_archive_written_by_skopeo_imports_with_its_name() {
     assert!(out.starts_with("example.com/busybox:v1 "), "{out}");
     let got = d.rpc_ok("images.get", json!({"name": "example.com/busybox:v1"}));
     assert_eq!(got["config"]["config"]["Cmd"], json!(["sh"]));
-}
-
-fn skopeo(args: &[&str]) -> std::process::Output {
-    Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("skopeo (install-deps installs it)")
 }
 
 #[test]

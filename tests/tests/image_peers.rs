@@ -192,27 +192,23 @@ fn all_platforms_travels_through_ctr_and_skopeo_with_the_index_digest() {
         ],
     );
     assert!(ok, "{err}");
-    let raw = std::process::Command::new("skopeo")
-        .args([
-            "inspect",
-            "--raw",
-            &format!("oci-archive:{}", out.display()),
-        ])
-        .output()
-        .expect("skopeo");
-    assert!(raw.status.success(), "{raw:?}");
+    let raw = images::skopeo_ok(&[
+        "inspect",
+        "--raw",
+        &format!("oci-archive:{}", out.display()),
+    ]);
     assert_eq!(
-        images::sha256(&raw.stdout),
+        images::sha256(&raw),
         index["digest"].as_str().expect("digest"),
         "skopeo reads berth's index byte for byte"
     );
     let copied = d.dir().join("skopeo-dir");
-    let cp = std::process::Command::new("skopeo")
-        .args(["copy", "--all", &format!("oci-archive:{}", out.display())])
-        .arg(format!("oci:{}", copied.display()))
-        .output()
-        .expect("skopeo");
-    assert!(cp.status.success(), "skopeo copy --all: {cp:?}");
+    images::skopeo_ok(&[
+        "copy",
+        "--all",
+        &format!("oci-archive:{}", out.display()),
+        &format!("oci:{}", copied.display()),
+    ]);
     ctd.ctr(&[
         "-n",
         "again",
@@ -383,17 +379,13 @@ fn layers_skopeo_recompresses_with_gzip_and_zstd_import_and_go_back_to_skopeo_un
     export(&d, &["--format", "oci", name], &out);
     for (format, media) in [("gzip", images::LAYER_GZIP), ("zstd", images::LAYER_ZSTD)] {
         let dest = d.dir().join(format!("{format}.tar"));
-        let cp = std::process::Command::new("skopeo")
-            .args([
-                "copy",
-                "--dest-compress-format",
-                format,
-                &format!("oci-archive:{}", out.display()),
-                &format!("oci-archive:{}:{name}", dest.display()),
-            ])
-            .output()
-            .expect("skopeo");
-        assert!(cp.status.success(), "skopeo copy {format}: {cp:?}");
+        images::skopeo_ok(&[
+            "copy",
+            "--dest-compress-format",
+            format,
+            &format!("oci-archive:{}", out.display()),
+            &format!("oci-archive:{}:{name}", dest.display()),
+        ]);
         let ns = format!("re-{format}");
         let res = import_ns(&d, &ns, &dest, json!({})).expect("import");
         assert_eq!(res["images"][0]["name"], name, "{res}");
@@ -428,12 +420,9 @@ fn layers_skopeo_recompresses_with_gzip_and_zstd_import_and_go_back_to_skopeo_un
         );
         assert!(ok, "{err}");
         for archive in [&dest, &again] {
-            let out = std::process::Command::new("skopeo")
-                .args(["inspect", &format!("oci-archive:{}", archive.display())])
-                .output()
-                .expect("skopeo");
-            assert!(out.status.success(), "{out:?}");
-            let info: Value = serde_json::from_slice(&out.stdout).expect("json");
+            let out =
+                images::skopeo_ok(&["inspect", &format!("oci-archive:{}", archive.display())]);
+            let info: Value = serde_json::from_slice(&out).expect("json");
             assert_eq!(
                 info["Digest"],
                 theirs.target.as_str(),

@@ -576,21 +576,21 @@ fn push_with_all_platforms_sends_the_index_and_every_platform() {
     assert!(out.status.success(), "{out:?}");
     assert!(stdout(&out).contains(&index), "{out:?}");
     // The registry serves berth's index byte for byte, and every platform behind it.
-    let raw = std::process::Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{to}"))
-        .output()
-        .expect("skopeo");
-    assert!(raw.status.success(), "{raw:?}");
-    assert_eq!(images::sha256(&raw.stdout), index);
+    let raw = images::skopeo_ok(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{to}"),
+    ]);
+    assert_eq!(images::sha256(&raw), index);
     let copy = reg.dir.path().join("copied");
-    let cp = std::process::Command::new("skopeo")
-        .args(["copy", "--all", "--src-tls-verify=false"])
-        .arg(format!("docker://{to}"))
-        .arg(format!("oci:{}", copy.display()))
-        .output()
-        .expect("skopeo");
-    assert!(cp.status.success(), "skopeo copy --all: {cp:?}");
+    images::skopeo_ok(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{to}"),
+        &format!("oci:{}", copy.display()),
+    ]);
     let other = TestDaemon::start();
     let platform = format!("linux/{}", multi.other_arch);
     let got = other.rpc_ok(

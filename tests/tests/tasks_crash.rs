@@ -529,14 +529,13 @@ fn a_create_with_start_cut_off_by_a_crash_is_undone_and_its_init_killed() {
     assert_eq!(err["data"]["kind"], "not_found", "{err}");
     assert_clean(&d, std::slice::from_ref(&id));
     let task = d.rpc_ok("tasks.create", json!({"container_id": id, "start": true}));
-    assert!(task["pid"].as_i64().is_some_and(alive_pid), "{task}");
+    assert!(
+        task["pid"].as_i64().is_some_and(|p| alive(p as i32)),
+        "{task}"
+    );
     d.rpc_ok("tasks.delete", json!({"container_id": id, "force": true}));
     d.rpc_ok("containers.delete", json!({"id": id}));
     assert_clean(&d, &[id]);
-}
-
-fn alive_pid(pid: i64) -> bool {
-    alive(pid as i32)
 }
 
 /// kill -9 of berthd after runc started the task but before it was recorded: start-up

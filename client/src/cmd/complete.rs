@@ -44,22 +44,10 @@ fn list(ctx: &Ctx, kind: Kind) -> anyhow::Result<Vec<String>> {
             .collect()
     };
     Ok(match kind {
-        Kind::Containers => {
-            let mut out = Vec::new();
-            let mut after: Option<String> = None;
-            loop {
-                let mut p = json!({});
-                if let Some(a) = &after {
-                    p["after"] = json!(a);
-                }
-                let page = client.call("containers.list", p)?;
-                out.extend(strings(&page, "containers", "id"));
-                match page["next"].as_str() {
-                    Some(n) => after = Some(n.to_owned()),
-                    None => break out,
-                }
-            }
-        }
+        Kind::Containers => super::containers::list_all(&mut client, json!({}))?
+            .iter()
+            .filter_map(|c| c["id"].as_str().map(str::to_owned))
+            .collect(),
         Kind::Tasks => strings(
             &client.call("tasks.list", json!({}))?,
             "tasks",

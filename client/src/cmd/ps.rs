@@ -48,26 +48,13 @@ fn live(state: &str) -> bool {
 
 pub fn run(ctx: &Ctx, args: PsArgs) -> anyhow::Result<()> {
     let mut client = ctx.connect()?;
-    let mut rows = Vec::new();
-    let mut after: Option<String> = None;
     let now = SystemTime::now();
-    loop {
-        let mut params = json!({ "filters": args.filters, "with_status": true });
-        if let Some(a) = &after {
-            params["after"] = json!(a);
-        }
-        let page = client.call("containers.list", params)?;
-        for c in page["containers"].as_array().into_iter().flatten() {
-            let r = row(c, now);
-            if args.all || live(r["state"].as_str().unwrap_or("")) {
-                rows.push(r);
-            }
-        }
-        match page.get("next").and_then(Value::as_str) {
-            Some(next) if !next.is_empty() => after = Some(next.to_owned()),
-            _ => break,
-        }
-    }
+    let params = json!({ "filters": args.filters, "with_status": true });
+    let rows: Vec<Value> = super::containers::list_all(&mut client, params)?
+        .iter()
+        .map(|c| row(c, now))
+        .filter(|r| args.all || live(r["state"].as_str().unwrap_or("")))
+        .collect();
     if args.quiet {
         for r in &rows {
             println!("{}", r["id"].as_str().unwrap_or_default());

@@ -97,6 +97,23 @@ pub struct CreateArgs {
     pub args: Vec<String>,
 }
 
+/// Every container `containers.list` answers for `params`, following `next` page by page
+/// (a page ends at `limit` or at berthd's reply cap).
+pub fn list_all(client: &mut crate::rpc::Client, params: Value) -> anyhow::Result<Vec<Value>> {
+    let mut containers = Vec::new();
+    let mut params = params;
+    loop {
+        let page = client.call("containers.list", params.clone())?;
+        if let Some(items) = page["containers"].as_array() {
+            containers.extend(items.iter().cloned());
+        }
+        match page.get("next").and_then(Value::as_str) {
+            Some(next) if !next.is_empty() => params["after"] = json!(next),
+            _ => return Ok(containers),
+        }
+    }
+}
+
 pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
     let mut client = ctx.connect()?;
     match command {
@@ -106,18 +123,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
             ctx.show(&result, |_| Ok(()))
         }
         Command::Ls { quiet, filters } => {
-            let mut containers = Vec::new();
-            let mut after = None;
-            loop {
-                let page = client.call("containers.list", params::list(&filters, after))?;
-                if let Some(items) = page["containers"].as_array() {
-                    containers.extend(items.iter().cloned());
-                }
-                match page.get("next").and_then(Value::as_str) {
-                    Some(next) if !next.is_empty() => after = Some(next.to_owned()),
-                    _ => break,
-                }
-            }
+            let containers = list_all(&mut client, params::list(&filters, None))?;
             ctx.show(&json!({ "containers": containers }), |_| {
                 if quiet {
                     for c in &containers {
