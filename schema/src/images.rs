@@ -1,5 +1,6 @@
 //! Wire types of images, content, snapshots, leases and garbage collection.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::types::Labels;
@@ -9,7 +10,7 @@ fn default_namespace() -> String {
 }
 
 /// An OCI content descriptor: what an image's `target` points at.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Descriptor {
     pub media_type: String,
     pub digest: String,
@@ -17,7 +18,7 @@ pub struct Descriptor {
 }
 
 /// A name bound to a root descriptor (an index or a manifest).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Image {
     pub name: String,
     pub target: Descriptor,
@@ -34,7 +35,7 @@ pub struct Image {
 pub const UNCOMPRESSED_SIZE_LABEL: &str = "berth.io/uncompressed-size";
 
 /// A blob's metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ContentInfo {
     pub digest: String,
     pub size: i64,
@@ -44,12 +45,13 @@ pub struct ContentInfo {
 }
 
 /// A snapshot's metadata, as containerd's `snapshots.Info`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SnapshotInfo {
     pub key: String,
     /// The parent's name (key of a committed snapshot), `""` for none.
     pub parent: String,
     /// `active`, `view` or `committed`.
+    #[schemars(extend("enum" = ["active", "view", "committed"]))]
     pub kind: String,
     pub snapshotter: String,
     pub labels: Labels,
@@ -58,7 +60,7 @@ pub struct SnapshotInfo {
 }
 
 /// A lease: while it lives, the resources it names survive garbage collection.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Lease {
     pub id: String,
     pub labels: Labels,
@@ -69,7 +71,7 @@ pub struct Lease {
 
 /// One thing a lease holds: `type` is `content` (id = digest) or `snapshots/<snapshotter>`
 /// (id = snapshot key), as containerd names them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseResource {
     pub id: String,
@@ -80,9 +82,10 @@ pub struct LeaseResource {
 macro_rules! params {
     ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
+            /// The namespace (default `default`).
             #[serde(default = "default_namespace")]
             pub namespace: String,
             $($(#[$fdoc])* pub $field: $ty,)*
@@ -186,12 +189,14 @@ params!(
     }
 );
 params!(ImageListParams {
+    /// containerd's filter grammar (`labels."app"==web`, `id~=^db`); what matches any one is kept.
     #[serde(default)]
     filters: Vec<String>,
 });
 params!(ImageNameParams { name: String });
 params!(ContentDigestParams { digest: String });
 params!(ContentListParams {
+    /// containerd's filter grammar (`labels."app"==web`, `id~=^db`); what matches any one is kept.
     #[serde(default)]
     filters: Vec<String>,
 });
@@ -221,6 +226,7 @@ params!(SnapshotKeyParams {
     snapshotter: Option<String>,
 });
 params!(SnapshotListParams {
+    /// containerd's filter grammar (`labels."app"==web`, `id~=^db`); what matches any one is kept.
     #[serde(default)]
     filters: Vec<String>,
     #[serde(default)]
@@ -236,6 +242,7 @@ params!(LeaseCreateParams {
 });
 params!(LeaseIdParams { id: String });
 params!(LeaseListParams {
+    /// containerd's filter grammar (`labels."app"==web`, `id~=^db`); what matches any one is kept.
     #[serde(default)]
     filters: Vec<String>,
 });
@@ -244,3 +251,16 @@ params!(LeaseResourceParams {
     resource: LeaseResource,
 });
 params!(GcRunParams {});
+params!(
+    /// `images.export`: images as one tar, streamed as notifications.
+    ImageExportParams {
+        names: Vec<String>,
+        /// `docker` (an OCI layout plus docker's manifest.json; the default) or `oci`.
+        #[serde(default)]
+        #[schemars(extend("enum" = ["docker", "oci", null]))]
+        format: Option<String>,
+        /// Each image's whole target: its index and every platform's blobs.
+        #[serde(default)]
+        all_platforms: bool,
+    }
+);

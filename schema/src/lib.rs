@@ -1,18 +1,24 @@
 //! berth's wire contract: the JSON objects and method parameters that the daemon, the client
-//! and the tests exchange, plus the OpenRPC document served by `rpc.discover`.
+//! and the tests exchange, every method as a type ([`methods`]), and the OpenRPC document
+//! served by `rpc.discover`, generated from those types ([`openrpc`]).
 //!
 //! This crate does no I/O and knows nothing of tokio or SQLite: it is the shared vocabulary.
 //! Field names follow `API.md`; new fields may be added, existing ones are never renamed.
 
 pub mod error;
+pub mod events;
 pub mod identifiers;
 pub mod images;
+pub mod methods;
+pub mod openrpc;
+pub mod replies;
 pub mod spec;
 pub mod tasks;
 pub mod types;
 
 pub use error::ErrorKind;
 pub use images::*;
+pub use replies::*;
 pub use tasks::*;
 pub use types::*;
 

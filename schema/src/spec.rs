@@ -22,6 +22,7 @@ use oci_spec::runtime::{
     LinuxBuilder, LinuxCapabilitiesBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder,
     RootBuilder, Spec, SpecBuilder,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use mount::parse_mount;
@@ -41,7 +42,7 @@ pub const IMAGE_ANNOTATION: &str = "image";
 /// What a `containers.create` caller may change in the default spec (the wire
 /// `spec_options`). Every field is optional on the wire; unknown fields are rejected so a
 /// misspelt option is an error rather than silently ignored.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SpecOptions {
     /// Replaces the image's `Cmd` when non-empty; the image's `Entrypoint` still comes first.

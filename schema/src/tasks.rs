@@ -1,5 +1,6 @@
 //! Task and exec-process objects and the `tasks.*` parameters (API.md).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -8,12 +9,13 @@ fn default_namespace() -> String {
 }
 
 /// A task's init process (`exec_id` "") or one of its exec processes, as the wire shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Process {
     pub container_id: String,
     pub exec_id: String,
     pub pid: i64,
     /// `created running stopped paused pausing unknown`.
+    #[schemars(extend("enum" = ["created", "running", "stopped", "paused", "pausing", "unknown"]))]
     pub status: String,
     pub stdin: String,
     pub stdout: String,
@@ -36,7 +38,7 @@ pub struct Process {
 /// before runc is called, so that start-up after a crash knows what to finish or undo;
 /// the wire never shows `creating` (the task does not exist yet) and shows `deleting` as
 /// `stopped`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     Creating,
@@ -123,7 +125,7 @@ impl TaskStatus {
 }
 
 /// How an exit status was learnt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExitReason {
     /// The process exited by itself; `exit_status` is its code.
@@ -164,9 +166,10 @@ impl ExitReason {
 }
 
 /// `tasks.create`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskCreateParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
     pub container_id: String,
@@ -189,9 +192,10 @@ pub struct TaskCreateParams {
 }
 
 /// Methods addressing one process: start, get, wait, close_io, delete_process.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskProcessParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
     pub container_id: String,
@@ -200,34 +204,38 @@ pub struct TaskProcessParams {
 }
 
 /// Methods addressing a whole task: pause, resume, pids, metrics.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
     pub container_id: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskListParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// containerd's filter grammar (`labels."app"==web`, `id~=^db`); what matches any one is kept.
     #[serde(default)]
     pub filters: Vec<String>,
 }
 
 /// A signal by number (`9`) or name (`"SIGKILL"`, `"KILL"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Signal {
     Number(i64),
     Name(String),
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskKillParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
     pub container_id: String,
@@ -241,9 +249,10 @@ pub struct TaskKillParams {
     pub all: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskDeleteParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
     pub container_id: String,
@@ -252,14 +261,16 @@ pub struct TaskDeleteParams {
     pub force: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskExecParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
     pub container_id: String,
     pub exec_id: String,
     /// An OCI runtime spec `process` object.
+    #[schemars(with = "crate::openrpc::OciObject")]
     pub process: Value,
     #[serde(default)]
     pub terminal: bool,
@@ -271,9 +282,10 @@ pub struct TaskExecParams {
     pub stderr: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskResizeParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
     pub container_id: String,
@@ -285,9 +297,10 @@ pub struct TaskResizeParams {
 
 /// `tasks.write_stdin`: bytes for a process's terminal or its open stdin (berth extension;
 /// `berth attach` sends keystrokes with it).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskWriteStdinParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
     pub container_id: String,
@@ -298,7 +311,7 @@ pub struct TaskWriteStdinParams {
 }
 
 /// What `tasks.wait`, `tasks.delete` and `tasks.delete_process` answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ExitInfo {
     pub pid: i64,
     pub exit_status: i64,
@@ -310,9 +323,10 @@ pub struct ExitInfo {
 
 /// `containers.logs` and `logs.subscribe`: a container's log (berth extension). Entries
 /// come oldest first; `tail` keeps the last N of those that match.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogsParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
     pub id: String,
@@ -324,6 +338,7 @@ pub struct LogsParams {
     pub tail: Option<u64>,
     /// `stdout` or `stderr`; both when absent.
     #[serde(default)]
+    #[schemars(extend("enum" = ["stdout", "stderr", null]))]
     pub stream: Option<String>,
     /// `logs.subscribe` only: keep streaming new entries until the task's output ends.
     #[serde(default)]
@@ -331,11 +346,12 @@ pub struct LogsParams {
 }
 
 /// One line of a container's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LogEntry {
     /// When berthd read it from the process (RFC 3339, nanoseconds, UTC).
     pub time: String,
     /// `stdout` or `stderr`.
+    #[schemars(extend("enum" = ["stdout", "stderr"]))]
     pub stream: String,
     /// A piece of a longer line, or a last line without its newline; the next entry of the
     /// same stream continues it.
@@ -346,7 +362,7 @@ pub struct LogEntry {
 }
 
 /// The reply of `containers.logs` and each notification of `logs.subscribe`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LogBatch {
     pub entries: Vec<LogEntry>,
     /// `containers.logs`: more entries matched than one reply carries; these are the

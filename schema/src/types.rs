@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -20,22 +21,24 @@ fn is_false(b: &bool) -> bool {
 }
 
 /// Which OCI runtime runs a container's tasks, and its runtime-specific options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Runtime {
     pub name: String,
+    /// Runtime-specific options, stored as given.
     #[serde(default)]
     pub options: Value,
 }
 
 /// A container: pure metadata, no runtime state (the seed's design note).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Container {
     pub id: String,
     pub labels: Labels,
     pub image: String,
     pub runtime: Runtime,
     /// The OCI runtime spec, stored and returned byte for byte as given (never re-encoded).
+    #[schemars(with = "crate::openrpc::OciObject")]
     pub spec: Box<RawValue>,
     pub snapshotter: String,
     pub snapshot_key: String,
@@ -48,10 +51,11 @@ pub struct Container {
 }
 
 /// Where a container's task stands, or how the last one ended once it was deleted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ContainerStatus {
     /// `created running paused stopped` while a task exists (`stopped`: it exited, not yet
     /// deleted); `exited` once the task that ended was deleted; `none` if it never ran.
+    #[schemars(extend("enum" = ["none", "created", "running", "paused", "stopped", "exited"]))]
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<i64>,
@@ -67,7 +71,7 @@ pub struct ContainerStatus {
 }
 
 /// The container fields a client sends to `containers.create` and `containers.update`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerInput {
     pub id: String,
@@ -77,7 +81,9 @@ pub struct ContainerInput {
     pub image: String,
     #[serde(default)]
     pub runtime: Option<Runtime>,
+    /// An OCI runtime spec; absent: built from the image and `spec_options`.
     #[serde(default)]
+    #[schemars(with = "Option<crate::openrpc::OciObject>")]
     pub spec: Option<Box<RawValue>>,
     #[serde(default)]
     pub snapshotter: String,
@@ -89,7 +95,7 @@ pub struct ContainerInput {
 
 /// A mount as snapshotters return it and tasks apply it to a rootfs (containerd's
 /// `{type, source, options}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mount {
     #[serde(rename = "type")]
@@ -99,14 +105,15 @@ pub struct Mount {
     pub options: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Namespace {
     pub name: String,
     pub labels: Labels,
     pub created_at: String,
 }
 
-/// An event as stored and delivered: `seq` orders all events of the daemon.
+/// An event as stored and delivered: `seq` orders all events of the daemon. `event` is the
+/// payload of its topic ([`crate::events`], whose schema the document gives per topic).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub seq: i64,
@@ -117,16 +124,18 @@ pub struct Event {
 }
 
 /// Parameters that carry nothing but the namespace.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamespaceCreateParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
     pub name: String,
@@ -134,38 +143,44 @@ pub struct NamespaceCreateParams {
     pub labels: Labels,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamespaceDeleteParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerCreateParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
     pub container: ContainerInput,
     /// Options for the spec the daemon builds when `container.spec` is absent.
     #[serde(default)]
+    #[schemars(with = "Option<crate::spec::SpecOptions>")]
     pub spec_options: Option<Value>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerGetParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
     pub id: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerListParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// containerd's filter grammar (`labels."app"==web`, `id~=^db`); what matches any one is kept.
     #[serde(default)]
     pub filters: Vec<String>,
     /// Page size; absent means everything.
@@ -180,31 +195,35 @@ pub struct ContainerListParams {
 }
 
 /// `{container}`: the reply of containers.create, get and update.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ContainerReply {
     pub container: Container,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ContainerList {
     pub containers: Vec<Container>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerUpdateParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
     pub container: ContainerInput,
+    /// The fields to change: `labels`, `labels.<key>`, `image`, `spec`, `snapshot_key`,
+    /// `extensions`, `extensions.<key>`; absent: every mutable field.
     #[serde(default)]
     pub update_mask: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerDeleteParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
     pub id: String,
@@ -212,11 +231,13 @@ pub struct ContainerDeleteParams {
     pub keep_snapshot: bool,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventListParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// containerd's filter grammar (`labels."app"==web`, `id~=^db`); what matches any one is kept.
     #[serde(default)]
     pub filters: Vec<String>,
     #[serde(default)]
@@ -225,22 +246,41 @@ pub struct EventListParams {
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct EventList {
     pub events: Vec<Event>,
     pub last_seq: i64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventSubscribeParams {
+    /// The namespace (default `default`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// containerd's filter grammar (`labels."app"==web`, `id~=^db`); what matches any one is kept.
     #[serde(default)]
     pub filters: Vec<String>,
     /// Replay stored events with a greater seq before live ones.
     #[serde(default)]
     pub since: Option<i64>,
+}
+
+/// `events.unsubscribe`, `logs.unsubscribe`, `images.export_cancel`: by name or by position.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnsubscribeParams {
+    /// The id the subscribing call answered.
+    pub subscription: SubscriptionId,
+}
+
+/// A subscription's id, as the subscribing call answers it; opaque to clients (berthd's
+/// are integers today).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SubscriptionId {
+    Number(u64),
+    Text(String),
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use oci_spec::runtime::{
     LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder, LinuxResources,
     LinuxResourcesBuilder, Mount, MountBuilder,
 };
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{defaults, SpecError, SpecOptions};
@@ -63,7 +64,7 @@ pub const ALL_CAPABILITIES: [&str; 41] = [
 
 /// A host device given to the container (`--device HOST[:CTR][:PERMS]`), with the numbers
 /// the caller read from the host's node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceOption {
     /// Its path in the container.
