@@ -3,8 +3,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-
 use crate::config::Config;
 use crate::content::ContentStore;
 use crate::keeper::Keeper;
@@ -163,15 +161,18 @@ impl App {
         });
     }
 
-    pub fn version(&self) -> Value {
-        json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "api_version": schema::API_VERSION,
-            "runtime": { "name": "runc", "version": runc_version() },
-        })
+    pub fn version(&self) -> schema::Version {
+        schema::Version {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            api_version: schema::API_VERSION.to_owned(),
+            runtime: schema::RuntimeVersion {
+                name: "runc".to_owned(),
+                version: runc_version().to_owned(),
+            },
+        }
     }
 
-    pub fn info(&self) -> Result<Value> {
+    pub fn info(&self) -> Result<schema::Info> {
         let (namespaces, containers, events, images, snapshots) = self.store.read(|c| {
             Ok((
                 store::namespaces::count(c)?,
@@ -181,16 +182,25 @@ impl App {
                 store::snapshots::count(c)?,
             ))
         })?;
-        Ok(json!({
-            "root": self.paths.root,
-            "state": self.paths.state,
-            "socket": self.paths.socket,
-            "snapshotters": self.snapshots.names(),
-            "counts": {
-                "namespaces": namespaces, "containers": containers, "events": events,
-                "images": images, "snapshots": snapshots,
+        let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        Ok(schema::Info {
+            root: path(&self.paths.root),
+            state: path(&self.paths.state),
+            socket: path(&self.paths.socket),
+            snapshotters: self
+                .snapshots
+                .names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            counts: schema::Counts {
+                namespaces: namespaces as u64,
+                containers: containers as u64,
+                events: events as u64,
+                images: images as u64,
+                snapshots: snapshots as u64,
             },
-        }))
+        })
     }
 }
 

@@ -331,7 +331,7 @@ mod tests {
         store
             .write(move |tx| {
                 for i in 0..n {
-                    tx.emit("default", "/test", serde_json::json!({ "i": i }))?;
+                    tx.emit_untyped("default", "/test", serde_json::json!({ "i": i }))?;
                 }
                 Ok(())
             })
@@ -380,7 +380,7 @@ mod tests {
         let pad = "x".repeat(INLINE_EVENT_BYTES * 4);
         store
             .write(move |tx| {
-                tx.emit(
+                tx.emit_untyped(
                     "default",
                     "/test",
                     serde_json::json!({"big": "yes", "pad": pad}),

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::snapshots::Snapshots;
@@ -144,13 +144,16 @@ impl Gc {
     }
 
     /// `gc.run`.
-    pub async fn run(&self) -> Result<Value> {
+    pub async fn run(&self) -> Result<schema::GcReport> {
         let started = Instant::now();
         let r = self.collect(Scope::Everything).await?;
-        Ok(json!({
-            "removed": { "snapshots": r.snapshots, "content": r.content },
-            "duration_ms": started.elapsed().as_millis() as u64,
-        }))
+        Ok(schema::GcReport {
+            removed: schema::Removed {
+                snapshots: r.snapshots as u64,
+                content: r.content as u64,
+            },
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
     }
 
     async fn collect(&self, scope: Scope) -> Result<Removed> {

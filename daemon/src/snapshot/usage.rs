@@ -7,11 +7,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Usage {
-    pub size: u64,
-    pub inodes: u64,
-}
+pub use schema::Usage;
 
 /// Walks `dir` (blocking).
 pub fn usage(dir: &Path) -> io::Result<Usage> {

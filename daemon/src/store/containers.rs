@@ -1,6 +1,7 @@
 //! The containers table and its label index.
 
 use rusqlite::{params, Connection, Row};
+use schema::events as ev;
 use schema::{Container, Runtime};
 
 use super::{is_unique_violation, namespaces, not_found, Result, StoreError, Tx};
@@ -81,8 +82,11 @@ pub fn insert(tx: &mut Tx<'_>, ns: &str, c: &Container) -> Result<()> {
     write_labels(conn, conn.last_insert_rowid(), c)?;
     tx.emit(
         ns,
-        "/containers/create",
-        serde_json::json!({ "id": c.id, "image": c.image, "runtime": c.runtime }),
+        &ev::ContainerCreate {
+            id: c.id.clone(),
+            image: c.image.clone(),
+            runtime: c.runtime.clone(),
+        },
     )
 }
 
@@ -129,10 +133,12 @@ pub fn update(
     write_labels(conn, pk, &c)?;
     tx.emit(
         ns,
-        "/containers/update",
-        serde_json::json!({
-            "id": c.id, "image": c.image, "labels": c.labels, "snapshot_key": c.snapshot_key,
-        }),
+        &ev::ContainerUpdate {
+            id: c.id.clone(),
+            image: c.image.clone(),
+            labels: c.labels.clone(),
+            snapshot_key: c.snapshot_key.clone(),
+        },
     )?;
     Ok(c)
 }
@@ -149,7 +155,7 @@ pub fn delete(tx: &mut Tx<'_>, ns: &str, id: &str) -> Result<Container> {
     tx.conn()
         .prepare_cached("DELETE FROM containers WHERE namespace = ?1 AND id = ?2")?
         .execute(params![ns, id])?;
-    tx.emit(ns, "/containers/delete", serde_json::json!({ "id": id }))?;
+    tx.emit(ns, &ev::ContainerDelete { id: id.to_owned() })?;
     Ok(c)
 }
 

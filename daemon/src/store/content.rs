@@ -72,7 +72,8 @@ pub fn delete(tx: &mut Tx<'_>, ns: &str, digest: &str) -> Result<()> {
     }
     tx.emit(
         ns,
-        "/content/delete",
-        serde_json::json!({ "digest": digest }),
+        &schema::events::ContentDelete {
+            digest: digest.to_owned(),
+        },
     )
 }

@@ -2,6 +2,7 @@
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use schema::events as ev;
 use schema::{Descriptor, Image};
 
 use super::{namespaces, Result, StoreError, Tx};
@@ -39,7 +40,7 @@ pub fn put(tx: &mut Tx<'_>, ns: &str, image: &Image) -> Result<Image> {
         .optional()?;
     let mut stored = image.clone();
     let labels = serde_json::to_string(&image.labels)?;
-    let (pk, topic) = match existing {
+    let (pk, created) = match existing {
         Some((pk, created_at)) => {
             stored.created_at = created_at;
             conn.prepare_cached(
@@ -54,7 +55,7 @@ pub fn put(tx: &mut Tx<'_>, ns: &str, image: &Image) -> Result<Image> {
                 labels,
                 image.updated_at
             ])?;
-            (pk, "/images/update")
+            (pk, false)
         }
         None => {
             conn.prepare_cached(
@@ -71,7 +72,7 @@ pub fn put(tx: &mut Tx<'_>, ns: &str, image: &Image) -> Result<Image> {
                 image.created_at,
                 image.updated_at
             ])?;
-            (conn.last_insert_rowid(), "/images/create")
+            (conn.last_insert_rowid(), true)
         }
     };
     conn.prepare_cached("DELETE FROM image_labels WHERE image = ?1")?
@@ -81,11 +82,12 @@ pub fn put(tx: &mut Tx<'_>, ns: &str, image: &Image) -> Result<Image> {
     for (k, v) in &image.labels {
         ins.execute(params![pk, k, v])?;
     }
-    tx.emit(
-        ns,
-        topic,
-        serde_json::json!({ "name": image.name, "labels": image.labels }),
-    )?;
+    let (name, labels) = (image.name.clone(), image.labels.clone());
+    if created {
+        tx.emit(ns, &ev::ImageCreate { name, labels })?;
+    } else {
+        tx.emit(ns, &ev::ImageUpdate { name, labels })?;
+    }
     Ok(stored)
 }
 
@@ -132,7 +134,12 @@ pub fn delete(tx: &mut Tx<'_>, ns: &str, name: &str) -> Result<()> {
     if n == 0 {
         return Err(StoreError::NotFound(missing(ns, name)));
     }
-    tx.emit(ns, "/images/delete", serde_json::json!({ "name": name }))
+    tx.emit(
+        ns,
+        &ev::ImageDelete {
+            name: name.to_owned(),
+        },
+    )
 }
 
 pub fn count(conn: &Connection) -> Result<i64> {

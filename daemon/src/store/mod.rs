@@ -118,7 +118,23 @@ impl<'a> Tx<'a> {
     }
 
     /// Records an event in this transaction; it is published only if the transaction commits.
-    pub fn emit(&mut self, namespace: &str, topic: &str, event: serde_json::Value) -> Result<()> {
+    pub fn emit<T: schema::events::Topic>(&mut self, namespace: &str, payload: &T) -> Result<()> {
+        let event = serde_json::to_value(payload)?;
+        self.emit_value(namespace, T::TOPIC, event)
+    }
+
+    /// `emit` of a payload no topic type describes: the events service's own tests.
+    #[cfg(test)]
+    pub fn emit_untyped(
+        &mut self,
+        namespace: &str,
+        topic: &str,
+        event: serde_json::Value,
+    ) -> Result<()> {
+        self.emit_value(namespace, topic, event)
+    }
+
+    fn emit_value(&mut self, namespace: &str, topic: &str, event: serde_json::Value) -> Result<()> {
         let ev = events::insert(self.conn, namespace, topic, event)?;
         self.events.push(ev);
         Ok(())

@@ -22,8 +22,10 @@ pub fn create(tx: &mut Tx<'_>, name: &str, labels: &Labels) -> Result<Namespace>
     };
     tx.emit(
         name,
-        "/namespaces/create",
-        serde_json::json!({ "name": name, "labels": labels }),
+        &schema::events::NamespaceCreate {
+            name: name.to_owned(),
+            labels: labels.clone(),
+        },
     )?;
     Ok(Namespace {
         name: name.to_owned(),
@@ -76,8 +78,9 @@ pub fn delete(tx: &mut Tx<'_>, name: &str) -> Result<()> {
     }
     tx.emit(
         name,
-        "/namespaces/delete",
-        serde_json::json!({ "name": name }),
+        &schema::events::NamespaceDelete {
+            name: name.to_owned(),
+        },
     )
 }
 

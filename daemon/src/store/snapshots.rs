@@ -4,6 +4,7 @@
 use rusqlite::types::Value as SqlValue;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, ToSql};
+use schema::events as ev;
 use schema::{Labels, SnapshotInfo};
 
 use super::{is_unique_violation, namespaces, Result, StoreError, Tx};
@@ -121,8 +122,11 @@ pub fn insert(
     write_labels(conn, id, labels)?;
     tx.emit(
         ns,
-        "/snapshot/prepare",
-        serde_json::json!({ "key": key, "parent": parent.map_or("", |p| p.0), "snapshotter": sn }),
+        &ev::SnapshotPrepare {
+            key: key.to_owned(),
+            parent: parent.map_or("", |p| p.0).to_owned(),
+            snapshotter: sn.to_owned(),
+        },
     )?;
     Ok(id)
 }
@@ -181,8 +185,11 @@ pub fn commit(
     write_labels(conn, active.id, labels)?;
     tx.emit(
         ns,
-        "/snapshot/commit",
-        serde_json::json!({ "key": key, "name": name, "snapshotter": sn }),
+        &ev::SnapshotCommit {
+            key: key.to_owned(),
+            name: name.to_owned(),
+            snapshotter: sn.to_owned(),
+        },
     )?;
     Ok(active.id)
 }
@@ -215,8 +222,10 @@ pub fn remove_row(tx: &mut Tx<'_>, s: &SnapshotRow) -> Result<()> {
         .execute([s.id])?;
     tx.emit(
         &s.namespace,
-        "/snapshot/remove",
-        serde_json::json!({ "key": s.key, "snapshotter": s.snapshotter }),
+        &ev::SnapshotRemove {
+            key: s.key.clone(),
+            snapshotter: s.snapshotter.clone(),
+        },
     )
 }
 

@@ -2,8 +2,8 @@
 //! statuses. Each change records its `/tasks/*` event in the same transaction.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use schema::events as ev;
 use schema::{ContainerStatus, ExitReason, Process, TaskStatus};
-use serde_json::json;
 
 use super::{is_unique_violation, Result, StoreError, Tx};
 
@@ -149,8 +149,10 @@ pub fn insert(tx: &mut Tx<'_>, p: &ProcessRow) -> Result<()> {
     }
     tx.emit(
         &p.namespace,
-        "/tasks/exec-added",
-        json!({ "container_id": p.container_id, "exec_id": p.exec_id }),
+        &ev::TaskExecAdded {
+            container_id: p.container_id.clone(),
+            exec_id: p.exec_id.clone(),
+        },
     )
 }
 
@@ -173,14 +175,17 @@ pub fn set_created(
     let p = get_any(tx.conn(), ns, container_id, "")?;
     tx.emit(
         ns,
-        "/tasks/create",
-        json!({
-            "container_id": p.container_id,
-            "bundle": p.bundle,
-            "io": {"stdin": p.stdin, "stdout": p.stdout, "stderr": p.stderr,
-                   "terminal": p.terminal},
-            "pid": p.pid,
-        }),
+        &ev::TaskCreate {
+            container_id: p.container_id.clone(),
+            bundle: p.bundle.clone(),
+            io: ev::TaskIo {
+                stdin: p.stdin.clone(),
+                stdout: p.stdout.clone(),
+                stderr: p.stderr.clone(),
+                terminal: p.terminal,
+            },
+            pid: p.pid,
+        },
     )?;
     Ok(p)
 }
@@ -322,24 +327,29 @@ pub fn set_started(
     if exec_id.is_empty() {
         tx.emit(
             ns,
-            "/tasks/start",
-            json!({ "container_id": container_id, "pid": pid }),
+            &ev::TaskStart {
+                container_id: container_id.to_owned(),
+                pid,
+            },
         )
     } else {
         tx.emit(
             ns,
-            "/tasks/exec-started",
-            json!({ "container_id": container_id, "exec_id": exec_id, "pid": pid }),
+            &ev::TaskExecStarted {
+                container_id: container_id.to_owned(),
+                exec_id: exec_id.to_owned(),
+                pid,
+            },
         )
     }
 }
 
 /// running <-> paused for pause/resume, with `/tasks/paused` or `/tasks/resumed`.
 pub fn set_paused(tx: &mut Tx<'_>, ns: &str, container_id: &str, paused: bool) -> Result<()> {
-    let (from, to, topic) = if paused {
-        (TaskStatus::Running, TaskStatus::Paused, "/tasks/paused")
+    let (from, to) = if paused {
+        (TaskStatus::Running, TaskStatus::Paused)
     } else {
-        (TaskStatus::Paused, TaskStatus::Running, "/tasks/resumed")
+        (TaskStatus::Paused, TaskStatus::Running)
     };
     tx.conn()
         .prepare_cached(
@@ -347,7 +357,12 @@ pub fn set_paused(tx: &mut Tx<'_>, ns: &str, container_id: &str, paused: bool) -
              WHERE namespace = ?1 AND container_id = ?2 AND exec_id = '' AND status = ?3",
         )?
         .execute(params![ns, container_id, from.as_str(), to.as_str()])?;
-    tx.emit(ns, topic, json!({ "container_id": container_id }))
+    let container_id = container_id.to_owned();
+    if paused {
+        tx.emit(ns, &ev::TaskPaused { container_id })
+    } else {
+        tx.emit(ns, &ev::TaskResumed { container_id })
+    }
 }
 
 /// An exit to record.
@@ -393,12 +408,14 @@ pub fn set_exited(
         };
         tx.emit(
             ns,
-            "/tasks/exit",
-            json!({
-                "container_id": container_id, "id": id, "pid": row.pid,
-                "exit_status": exit_status, "exited_at": exited_at,
-                "exit_reason": exit.reason.as_str(),
-            }),
+            &ev::TaskExit {
+                container_id: container_id.to_owned(),
+                id: id.to_owned(),
+                pid: row.pid,
+                exit_status,
+                exited_at: exited_at.to_owned(),
+                exit_reason: exit.reason,
+            },
         )?;
     }
     Ok(row)
@@ -430,12 +447,13 @@ pub fn delete_task(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<Proc
         .execute(params![ns, container_id])?;
     tx.emit(
         ns,
-        "/tasks/delete",
-        json!({
-            "container_id": container_id, "pid": row.pid,
-            "exit_status": row.exit_status, "exited_at": row.exited_at,
-            "exit_reason": row.exit_reason.map(ExitReason::as_str),
-        }),
+        &ev::TaskDelete {
+            container_id: container_id.to_owned(),
+            pid: row.pid,
+            exit_status: row.exit_status,
+            exited_at: row.exited_at.clone(),
+            exit_reason: row.exit_reason,
+        },
     )?;
     Ok(row)
 }

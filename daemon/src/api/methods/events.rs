@@ -2,19 +2,14 @@
 
 use jsonrpsee::core::SubscriptionError;
 use jsonrpsee::types::ErrorObjectOwned;
-use schema::{EventListParams, EventSubscribeParams};
+use schema::methods::{EventsList, EventsSubscribe, Method, Subscription};
 
-use super::stream::{open, Queued, Unsent};
+use super::stream::{encode, open, Queued, Unsent};
 use super::{method, Module};
 use crate::service;
 
-/// Notification method name of `events.subscribe`.
-pub(crate) const EVENTS_NOTIFICATION: &str = "events.event";
-
 pub(super) fn register(m: &mut Module) {
-    method(m, "events.list", |app, p: EventListParams| async move {
-        app.events.list(&p)
-    });
+    method::<EventsList, _, _>(m, |app, p| async move { app.events.list(&p) });
     register_subscribe(m);
 }
 
@@ -38,11 +33,11 @@ fn stopped_reading(resume: i64, why: &str) -> SubscriptionError {
 
 fn register_subscribe(m: &mut Module) {
     let registered = m.register_subscription(
-        "events.subscribe",
-        EVENTS_NOTIFICATION,
-        "events.unsubscribe",
+        EventsSubscribe::NAME,
+        EventsSubscribe::NOTIFICATION,
+        EventsSubscribe::UNSUBSCRIBE,
         |params, pending, app, _| async move {
-            let started = open(params, pending, |p: EventSubscribeParams| async move {
+            let started = open::<EventsSubscribe, _, _, _>(params, pending, |p| async move {
                 app.events.subscribe(&p.filters, p.since)
             })
             .await;
@@ -57,8 +52,7 @@ fn register_subscribe(m: &mut Module) {
                 };
                 // Everything before this event was handed to the connection.
                 let resume = ev.seq - 1;
-                let msg = serde_json::value::to_raw_value(&*ev)
-                    .map_err(|e| SubscriptionError::from(format!("encoding event: {e}")))?;
+                let msg = encode::<EventsSubscribe>(&ev)?;
                 drop(ev);
                 match queued.send(&sink, msg, Some(SEND_TIMEOUT)).await {
                     Ok(()) => {}
@@ -69,6 +63,6 @@ fn register_subscribe(m: &mut Module) {
         },
     );
     if let Err(e) = registered {
-        panic!("registering events.subscribe: {e}");
+        panic!("registering {}: {e}", EventsSubscribe::NAME);
     }
 }

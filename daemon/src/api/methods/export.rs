@@ -3,41 +3,21 @@
 //! ends the stream with a JSON-RPC error notification. WebSocket and NDJSON only.
 
 use base64::Engine;
-use jsonrpsee::core::SubscriptionError;
-use serde_json::json;
+use schema::methods::{ImagesExport, Method, Subscription};
+use schema::ExportChunk;
 
 use super::events::subscription_error;
-use super::stream::{open, Queued, Unsent};
+use super::stream::{encode, open, Queued, Unsent};
 use super::Module;
 use crate::service::{self, images::ExportFormat};
 
-/// Notification method name of `images.export`.
-pub(crate) const EXPORT_NOTIFICATION: &str = "images.export_data";
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExportParams {
-    #[serde(default = "default_namespace")]
-    namespace: String,
-    names: Vec<String>,
-    #[serde(default)]
-    format: Option<String>,
-    /// Every platform of each image's target, not only the host's manifest.
-    #[serde(default)]
-    all_platforms: bool,
-}
-
-fn default_namespace() -> String {
-    schema::DEFAULT_NAMESPACE.to_owned()
-}
-
 pub(super) fn register(m: &mut Module) {
     let registered = m.register_subscription(
-        "images.export",
-        EXPORT_NOTIFICATION,
-        "images.export_cancel",
+        ImagesExport::NAME,
+        ImagesExport::NOTIFICATION,
+        ImagesExport::UNSUBSCRIBE,
         |params, pending, app, _| async move {
-            let started = open(params, pending, |p: ExportParams| async move {
+            let started = open::<ImagesExport, _, _, _>(params, pending, |p| async move {
                 let format = ExportFormat::parse(p.format.as_deref())?;
                 app.images
                     .export(&p.namespace, &p.names, format, p.all_platforms)
@@ -53,21 +33,26 @@ pub(super) fn register(m: &mut Module) {
                     subscription_error(service::Error::Internal(format!("exporting: {e}")))
                 })?;
                 size += bytes.len() as u64;
-                let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
-                let msg = serde_json::value::to_raw_value(&json!({ "data": data }))
-                    .map_err(|e| SubscriptionError::from(format!("encoding: {e}")))?;
+                let msg = encode::<ImagesExport>(&ExportChunk {
+                    data: Some(base64::engine::general_purpose::STANDARD.encode(&bytes)),
+                    end: false,
+                    size: None,
+                })?;
                 match queued.send(&sink, msg, None).await {
                     Ok(()) => {}
                     Err(Unsent::Closed | Unsent::Stuck(_)) => return Ok(()),
                 }
             }
-            let end = serde_json::value::to_raw_value(&json!({ "end": true, "size": size }))
-                .map_err(|e| SubscriptionError::from(format!("encoding: {e}")))?;
+            let end = encode::<ImagesExport>(&ExportChunk {
+                data: None,
+                end: true,
+                size: Some(size),
+            })?;
             let _ = queued.send(&sink, end, None).await;
             Ok(())
         },
     );
     if let Err(e) = registered {
-        panic!("registering images.export: {e}");
+        panic!("registering {}: {e}", ImagesExport::NAME);
     }
 }

@@ -1,10 +1,13 @@
 //! images.* and content.*
 
-use schema::{
-    ContentDigestParams, ContentListParams, ImageImportParams, ImageListParams, ImageNameParams,
-    ImagePullParams,
+use schema::methods::{
+    ContentsDelete, ContentsInfo, ContentsList, ImagesDelete, ImagesGet, ImagesImport, ImagesList,
+    ImagesProgress, ImagesPull, ImagesPush, ImagesTag, ImagesUploadAbort, ImagesUploadBegin,
+    ImagesUploadCommit, ImagesUploadWrite,
 };
-use serde_json::json;
+use schema::{
+    Aborted, ContentInfoReply, ContentList, Empty, ImageDetail, ImageList, ImageReply, Upload,
+};
 
 use super::{method, Module};
 
@@ -23,18 +26,12 @@ fn import_options(
 }
 
 pub(super) fn register(m: &mut Module) {
-    method(m, "images.import", |app, p: ImageImportParams| async move {
-        let images = app
-            .images
-            .import(
-                p.namespace,
-                p.path,
-                import_options(p.name, p.snapshotter, p.platform, p.all_platforms),
-            )
-            .await?;
-        Ok(json!({ "images": images }))
+    method::<ImagesImport, _, _>(m, |app, p| async move {
+        let opts = import_options(p.name, p.snapshotter, p.platform, p.all_platforms);
+        let images = app.images.import(p.namespace, p.path, opts).await?;
+        Ok(ImageList { images })
     });
-    method(m, "images.pull", |app, p: ImagePullParams| async move {
+    method::<ImagesPull, _, _>(m, |app, p| async move {
         let image = app
             .images
             .pull(
@@ -45,98 +42,67 @@ pub(super) fn register(m: &mut Module) {
                 p.snapshotter,
             )
             .await?;
-        Ok(json!({ "image": image }))
+        Ok(ImageReply { image })
     });
-    method(
-        m,
-        "images.progress",
-        |app, _p: ImageListParams| async move { Ok(app.images.progress()) },
-    );
-    method(m, "images.list", |app, p: ImageListParams| async move {
-        Ok(json!({ "images": app.images.list(&p.namespace, &p.filters)? }))
+    method::<ImagesProgress, _, _>(m, |app, _| async move { Ok(app.images.progress()) });
+    method::<ImagesList, _, _>(m, |app, p| async move {
+        Ok(ImageList {
+            images: app.images.list(&p.namespace, &p.filters)?,
+        })
     });
-    method(m, "images.get", |app, p: ImageNameParams| async move {
+    method::<ImagesGet, _, _>(m, |app, p| async move {
         let (image, config) = app.images.get_with_config(&p.namespace, &p.name)?;
-        Ok(json!({ "image": image, "config": config }))
+        Ok(ImageDetail { image, config })
     });
-    method(
-        m,
-        "images.push",
-        |app, p: schema::ImagePushParams| async move {
-            app.images
-                .push(
-                    &p.namespace,
-                    &p.name,
-                    p.reference.as_deref(),
-                    p.plain_http,
-                    p.all_platforms,
-                )
-                .await
-        },
-    );
-    method(
-        m,
-        "images.upload_begin",
-        |app, p: schema::ImageUploadBeginParams| async move {
-            let upload = app
-                .images
-                .upload_begin(
-                    p.namespace,
-                    import_options(p.name, p.snapshotter, p.platform, p.all_platforms),
-                )
-                .await?;
-            Ok(json!({ "upload": upload }))
-        },
-    );
-    method(
-        m,
-        "images.upload_write",
-        |app, p: schema::ImageUploadWriteParams| async move {
-            app.images.upload_write(&p.upload, &p.data).await?;
-            Ok(json!({}))
-        },
-    );
-    method(
-        m,
-        "images.upload_commit",
-        |app, p: schema::ImageUploadParams| async move {
-            let images = app.images.upload_commit(&p.upload).await?;
-            Ok(json!({ "images": images }))
-        },
-    );
-    method(
-        m,
-        "images.upload_abort",
-        |app, p: schema::ImageUploadParams| async move {
-            Ok(json!({ "aborted": app.images.upload_abort(&p.upload) }))
-        },
-    );
-    method(
-        m,
-        "images.tag",
-        |app, p: schema::ImageTagParams| async move {
-            let image = app.images.tag(p.namespace, &p.source, &p.target).await?;
-            Ok(serde_json::json!({ "image": image }))
-        },
-    );
-    method(m, "images.delete", |app, p: ImageNameParams| async move {
+    method::<ImagesPush, _, _>(m, |app, p| async move {
+        app.images
+            .push(
+                &p.namespace,
+                &p.name,
+                p.reference.as_deref(),
+                p.plain_http,
+                p.all_platforms,
+            )
+            .await
+    });
+    method::<ImagesUploadBegin, _, _>(m, |app, p| async move {
+        let opts = import_options(p.name, p.snapshotter, p.platform, p.all_platforms);
+        let upload = app.images.upload_begin(p.namespace, opts).await?;
+        Ok(Upload { upload })
+    });
+    method::<ImagesUploadWrite, _, _>(m, |app, p| async move {
+        app.images.upload_write(&p.upload, &p.data).await?;
+        Ok(Empty {})
+    });
+    method::<ImagesUploadCommit, _, _>(m, |app, p| async move {
+        let images = app.images.upload_commit(&p.upload).await?;
+        Ok(ImageList { images })
+    });
+    method::<ImagesUploadAbort, _, _>(m, |app, p| async move {
+        Ok(Aborted {
+            aborted: app.images.upload_abort(&p.upload),
+        })
+    });
+    method::<ImagesTag, _, _>(m, |app, p| async move {
+        let image = app.images.tag(p.namespace, &p.source, &p.target).await?;
+        Ok(ImageReply { image })
+    });
+    method::<ImagesDelete, _, _>(m, |app, p| async move {
         app.images.delete(p.namespace, p.name).await?;
-        Ok(json!({}))
+        Ok(Empty {})
     });
-    method(m, "content.list", |app, p: ContentListParams| async move {
-        Ok(json!({ "blobs": app.content.list(&p.filters)? }))
+    method::<ContentsList, _, _>(m, |app, p| async move {
+        Ok(ContentList {
+            blobs: app.content.list(&p.filters)?,
+        })
     });
-    method(
-        m,
-        "content.info",
-        |app, p: ContentDigestParams| async move { Ok(json!({ "info": app.content.info(&p.digest)? })) },
-    );
-    method(
-        m,
-        "content.delete",
-        |app, p: ContentDigestParams| async move {
-            app.content.delete(p.namespace, p.digest).await?;
-            Ok(json!({}))
-        },
-    );
+    method::<ContentsInfo, _, _>(m, |app, p| async move {
+        Ok(ContentInfoReply {
+            info: app.content.info(&p.digest)?,
+        })
+    });
+    method::<ContentsDelete, _, _>(m, |app, p| async move {
+        app.content.delete(p.namespace, p.digest).await?;
+        Ok(Empty {})
+    });
 }

@@ -1,25 +1,20 @@
 //! `containers.logs` and the `logs.subscribe` subscription (berth extensions).
 
-use jsonrpsee::core::SubscriptionError;
-use schema::{LogBatch, LogsParams};
+use schema::methods::{ContainersLogs, LogsSubscribe, Method, Subscription};
+use schema::LogBatch;
 
 use super::events::subscription_error;
-use super::stream::{open, Queued, Unsent};
+use super::stream::{encode, open, Queued, Unsent};
 use super::{method, Module};
 
-/// Notification method name of `logs.subscribe`.
-pub(crate) const LOGS_NOTIFICATION: &str = "logs.entries";
-
 pub(super) fn register(m: &mut Module) {
-    method(m, "containers.logs", |app, p: LogsParams| async move {
-        app.logs.read(&p).await
-    });
+    method::<ContainersLogs, _, _>(m, |app, p| async move { app.logs.read(&p).await });
     let registered = m.register_subscription(
-        "logs.subscribe",
-        LOGS_NOTIFICATION,
-        "logs.unsubscribe",
+        LogsSubscribe::NAME,
+        LogsSubscribe::NOTIFICATION,
+        LogsSubscribe::UNSUBSCRIBE,
         |params, pending, app, _| async move {
-            let started = open(params, pending, |p: LogsParams| async move {
+            let started = open::<LogsSubscribe, _, _, _>(params, pending, |p| async move {
                 Ok((app.logs.follow(&p).await?, p.follow))
             })
             .await;
@@ -42,8 +37,7 @@ pub(super) fn register(m: &mut Module) {
                     truncated: false,
                     end,
                 };
-                let msg = serde_json::value::to_raw_value(&batch)
-                    .map_err(|e| SubscriptionError::from(format!("encoding logs: {e}")))?;
+                let msg = encode::<LogsSubscribe>(&batch)?;
                 // A follower that stops reading only holds its own connection; the task
                 // writes the file regardless, so there is no reason to cut it off.
                 match queued.send(&sink, msg, None).await {
@@ -55,6 +49,6 @@ pub(super) fn register(m: &mut Module) {
         },
     );
     if let Err(e) = registered {
-        panic!("registering logs.subscribe: {e}");
+        panic!("registering {}: {e}", LogsSubscribe::NAME);
     }
 }

@@ -5,9 +5,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use jsonrpsee::core::SubscriptionError;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::{PendingSubscriptionSink, SubscriptionMessage, SubscriptionSink};
-use serde::de::DeserializeOwned;
+use schema::methods::Subscription;
 use serde_json::value::RawValue;
 
 use crate::api::parse_params;
@@ -16,17 +17,17 @@ use crate::service;
 /// The start every subscription shares: its params parsed and `start` run on them; a bad
 /// param or a refused start rejects the subscription with that error. `None` once rejected
 /// or when the client left before the accept.
-pub(super) async fn open<P, T, F, Fut>(
+pub(super) async fn open<S, T, F, Fut>(
     params: Params<'static>,
     pending: PendingSubscriptionSink,
     start: F,
 ) -> Option<(SubscriptionSink, T)>
 where
-    P: DeserializeOwned,
-    F: FnOnce(P) -> Fut,
+    S: Subscription,
+    F: FnOnce(S::Params) -> Fut,
     Fut: std::future::Future<Output = service::Result<T>>,
 {
-    let started = match parse_params::<P>(&params) {
+    let started = match parse_params::<S::Params>(&params) {
         Ok(p) => start(p).await.map_err(ErrorObjectOwned::from),
         Err(e) => Err(e),
     };
@@ -37,6 +38,12 @@ where
             None
         }
     }
+}
+
+/// One notification of subscription `S`, encoded: only its documented item type compiles.
+pub(super) fn encode<S: Subscription>(item: &S::Item) -> Result<Box<RawValue>, SubscriptionError> {
+    serde_json::value::to_raw_value(item)
+        .map_err(|e| SubscriptionError::from(format!("encoding {}: {e}", S::NOTIFICATION)))
 }
 
 /// Bytes of notifications one subscriber may have queued (sent, not yet written to its

@@ -122,7 +122,7 @@ impl Images {
         &self.content
     }
 
-    pub fn progress(&self) -> Value {
+    pub fn progress(&self) -> schema::ImageProgress {
         self.progress.snapshot()
     }
 

@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde_json::{json, Value};
-
 #[derive(Clone, Default)]
 pub struct Progress(Arc<Mutex<Inner>>);
 
@@ -41,12 +39,13 @@ impl LayerProgress {
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
     }
 
-    fn json(&self) -> Value {
-        json!({
-            "digest": self.digest, "size": self.size,
-            "read": self.read.load(Ordering::Relaxed),
-            "status": *self.status.lock().unwrap_or_else(|p| p.into_inner()),
-        })
+    fn report(&self) -> schema::LayerProgress {
+        schema::LayerProgress {
+            digest: self.digest.clone(),
+            size: self.size,
+            read: self.read.load(Ordering::Relaxed),
+            status: (*self.status.lock().unwrap_or_else(|p| p.into_inner())).to_owned(),
+        }
     }
 }
 
@@ -71,19 +70,20 @@ impl PullProgress {
         l
     }
 
-    fn json(&self) -> Value {
-        let layers: Vec<Value> = self
+    fn report(&self) -> schema::PullProgress {
+        let layers = self
             .layers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|l| l.json())
+            .map(|l| l.report())
             .collect();
-        json!({
-            "ref": self.reference, "name": self.name,
-            "phase": *self.phase.lock().unwrap_or_else(|p| p.into_inner()),
-            "layers": layers,
-        })
+        schema::PullProgress {
+            reference: self.reference.clone(),
+            name: self.name.clone(),
+            phase: (*self.phase.lock().unwrap_or_else(|p| p.into_inner())).to_owned(),
+            layers,
+        }
     }
 }
 
@@ -139,17 +139,19 @@ impl Progress {
         (tracked, pull)
     }
 
-    pub fn snapshot(&self) -> Value {
+    pub fn snapshot(&self) -> schema::ImageProgress {
         let inner = self.lock();
-        let imports: Vec<Value> = inner
+        let imports = inner
             .imports
             .values()
-            .map(|(path, total, read)| {
-                json!({ "path": path, "size": total, "read": read.load(Ordering::Relaxed) })
+            .map(|(path, total, read)| schema::ImportProgress {
+                path: path.clone(),
+                size: *total,
+                read: read.load(Ordering::Relaxed),
             })
             .collect();
-        let pulls: Vec<Value> = inner.pulls.values().map(|p| p.json()).collect();
-        json!({ "imports": imports, "pulls": pulls })
+        let pulls = inner.pulls.values().map(|p| p.report()).collect();
+        schema::ImageProgress { imports, pulls }
     }
 }
 
@@ -165,10 +167,10 @@ mod tests {
         l.read.store(4, Ordering::Relaxed);
         l.set("downloading");
         let snap = p.snapshot();
-        assert_eq!(snap["pulls"][0]["ref"], "bb");
-        assert_eq!(snap["pulls"][0]["layers"][0]["read"], 4);
-        assert_eq!(snap["pulls"][0]["layers"][0]["status"], "downloading");
+        assert_eq!(snap.pulls[0].reference, "bb");
+        assert_eq!(snap.pulls[0].layers[0].read, 4);
+        assert_eq!(snap.pulls[0].layers[0].status, "downloading");
         drop(tracked);
-        assert_eq!(p.snapshot()["pulls"], json!([]));
+        assert_eq!(p.snapshot().pulls, []);
     }
 }

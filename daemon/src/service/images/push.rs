@@ -4,27 +4,12 @@
 //! repository has are not sent again; each manifest goes after the blobs it names and the
 //! root (by tag) last, so the registry never holds a name for a missing blob.
 
-use serde::Serialize;
-
 use super::pull::registry;
 use super::Images;
 use crate::registry::{Reference, Session};
 use crate::service::{check_id, Error, Result};
 
-/// What a push did.
-#[derive(Debug, Clone, Serialize)]
-pub struct Pushed {
-    /// The reference pushed to, in full.
-    pub reference: String,
-    /// The digest pushed under the reference (the manifest's, or the index's with
-    /// all_platforms), the same as berth's.
-    pub digest: String,
-    /// Blobs sent, blobs the repository had already, and blobs mounted from the
-    /// repository the image came from (same registry).
-    pub uploaded: usize,
-    pub existing: usize,
-    pub mounted: usize,
-}
+pub use schema::Pushed;
 
 impl Images {
     pub async fn push(

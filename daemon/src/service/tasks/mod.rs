@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use schema::{ExitInfo, Process, TaskKillParams, TaskListParams, TaskStatus};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::logs::Logs;
 use super::{check_id, Error, Result};
@@ -375,30 +375,33 @@ impl Tasks {
         Ok(())
     }
 
-    pub async fn pids(&self, ns: &str, id: &str) -> Result<Value> {
+    pub async fn pids(&self, ns: &str, id: &str) -> Result<schema::Pids> {
         check(ns, id, "")?;
         self.running_row(ns, id)?;
         let task = self.inner.live_task(ns, id)?;
         let pids = task.runc.ps(id).await.map_err(runc_error)?;
-        let processes: Vec<Value> = pids.into_iter().map(|pid| json!({ "pid": pid })).collect();
-        Ok(json!({ "processes": processes }))
+        let processes = pids
+            .into_iter()
+            .map(|pid| schema::PidInfo { pid: pid.into() })
+            .collect();
+        Ok(schema::Pids { processes })
     }
 
     /// cgroup figures as runc reports them (it reads cgroup v1 or v2 alike).
-    pub async fn metrics(&self, ns: &str, id: &str) -> Result<Value> {
+    pub async fn metrics(&self, ns: &str, id: &str) -> Result<schema::Metrics> {
         check(ns, id, "")?;
         self.running_row(ns, id)?;
         let task = self.inner.live_task(ns, id)?;
         let stats = task.runc.stats(id).await.map_err(runc_error)?;
         let d = &stats.data;
-        Ok(json!({
-            "container_id": id,
-            "timestamp": store::now(),
-            "cgroup": cgroup_version(),
-            "cpu": d.get("cpu").cloned().unwrap_or(Value::Null),
-            "memory": d.get("memory").cloned().unwrap_or(Value::Null),
-            "pids": d.get("pids").cloned().unwrap_or(Value::Null),
-        }))
+        Ok(schema::Metrics {
+            container_id: id.to_owned(),
+            timestamp: store::now(),
+            cgroup: cgroup_version(),
+            cpu: figure(d, "cpu")?,
+            memory: figure(d, "memory")?,
+            pids: figure(d, "pids")?,
+        })
     }
 
     fn running_row(&self, ns: &str, id: &str) -> Result<ProcessRow> {
@@ -501,6 +504,16 @@ fn runc_error(e: RuncError) -> Error {
         }
         RuncError::Timeout { .. } | RuncError::Keeper { .. } => Error::Unavailable(e.to_string()),
         other => Error::Internal(other.to_string()),
+    }
+}
+
+/// One of `runc events --stats`' figures. runc omits empty ones, which are zeros; a figure
+/// of another shape is a runc berth does not know.
+fn figure<T: serde::de::DeserializeOwned + Default>(data: &Value, key: &str) -> Result<T> {
+    match data.get(key) {
+        None | Some(Value::Null) => Ok(T::default()),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| Error::Internal(format!("runc events --stats: {key}: {e}"))),
     }
 }
 
