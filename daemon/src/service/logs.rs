@@ -269,6 +269,7 @@ impl Logs {
 fn collect(cursor: &mut Cursor, q: &Query, bound: usize) -> Result<(VecDeque<Entry>, bool)> {
     let mut out = VecDeque::new();
     let (mut bytes, mut truncated) = (0usize, false);
+    let mut lines = 0u64;
     while let Some(e) = cursor
         .next_entry()
         .map_err(|e| Error::failure("reading a log", &e))?
@@ -277,10 +278,19 @@ fn collect(cursor: &mut Cursor, q: &Query, bound: usize) -> Result<(VecDeque<Ent
             continue;
         }
         bytes += encoded_len(&e);
+        lines += u64::from(!e.partial);
         out.push_back(e);
-        if q.tail.is_some_and(|n| out.len() as u64 > n) {
-            if let Some(old) = out.pop_front() {
+        // `tail` counts lines, not entries: a terminal echoes keys one read at a time, so
+        // a typed command is many partial entries ending in a full one. A trailing run of
+        // partials (a prompt) is a line of its own.
+        let open = u64::from(out.back().is_some_and(|e| e.partial));
+        if q.tail.is_some_and(|n| lines + open > n) {
+            while let Some(old) = out.pop_front() {
                 bytes -= encoded_len(&old);
+                if !old.partial {
+                    lines -= 1;
+                    break;
+                }
             }
         }
         if bytes > bound {
@@ -291,6 +301,7 @@ fn collect(cursor: &mut Cursor, q: &Query, bound: usize) -> Result<(VecDeque<Ent
             while bytes > bound {
                 let Some(old) = out.pop_front() else { break };
                 bytes -= encoded_len(&old);
+                lines -= u64::from(!old.partial);
             }
             truncated = true;
         }
@@ -350,4 +361,40 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Internal(format!("log reader: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The texts `collect` keeps of a log holding `lines` (CRI format) for `tail`.
+    fn tail_of(lines: &[&str], tail: u64) -> Vec<String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("task.log");
+        let text: String = lines
+            .iter()
+            .map(|l| format!("2024-05-01T12:34:56.000000000Z stdout {l}\n"))
+            .collect();
+        std::fs::write(&path, text).expect("write log");
+        let limits = Limits {
+            max_bytes: 1 << 20,
+            max_files: 1,
+        };
+        let q = Query {
+            stream: None,
+            since: None,
+            tail: Some(tail),
+        };
+        let (out, _) = collect(&mut Cursor::new(&path, limits), &q, 1 << 20).expect("collect");
+        out.into_iter().map(|e| e.text).collect()
+    }
+
+    #[test]
+    fn tail_counts_lines_not_the_partial_entries_a_terminal_echo_makes() {
+        let log = ["F first", "P e", "P c", "P h", "F o two", "P / # "];
+        assert_eq!(tail_of(&log, 2), ["e", "c", "h", "o two", "/ # "]);
+        assert_eq!(tail_of(&log, 1), ["/ # "]);
+        assert_eq!(tail_of(&log, 3).len(), log.len());
+        assert_eq!(tail_of(&log[..5], 1), ["e", "c", "h", "o two"]);
+    }
 }
