@@ -68,11 +68,20 @@ impl JsonSchema for OpenRpcDocument {
     }
 }
 
+/// The document on one line: the checked-in file is pretty-printed, and a newline inside a
+/// reply would end an NDJSON message early.
+fn compact_document() -> &'static serde_json::value::RawValue {
+    static COMPACT: std::sync::OnceLock<Box<serde_json::value::RawValue>> =
+        std::sync::OnceLock::new();
+    COMPACT.get_or_init(|| {
+        let doc: serde_json::Value = serde_json::from_str(crate::OPENRPC).expect("openrpc.json");
+        serde_json::value::to_raw_value(&doc).expect("a Value serializes")
+    })
+}
+
 impl Serialize for OpenRpcDocument {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let raw: &serde_json::value::RawValue =
-            serde_json::from_str(crate::OPENRPC).map_err(serde::ser::Error::custom)?;
-        raw.serialize(s)
+        compact_document().serialize(s)
     }
 }
 
@@ -149,14 +158,14 @@ methods! {
     LogsSubscribe "logs.subscribe" (LogsParams) -> SubscriptionId,
         "The container's log as `logs.entries` notifications (LogBatch), then, with follow, \
          new entries until the task's output ends; the last notification has end: true. \
-         WebSocket and NDJSON only.", [NotFound],
+         WebSocket and NDJSON only (HTTP POST: failed_precondition).", [NotFound, FailedPrecondition],
         notifies "logs.entries" (LogBatch) until "logs.unsubscribe";
 
     EventsList "events.list" (EventListParams) -> EventList,
         "Stored events after a seq, oldest first.", [];
     EventsSubscribe "events.subscribe" (EventSubscribeParams) -> SubscriptionId,
         "Stored events after `since`, then live ones, as `events.event` notifications. \
-         WebSocket and NDJSON only.", [],
+         WebSocket and NDJSON only (HTTP POST: failed_precondition).", [FailedPrecondition],
         notifies "events.event" (Event) until "events.unsubscribe";
 
     TasksCreate "tasks.create" (TaskCreateParams) -> TaskCreated,

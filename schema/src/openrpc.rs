@@ -146,6 +146,17 @@ mod tests {
     /// CI runs this: a wire type or the method table changed without regenerating the
     /// checked-in document.
     #[test]
+    fn the_served_document_is_one_line_and_the_checked_in_one() {
+        let served = serde_json::to_string(&crate::methods::OpenRpcDocument).expect("serializes");
+        assert!(
+            !served.contains('\n'),
+            "a newline would end an NDJSON reply"
+        );
+        let served: Value = serde_json::from_str(&served).expect("JSON");
+        assert_eq!(served, document());
+    }
+
+    #[test]
     fn the_checked_in_document_is_current() {
         let fresh = document_text();
         assert!(

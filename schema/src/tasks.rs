@@ -322,7 +322,8 @@ pub struct ExitInfo {
 }
 
 /// `containers.logs` and `logs.subscribe`: a container's log (berth extension). Entries
-/// come oldest first; `tail` keeps the last N of those that match.
+/// come oldest first; `tail` keeps the last N lines of those that match (partial entries
+/// belong to the line their full entry ends).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogsParams {

@@ -17,7 +17,7 @@ import socket
 import sys
 
 TYPES = {"string": "str", "integer": "int", "boolean": "bool", "array": "list",
-         "object": "dict", "number": "float"}
+         "object": "dict", "number": "float", "null": "type(None)"}
 
 
 class RpcError(Exception):
@@ -62,7 +62,18 @@ def resolve(schema, doc):
 
 
 def py_type(schema, doc):
-    return TYPES.get(resolve(schema, doc).get("type"), "object")
+    """The Python type, or tuple of types, a schema allows (`object`: it cannot tell)."""
+    schema = resolve(schema, doc)
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return TYPES.get(kind, "object")
+    if isinstance(kind, list):
+        names = [TYPES.get(k, "object") for k in kind]
+    else:
+        names = [py_type(b, doc) for b in schema.get("anyOf") or schema.get("oneOf") or []]
+    if not names or "object" in names:
+        return "object"
+    return "(" + ", ".join(dict.fromkeys(names)) + ",)"
 
 
 def generate(doc):
