@@ -1,6 +1,7 @@
 //! Ways into a `TestDaemon`, each exactly as a user would: the real `curl` (HTTP POST),
 //! the real `socat` (NDJSON and WebSocket bytes), and a plain std `UnixStream` speaking
-//! NDJSON for the many calls where speed matters more than the client binary.
+//! NDJSON for the many calls where speed matters more than the client binary. Each checks
+//! every message it receives against the document ([`crate::contract`]).
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::contract::Tracker;
 use crate::daemon::TestDaemon;
 use crate::process::{output_within, Pipe};
 use crate::ws::WebSocket;
@@ -31,6 +33,7 @@ impl TestDaemon {
     /// `curl` run through `wrapper` (e.g. `["setpriv", "--reuid=65534", ...]`), to speak as
     /// another user.
     pub fn curl_as(&self, wrapper: &[&str], body: &str) -> (u16, Value) {
+        let body_sent = body;
         let out = output_within(
             wrapped(wrapper, "curl")
                 .arg("-s")
@@ -51,7 +54,13 @@ impl TestDaemon {
                 String::from_utf8_lossy(&out.stderr)
             )
         });
-        (status, parse_body(body))
+        let body = parse_body(body);
+        if body.is_object() || body.is_array() {
+            let mut contract = Tracker::default();
+            contract.sent(body_sent);
+            contract.received(&body);
+        }
+        (status, body)
     }
 
     /// Sends `lines` (NDJSON; a final newline is added if missing) through
@@ -73,10 +82,17 @@ impl TestDaemon {
             input.as_bytes(),
             CLIENT_LIMIT,
         );
+        let mut contract = Tracker::default();
+        contract.sent_bytes(input.as_bytes());
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("non-JSON line {l:?}: {e}")))
+            .map(|l| {
+                let msg =
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("non-JSON line {l:?}: {e}"));
+                contract.received(&msg);
+                msg
+            })
             .collect()
     }
 
@@ -150,6 +166,7 @@ pub struct Ndjson {
     stream: UnixStream,
     buf: Vec<u8>,
     next_id: u64,
+    contract: Tracker,
 }
 
 impl Ndjson {
@@ -158,6 +175,7 @@ impl Ndjson {
             stream: UnixStream::connect(socket)?,
             buf: Vec::new(),
             next_id: 1,
+            contract: Tracker::default(),
         })
     }
 
@@ -175,6 +193,7 @@ impl Ndjson {
 
     /// Writes raw bytes (a partial line, an oversized line, anything).
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.contract.sent_bytes(bytes);
         self.stream.write_all(bytes)
     }
 
@@ -186,14 +205,26 @@ impl Ndjson {
             .unwrap_or_else(|e| panic!("sending {msg}: {e}"));
     }
 
-    /// Reads the next line as JSON.
+    /// Reads the next line as JSON, checked against the document.
     pub fn recv(&mut self, timeout: Duration) -> Result<Value, RecvError> {
-        let line = self.recv_line(timeout)?;
-        Ok(serde_json::from_str(&line).unwrap_or_else(|e| panic!("non-JSON line {line:?}: {e}")))
+        let line = self.next_line(timeout)?;
+        let msg =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("non-JSON line {line:?}: {e}"));
+        self.contract.received(&msg);
+        Ok(msg)
     }
 
-    /// Reads the next line, without its newline.
+    /// Reads the next line, without its newline; a JSON line is checked against the
+    /// document.
     pub fn recv_line(&mut self, timeout: Duration) -> Result<String, RecvError> {
+        let line = self.next_line(timeout)?;
+        if let Ok(msg) = serde_json::from_str::<Value>(&line) {
+            self.contract.received(&msg);
+        }
+        Ok(line)
+    }
+
+    fn next_line(&mut self, timeout: Duration) -> Result<String, RecvError> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(at) = self.buf.iter().position(|&b| b == b'\n') {

@@ -7,6 +7,7 @@
 
 pub mod abuse;
 pub mod clients;
+pub mod contract;
 pub mod crash;
 pub mod daemon;
 pub mod mounts;

@@ -98,6 +98,7 @@ pub fn parse_frame(buf: &[u8]) -> Option<(Frame, usize)> {
 /// A WebSocket client made of a `socat` process and the framing above.
 pub struct WebSocket {
     pipe: Pipe,
+    contract: crate::contract::Tracker,
 }
 
 static MASKS: AtomicU32 = AtomicU32::new(0x3d21_fa37);
@@ -132,7 +133,10 @@ impl WebSocket {
             .find(|(name, _)| name.trim().eq_ignore_ascii_case("sec-websocket-accept"))
             .map(|(_, value)| value.trim().to_owned());
         assert_eq!(accept.as_deref(), Some(SAMPLE_ACCEPT), "in {head}");
-        WebSocket { pipe }
+        WebSocket {
+            pipe,
+            contract: Default::default(),
+        }
     }
 
     /// Sends `text` as one masked text frame.
@@ -140,6 +144,7 @@ impl WebSocket {
         let mask = MASKS
             .fetch_add(0x0101_0101, Ordering::Relaxed)
             .to_be_bytes();
+        self.contract.sent(text);
         self.pipe
             .write(&client_frame(OP_TEXT, text.as_bytes(), mask));
     }
@@ -168,12 +173,14 @@ impl WebSocket {
                 OP_TEXT | OP_BINARY | OP_CONTINUATION => {
                     message.extend_from_slice(&frame.payload);
                     if frame.fin {
-                        return Some(serde_json::from_slice(&message).unwrap_or_else(|e| {
+                        let msg = serde_json::from_slice(&message).unwrap_or_else(|e| {
                             panic!(
                                 "non-JSON message {:?}: {e}",
                                 String::from_utf8_lossy(&message)
                             )
-                        }));
+                        });
+                        self.contract.received(&msg);
+                        return Some(msg);
                     }
                 }
                 other => panic!("unexpected WebSocket opcode {other:#x}"),

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use berth_tests::contract::Tracker;
 use berth_tests::{container, is_rfc3339_nanos, process::Pipe, Ndjson, TestDaemon, WebSocket};
 use serde_json::{json, Value};
 
@@ -191,7 +192,7 @@ fn events_list_honours_since_limit_and_filters() {
 /// A streaming connection of any transport.
 enum Stream {
     Raw(Ndjson),
-    Socat(Pipe),
+    Socat(Pipe, Tracker),
     Ws(WebSocket),
 }
 
@@ -199,7 +200,10 @@ impl Stream {
     fn send(&mut self, msg: &Value) {
         match self {
             Stream::Raw(c) => c.send(msg),
-            Stream::Socat(p) => p.write(format!("{msg}\n").as_bytes()),
+            Stream::Socat(p, contract) => {
+                contract.sent(&msg.to_string());
+                p.write(format!("{msg}\n").as_bytes())
+            }
             Stream::Ws(ws) => ws.send_json(msg),
         }
     }
@@ -207,8 +211,11 @@ impl Stream {
     fn recv(&mut self, timeout: Duration) -> Option<Value> {
         match self {
             Stream::Raw(c) => c.recv(timeout).ok(),
-            Stream::Socat(p) => p.read_line(timeout).map(|l| {
-                serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}"))
+            Stream::Socat(p, contract) => p.read_line(timeout).map(|l| {
+                let msg =
+                    serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}"));
+                contract.received(&msg);
+                msg
             }),
             Stream::Ws(ws) => ws.recv_json(timeout),
         }
@@ -283,7 +290,7 @@ fn subscribe_with_since_replays_then_streams_live_over_raw_ndjson() {
 #[test]
 fn subscribe_with_since_replays_then_streams_live_over_socat() {
     let d = TestDaemon::start();
-    let stream = Stream::Socat(d.socat_session());
+    let stream = Stream::Socat(d.socat_session(), Tracker::default());
     subscribe_replays_since_then_streams_live(&d, stream);
 }
 

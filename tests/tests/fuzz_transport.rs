@@ -13,6 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use berth_tests::contract::Tracker;
 use berth_tests::{Ndjson, TestDaemon};
 use serde_json::{json, Value};
 
@@ -216,6 +217,9 @@ fn http_round(socket: &Path, body: &[u8]) {
             "internal error {payload} for malformed body {}",
             show(body)
         );
+        let mut contract = Tracker::default();
+        contract.sent(&String::from_utf8_lossy(body));
+        contract.received(&value);
     }
 }
 
