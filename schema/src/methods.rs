@@ -107,6 +107,11 @@ macro_rules! methods {
             )?
         )*
 
+        /// The methods that end a subscription: jsonrpsee reads their id positionally, so
+        /// berthd rewrites the contract's by-name `{subscription}` for them, and the document
+        /// says they take either.
+        pub const UNSUBSCRIBE_METHODS: &[&str] = &[$($($unsub,)?)*];
+
         /// Every method, in the document's order.
         pub fn catalogue() -> Vec<MethodDoc> {
             vec![$(

@@ -10,7 +10,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 use crate::error::ErrorKind;
-use crate::methods::{catalogue, UNIVERSAL_ERRORS};
+use crate::methods::{catalogue, UNIVERSAL_ERRORS, UNSUBSCRIBE_METHODS};
 
 /// An OCI object (a runtime spec, a `process`, an image config): any JSON object, kept as
 /// given; its own specification defines it.
@@ -44,7 +44,7 @@ pub fn document() -> Value {
         .into_iter()
         .map(|m| {
             let params = (m.params)(&mut generator);
-            let positional = m.name.ends_with("unsubscribe") || m.name.ends_with("_cancel");
+            let positional = UNSUBSCRIBE_METHODS.contains(&m.name);
             let mut errors: Vec<ErrorKind> = UNIVERSAL_ERRORS.to_vec();
             errors.extend(m.errors.iter().filter(|e| !UNIVERSAL_ERRORS.contains(e)));
             let mut doc = json!({

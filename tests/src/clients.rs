@@ -33,7 +33,6 @@ impl TestDaemon {
     /// `curl` run through `wrapper` (e.g. `["setpriv", "--reuid=65534", ...]`), to speak as
     /// another user.
     pub fn curl_as(&self, wrapper: &[&str], body: &str) -> (u16, Value) {
-        let body_sent = body;
         let out = output_within(
             wrapped(wrapper, "curl")
                 .arg("-s")
@@ -46,7 +45,7 @@ impl TestDaemon {
             CLIENT_LIMIT,
         );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let (reply, status) = text.rsplit_once('\n').unwrap_or(("", &text));
         let status: u16 = status.trim().parse().unwrap_or_else(|_| {
             panic!(
                 "curl gave no status ({}): {text:?} {}",
@@ -54,13 +53,13 @@ impl TestDaemon {
                 String::from_utf8_lossy(&out.stderr)
             )
         });
-        let body = parse_body(body);
-        if body.is_object() || body.is_array() {
+        let reply = parse_body(reply);
+        if reply.is_object() || reply.is_array() {
             let mut contract = Tracker::default();
-            contract.sent(body_sent);
-            contract.received(&body);
+            contract.sent(body);
+            contract.received(&reply);
         }
-        (status, body)
+        (status, reply)
     }
 
     /// Sends `lines` (NDJSON; a final newline is added if missing) through

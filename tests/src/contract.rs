@@ -114,14 +114,20 @@ impl Contract {
         }
         match (obj.get("result"), obj.get("error")) {
             (Some(result), None) => {
-                if let Some(m) = method.and_then(|m| self.methods.get(m)) {
-                    out.extend(schema_errors(&m.result, result, method.unwrap_or_default()));
+                if let Some((name, m)) = self.method(method) {
+                    out.extend(schema_errors(&m.result, result, name));
                 }
             }
             (None, Some(error)) => out.extend(self.error_violations(method, error)),
             _ => out.push("a reply needs exactly one of result and error".to_owned()),
         }
         out
+    }
+
+    /// The documented method a reply answers, when it is known and documented.
+    fn method<'a>(&self, name: Option<&'a str>) -> Option<(&'a str, &MethodContract)> {
+        let name = name?;
+        Some((name, self.methods.get(name)?))
     }
 
     fn error_violations(&self, method: Option<&str>, error: &Value) -> Vec<String> {
@@ -148,7 +154,7 @@ impl Contract {
             }
             Some(_) => {}
         }
-        if let Some((name, m)) = method.and_then(|n| Some((n, self.methods.get(n)?))) {
+        if let Some((name, m)) = self.method(method) {
             if !PROTOCOL_CODES.contains(&code) && !m.errors.iter().any(|e| e == kind) {
                 out.push(format!(
                     "{name} answered {kind}, which its documented errors {:?} do not list",

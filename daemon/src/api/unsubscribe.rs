@@ -7,14 +7,8 @@ use std::borrow::Cow;
 use std::future::Future;
 
 use jsonrpsee::server::middleware::rpc::{Batch, Notification, Request, RpcServiceT};
+use schema::methods::UNSUBSCRIBE_METHODS;
 use serde_json::value::RawValue;
-
-/// Methods whose single by-name `subscription` param must become positional.
-const UNSUBSCRIBE_METHODS: &[&str] = &[
-    "events.unsubscribe",
-    "logs.unsubscribe",
-    "images.export_cancel",
-];
 
 /// `{"subscription": X, ...}` -> `[X]` for unsubscribe methods; `None` leaves params as they are.
 pub fn positional(method: &str, params: Option<&RawValue>) -> Option<Box<RawValue>> {
