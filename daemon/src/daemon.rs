@@ -207,6 +207,7 @@ pub async fn run(
     app.gc.start().await;
     let direct = api::direct::Direct {
         containers: app.containers.clone(),
+        stall: std::time::Duration::from_secs(opts.config.request_timeout_secs.max(1)),
     };
     let module = api::build_module(app);
     let activated = inherited.is_some();

@@ -223,3 +223,153 @@ fn every_transport_answers_lists_and_their_errors_alike() {
         assert!(message(&reply["error"]).contains("65536"), "{reply}");
     }
 }
+
+/// Creates `n` containers named `{prefix}{i:04}` with a spec padded to about `pad` bytes.
+fn create_padded(d: &TestDaemon, prefix: &str, n: usize, pad: usize) {
+    let mut nd = d.ndjson();
+    for i in 0..n {
+        let mut c = container(&format!("{prefix}{i:04}"));
+        c["spec"] = json!({"ociVersion": "1.0.2", "annotations": {"pad": "x".repeat(pad)}});
+        let req = json!({"jsonrpc": "2.0", "id": i, "method": "containers.create",
+                         "params": {"container": c}});
+        nd.send(&req);
+        let reply = nd
+            .recv(std::time::Duration::from_secs(10))
+            .expect("create reply");
+        assert!(reply.get("result").is_some(), "{reply}");
+    }
+}
+
+/// HTTP POST of `body`, raw, to read the head curl would hide: (head, body as sent).
+fn http_raw(d: &TestDaemon, body: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(d.socket()).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).expect("read to the end");
+    let end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    (
+        String::from_utf8_lossy(&all[..end]).to_lowercase(),
+        all[end + 4..].to_vec(),
+    )
+}
+
+/// A list many times the chunks it is streamed in (256 KiB) arrives whole and alike on
+/// every transport: HTTP as a chunked body, NDJSON as one line, WebSocket as one message.
+#[test]
+fn a_list_streamed_in_many_chunks_arrives_whole_on_every_transport() {
+    let d = TestDaemon::start();
+    create_padded(&d, "s", 400, 4000);
+    let req = json!({"jsonrpc": "2.0", "id": 1, "method": "containers.list", "params": {}});
+    let (status, http) = d.curl(&req.to_string());
+    assert_eq!(status, 200, "{http}");
+    let mut nd = d.ndjson();
+    nd.send(&req);
+    let ndjson = nd
+        .recv(std::time::Duration::from_secs(20))
+        .expect("ndjson reply");
+    let mut ws = d.websocket();
+    ws.send_json(&req);
+    let web = ws
+        .recv_json(std::time::Duration::from_secs(20))
+        .expect("websocket reply");
+    assert_eq!(http, ndjson, "HTTP and NDJSON");
+    assert_eq!(http, web, "HTTP and WebSocket");
+    let list = http["result"]["containers"].as_array().expect("containers");
+    let ids: Vec<&str> = list.iter().filter_map(|c| c["id"].as_str()).collect();
+    let want: Vec<String> = (0..400).map(|i| format!("s{i:04}")).collect();
+    assert_eq!(ids, want, "every container once, in id order");
+    assert!(
+        list.iter()
+            .all(|c| c["spec"]["annotations"]["pad"].as_str().map(str::len) == Some(4000)),
+        "every spec whole"
+    );
+    assert!(http["result"].to_string().len() > 1 << 20, "over 1 MiB");
+    // The HTTP reply is written as it is read: chunked, and its chunks join to the reply.
+    let (head, body) = http_raw(&d, &req.to_string());
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    let mut joined = Vec::new();
+    let mut rest = &body[..];
+    loop {
+        let eol = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).expect("hex"), 16)
+            .expect("chunk size");
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            break;
+        }
+        joined.extend_from_slice(&rest[..size]);
+        assert_eq!(&rest[size..size + 2], b"\r\n", "chunk ends");
+        rest = &rest[size + 2..];
+    }
+    let joined: serde_json::Value = serde_json::from_slice(&joined).expect("JSON");
+    assert_eq!(joined, http);
+}
+
+/// A client that asks for a big list and stops reading holds none of berthd's store readers
+/// for longer than `request_timeout_secs`: with more such clients than readers, another
+/// client's list is still answered, and each stalled connection is closed.
+#[test]
+fn clients_that_stop_reading_a_list_do_not_hold_the_readers() {
+    use std::io::{BufRead, Write};
+    let d = TestDaemon::start_with("request_timeout_secs = 1\n");
+    // About 16 MiB: far more than a socket buffer and the chunks written ahead.
+    create_padded(&d, "p", 2000, 8000);
+    let req = json!({"jsonrpc": "2.0", "id": 1, "method": "containers.list", "params": {}});
+    let line = format!("{req}\n");
+    let stalled: Vec<std::os::unix::net::UnixStream> = (0..6)
+        .map(|_| {
+            let mut s = std::os::unix::net::UnixStream::connect(d.socket()).expect("connect");
+            s.write_all(line.as_bytes()).expect("send");
+            s
+        })
+        .collect();
+    let mut nd = d.ndjson();
+    nd.send(
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "containers.list",
+                    "params": {"limit": 3}}),
+    );
+    let reply = nd
+        .recv(std::time::Duration::from_secs(30))
+        .expect("a list answered while others stall");
+    assert_eq!(
+        reply["result"]["containers"].as_array().map(Vec::len),
+        Some(3)
+    );
+    // Each stalled connection was cut (closed without its line's end), unless its reader
+    // had not yet timed out when this test began to read it: then its line comes whole.
+    let mut cut = 0;
+    for s in stalled {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .expect("timeout");
+        let mut got = Vec::new();
+        std::io::BufReader::new(s)
+            .read_until(b'\n', &mut got)
+            .expect("berthd closes it or ends the line");
+        match got.last() {
+            Some(b'\n') => {
+                let v: serde_json::Value = serde_json::from_slice(&got).expect("a whole reply");
+                assert_eq!(
+                    v["result"]["containers"].as_array().map(Vec::len),
+                    Some(2000)
+                );
+            }
+            _ => cut += 1,
+        }
+    }
+    assert!(cut > 0, "no stalled list was cut");
+}

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::budget::{Budget, Charge};
 use super::error_object;
+use crate::service::containers::{Piece, TextStream, STREAM_AHEAD, STREAM_CHUNK};
 
 /// Subscription notifications buffered per NDJSON subscription before the producer waits;
 /// the producer also bounds them in bytes (see `methods::events`).
@@ -57,9 +58,48 @@ pub type Subscriptions = Vec<mpsc::Receiver<Box<RawValue>>>;
 /// notifications), the budget it holds until written, and any subscriptions it opened.
 #[derive(Default)]
 pub struct Answer {
-    pub reply: Option<String>,
+    pub reply: Option<Reply>,
     pub charge: Charge,
     pub subscriptions: Subscriptions,
+}
+
+/// A reply: whole, or written while it is sent (`containers.list`, see `direct.rs`).
+pub enum Reply {
+    Text(String),
+    Stream(TextStream),
+}
+
+impl Reply {
+    /// The bytes it holds at most while it waits to be written.
+    fn held_bytes(&self) -> usize {
+        match self {
+            Reply::Text(t) => t.len(),
+            Reply::Stream(s) => s.first.len() + STREAM_CHUNK * (STREAM_AHEAD + 1),
+        }
+    }
+
+    /// The whole text (a batch joins its replies); `Err` with the error to answer instead
+    /// when a stream broke off.
+    async fn into_text(self) -> Result<String, String> {
+        let mut stream = match self {
+            Reply::Text(t) => return Ok(t),
+            Reply::Stream(s) => s,
+        };
+        let mut text = stream.first;
+        while let Some(piece) = stream.rest.recv().await {
+            match piece {
+                Piece::Chunk(c) => text.extend_from_slice(&c),
+                Piece::Oversized | Piece::Failed(_) => {
+                    return Err(error_reply(
+                        ErrorKind::Internal,
+                        "a reply of this batch could not be completed",
+                    ))
+                }
+            }
+        }
+        // Every chunk is UTF-8 text cut after a whole row (or at the end).
+        String::from_utf8(text).map_err(|e| error_reply(ErrorKind::Internal, &e.to_string()))
+    }
 }
 
 /// The JSON-RPC 2.0 request envelope, borrowed from the message.
@@ -141,6 +181,10 @@ impl Dispatcher {
                     Err(Failure::Oversized) => return over(),
                     Err(Failure::Budget(e)) => return Answer::default().with(e),
                 };
+                let reply = match reply.into_text().await {
+                    Ok(text) => text,
+                    Err(e) => return Answer::default().with(e),
+                };
                 used += reply.len() + 1;
                 if used > self.max_response_bytes {
                     return over();
@@ -152,7 +196,7 @@ impl Dispatcher {
             }
             if joined.len() > 1 {
                 joined.push(']');
-                answer.reply = Some(joined);
+                answer.reply = Some(Reply::Text(joined));
             }
             return answer;
         }
@@ -185,42 +229,48 @@ impl Dispatcher {
         transport: Transport,
         max_reply: usize,
         answer: &mut Answer,
-    ) -> Result<Option<String>, Failure> {
+    ) -> Result<Option<Reply>, Failure> {
         let env: Envelope<'_> = match serde_json::from_str(msg) {
             Ok(env) => env,
             Err(_) => {
-                return Ok(Some(invalid_request(
+                return Ok(Some(Reply::Text(invalid_request(
                     "null",
                     "not a JSON-RPC request object",
-                )))
+                ))))
             }
         };
         let id = match env.id {
             None => None,
             Some(id) if valid_id(id.get()) => Some(id.get()),
             Some(_) => {
-                return Ok(Some(invalid_request(
+                return Ok(Some(Reply::Text(invalid_request(
                     "null",
                     "id must be a string, an integer from 0 to 2^64-1, or null",
-                )))
+                ))))
             }
         };
         let shown_id = id.unwrap_or("null");
         if env.jsonrpc.as_deref() != Some("2.0") {
-            return Ok(Some(invalid_request(shown_id, "jsonrpc must be \"2.0\"")));
+            return Ok(Some(Reply::Text(invalid_request(
+                shown_id,
+                "jsonrpc must be \"2.0\"",
+            ))));
         }
         let Some(method) = env.method.as_deref() else {
-            return Ok(Some(invalid_request(shown_id, "method is missing")));
+            return Ok(Some(Reply::Text(invalid_request(
+                shown_id,
+                "method is missing",
+            ))));
         };
         let rewritten = super::unsubscribe::positional(method, env.params);
         let params = rewritten.as_deref().or(env.params);
         if let Some(p) = params {
             let p = p.get();
             if !(p.starts_with('{') || p.starts_with('[')) {
-                return Ok(Some(invalid_request(
+                return Ok(Some(Reply::Text(invalid_request(
                     shown_id,
                     "params must be an object or an array",
-                )));
+                ))));
             }
         }
         let subscribes = SUBSCRIBE_METHODS.contains(&method);
@@ -229,7 +279,9 @@ impl Dispatcher {
                 "{method}: subscriptions need WebSocket or NDJSON; an HTTP POST cannot carry \
                  notifications"
             );
-            return Ok(id.map(|id| domain_error(id, ErrorKind::FailedPrecondition, &msg)));
+            return Ok(
+                id.map(|id| Reply::Text(domain_error(id, ErrorKind::FailedPrecondition, &msg)))
+            );
         }
         let reply = if subscribes || is_unsubscribe(&self.methods, method) {
             // Small replies; raw_json_request wires the subscription's notifications.
@@ -243,13 +295,13 @@ impl Dispatcher {
                     if subscribes && id.is_some() && !reply.get().contains("\"error\"") {
                         answer.subscriptions.push(rx);
                     }
-                    Box::<str>::from(reply).into_string()
+                    Reply::Text(Box::<str>::from(reply).into_string())
                 }
-                Err(e) => parse_error(&e.to_string()),
+                Err(e) => Reply::Text(parse_error(&e.to_string())),
             }
         } else {
             let Ok(rpc_id) = serde_json::from_str::<Id<'_>>(id.unwrap_or("0")) else {
-                return Ok(Some(invalid_request("null", "unreadable id")));
+                return Ok(Some(Reply::Text(invalid_request("null", "unreadable id"))));
             };
             // Encoding stops where the budget's free bytes end, so a reply the budget
             // cannot hold is never built whole.
@@ -265,7 +317,9 @@ impl Dispatcher {
                     let resp = run(&self.methods, rpc_id, method, params, room).await;
                     match resp.as_error_code() == Some(JSONRPSEE_OVERSIZED_RESPONSE) {
                         true => None,
-                        false => Some(Box::<str>::from(resp.into_json()).into_string()),
+                        false => Some(Reply::Text(
+                            Box::<str>::from(resp.into_json()).into_string(),
+                        )),
                     }
                 }
             };
@@ -286,14 +340,14 @@ impl Dispatcher {
                          (max_response_bytes); ask for less (limit, filters)",
                         self.max_response_bytes
                     );
-                    domain_error(shown_id, ErrorKind::ResourceExhausted, &msg)
+                    Reply::Text(domain_error(shown_id, ErrorKind::ResourceExhausted, &msg))
                 }
             }
         };
         if id.is_none() {
             return Ok(None);
         }
-        let charge = self.budget.charge(reply.len(), Duration::ZERO).await;
+        let charge = self.budget.charge(reply.held_bytes(), Duration::ZERO).await;
         match charge {
             Ok(c) => answer.charge.absorb(c),
             Err(msg) => {
@@ -317,7 +371,7 @@ enum Failure {
 
 impl Answer {
     fn with(mut self, reply: String) -> Answer {
-        self.reply = Some(reply);
+        self.reply = Some(Reply::Text(reply));
         self
     }
 }

@@ -19,7 +19,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::budget::{Charge, UNCHARGED_REQUEST};
-use super::envelope::{error_reply, Dispatcher, Transport};
+use super::envelope::{error_reply, Dispatcher, Reply, Transport};
+use crate::service::containers::{Piece, TextStream};
 
 /// Most bytes of a request line and headers.
 const MAX_HEAD: usize = 64 << 10;
@@ -181,13 +182,20 @@ async fn one_request(
     let answer = dispatcher.handle(text, Transport::Http).await;
     drop(body);
     drop(charge);
-    match answer.reply {
-        Some(reply) => respond(stream, 200, &reply, close).await,
+    let complete = match answer.reply {
+        Some(Reply::Text(reply)) => {
+            respond(stream, 200, &reply, close).await;
+            true
+        }
+        Some(Reply::Stream(reply)) => respond_stream(stream, reply, close, head.http10).await,
         // JSON-RPC sends nothing back for notifications.
-        None => respond(stream, 204, "", close).await,
+        None => {
+            respond(stream, 204, "", close).await;
+            true
+        }
     };
     drop(answer.charge);
-    if close {
+    if close || !complete {
         Next::Close
     } else {
         Next::KeepAlive
@@ -387,6 +395,50 @@ async fn respond(stream: &mut UnixStream, status: u16, body: &str, close: bool) 
     if !body.is_empty() {
         let _ = stream.write_all(body.as_bytes()).await;
     }
+}
+
+/// Writes a 200 response whose body is written while it is sent: chunked, or for HTTP/1.0
+/// delimited by the end of the connection. `false` when the connection must end after it:
+/// HTTP/1.0, or the body broke off (a chunked body then lacks its last chunk, so the peer
+/// sees it cut).
+async fn respond_stream(
+    stream: &mut UnixStream,
+    mut body: TextStream,
+    close: bool,
+    http10: bool,
+) -> bool {
+    let mut head = String::from("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n");
+    head.push_str(match http10 {
+        true => "connection: close\r\n\r\n",
+        false if close => "transfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        false => "transfer-encoding: chunked\r\n\r\n",
+    });
+    let mut first = Some(std::mem::take(&mut body.first));
+    let mut pending = head.into_bytes();
+    loop {
+        let chunk = match first.take() {
+            Some(c) => c,
+            None => match body.rest.recv().await {
+                Some(Piece::Chunk(c)) => c,
+                Some(_) => return false,
+                None => break,
+            },
+        };
+        if !http10 {
+            pending.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        }
+        if stream.write_all(&pending).await.is_err() || stream.write_all(&chunk).await.is_err() {
+            return false;
+        }
+        pending.clear();
+        if !http10 {
+            pending.extend_from_slice(b"\r\n");
+        }
+    }
+    if !http10 {
+        pending.extend_from_slice(b"0\r\n\r\n");
+    }
+    stream.write_all(&pending).await.is_ok() && !http10
 }
 
 /// An error response for a refused connection, in HTTP.

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use schema::ErrorKind;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::budget::{Charge, UNCHARGED_REQUEST};
-use super::envelope::{error_reply, parse_error, Dispatcher, Transport};
+use super::envelope::{error_reply, parse_error, Dispatcher, Reply, Transport};
+use crate::service::containers::Piece;
 
 /// Replies and notifications queued for the writer before the reader waits.
 const OUTBOX: usize = 256;
@@ -49,11 +50,10 @@ pub async fn serve(
     mut closing: watch::Receiver<bool>,
 ) {
     let (read, mut write) = stream.into_split();
-    let (out_tx, mut out_rx) = mpsc::channel::<(String, Held)>(OUTBOX);
+    let (out_tx, mut out_rx) = mpsc::channel::<(Reply, Held)>(OUTBOX);
     let writer = tokio::spawn(async move {
-        while let Some((mut line, held)) = out_rx.recv().await {
-            line.push('\n');
-            if write.write_all(line.as_bytes()).await.is_err() {
+        while let Some((reply, held)) = out_rx.recv().await {
+            if !write_line(&mut write, reply).await {
                 break;
             }
             drop(held);
@@ -82,13 +82,13 @@ pub async fn serve(
             Ok(false) | Err(LineError::Io) | Err(LineError::Idle) => break,
             Err(LineError::Refused(msg)) => {
                 let reply = error_reply(ErrorKind::ResourceExhausted, &msg);
-                let _ = out_tx.send((reply, Held::Nothing)).await;
+                let _ = out_tx.send((Reply::Text(reply), Held::Nothing)).await;
                 break;
             }
         }
         let Ok(line) = std::str::from_utf8(&buf) else {
             let reply = parse_error("request is not valid UTF-8");
-            let _ = out_tx.send((reply, Held::Nothing)).await;
+            let _ = out_tx.send((Reply::Text(reply), Held::Nothing)).await;
             continue;
         };
         if line.trim().is_empty() {
@@ -116,7 +116,7 @@ pub async fn serve(
                     let Ok(permit) = bytes.clone().acquire_many_owned(size.max(1)).await else {
                         break;
                     };
-                    let note = Box::<str>::from(note).into_string();
+                    let note = Reply::Text(Box::<str>::from(note).into_string());
                     if out.send((note, Held::Notification(permit))).await.is_err() {
                         break;
                     }
@@ -131,6 +131,31 @@ pub async fn serve(
     }
     drop(out_tx);
     let _ = writer.await;
+}
+
+/// Writes one reply and its newline; `false` when the connection is to end: the peer is
+/// gone, or a streamed reply broke off and cannot be completed.
+async fn write_line<W: AsyncWrite + Unpin>(write: &mut W, reply: Reply) -> bool {
+    let mut stream = match reply {
+        Reply::Text(mut line) => {
+            line.push('\n');
+            return write.write_all(line.as_bytes()).await.is_ok();
+        }
+        Reply::Stream(s) => s,
+    };
+    if write.write_all(&stream.first).await.is_err() {
+        return false;
+    }
+    drop(std::mem::take(&mut stream.first));
+    while let Some(piece) = stream.rest.recv().await {
+        let Piece::Chunk(chunk) = piece else {
+            return false;
+        };
+        if write.write_all(&chunk).await.is_err() {
+            return false;
+        }
+    }
+    write.write_all(b"\n").await.is_ok()
 }
 
 enum LineError {

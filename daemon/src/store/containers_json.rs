@@ -27,11 +27,32 @@ pub struct Oversized;
 /// Bytes kept free for the end of a page (an id is at most a few hundred bytes escaped).
 const TAIL_ROOM: usize = 1024;
 
+/// Where a page's text goes: `out` fills, and with a `flush`, each time it holds `chunk`
+/// bytes or more after a whole row it is handed to `flush` and starts again empty, so a
+/// page never sits in memory whole. `flush` failing (the reader went away) ends the page.
+pub struct Sink<'a> {
+    pub out: &'a mut Vec<u8>,
+    pub chunk: usize,
+    pub flush: Option<&'a mut dyn FnMut(Vec<u8>) -> Result<()>>,
+}
+
+impl Sink<'_> {
+    /// A sink that keeps the whole page in `out`.
+    pub fn whole(out: &mut Vec<u8>) -> Sink<'_> {
+        Sink {
+            out,
+            chunk: usize::MAX,
+            flush: None,
+        }
+    }
+}
+
 /// Writes the result object of `containers.list` (`{"containers":[...],"next":...}`) for one
-/// page into `out`, as serde would serialize the decoded rows: rows in id order after
-/// `after`, at most `limit` and no more than fit in `max` bytes (past what `out` held;
+/// page into `sink`, as serde would serialize the decoded rows: rows in id order after
+/// `after`, at most `limit` and no more than fit in `max` bytes (past what `sink.out` held;
 /// `next` names the last row when more follow), each with its status from `statuses` when
-/// given.
+/// given. Nothing is flushed before the first row is known to fit, so `Oversized` comes
+/// before any text left.
 #[allow(clippy::too_many_arguments)]
 pub fn list_json(
     conn: &Connection,
@@ -40,9 +61,14 @@ pub fn list_json(
     after: Option<&str>,
     limit: Option<u32>,
     mut statuses: Option<HashMap<String, ContainerStatus>>,
-    out: &mut Vec<u8>,
+    sink: Sink<'_>,
     max: usize,
 ) -> Result<std::result::Result<(), Oversized>> {
+    let Sink {
+        out,
+        chunk,
+        mut flush,
+    } = sink;
     let (cond, filter_params) = filter;
     let sql = format!(
         "SELECT {COLUMNS} FROM containers c WHERE c.namespace = ? AND c.id > ? AND ({cond}) \
@@ -59,8 +85,9 @@ pub fn list_json(
     let mut last = String::new();
     let mut next = None;
     // `max` counts from what `out` already holds; room is kept for what closes the page:
-    // `],"next":"<id>"}`.
+    // `],"next":"<id>"}`. `flushed` counts the bytes handed on.
     let rows_max = (out.len() + max).saturating_sub(TAIL_ROOM);
+    let mut flushed = 0usize;
     while let Some(row) = rows.next()? {
         if limit.is_some_and(|l| written == l) {
             next = Some(std::mem::take(&mut last));
@@ -73,7 +100,7 @@ pub fn list_json(
         let id = text(row, 0)?;
         let status = statuses.as_mut().and_then(|s| s.remove(id));
         row_json(row, status.as_ref(), out)?;
-        if out.len() > rows_max {
+        if flushed + out.len() > rows_max {
             if written == 0 {
                 return Ok(Err(Oversized));
             }
@@ -85,6 +112,11 @@ pub fn list_json(
         last.clear();
         last.push_str(id);
         written += 1;
+        if let Some(flush) = flush.as_mut().filter(|_| out.len() >= chunk) {
+            let full = std::mem::replace(out, Vec::with_capacity(chunk.saturating_add(chunk / 4)));
+            flushed += full.len();
+            flush(full)?;
+        }
     }
     out.push(b']');
     if let Some(next) = next {
@@ -245,7 +277,7 @@ mod tests {
                         after,
                         limit,
                         statuses,
-                        &mut out,
+                        Sink::whole(&mut out),
                         1 << 20,
                     )?
                     .expect("fits");
@@ -265,8 +297,17 @@ mod tests {
                 // `{"containers":[a,b]}` less its last two bytes, plus the room for the end.
                 let max = two.len() - 2 + TAIL_ROOM;
                 let mut out = Vec::new();
-                list_json(conn, "ns", ("1", vec![]), None, None, None, &mut out, max)?
-                    .expect("two fit");
+                list_json(
+                    conn,
+                    "ns",
+                    ("1", vec![]),
+                    None,
+                    None,
+                    None,
+                    Sink::whole(&mut out),
+                    max,
+                )?
+                .expect("two fit");
                 Ok((out, decoded(conn, &["a", "b"], Some("b"), false)?))
             })
             .expect("read");
@@ -283,7 +324,7 @@ mod tests {
                     None,
                     None,
                     None,
-                    &mut Vec::new(),
+                    Sink::whole(&mut Vec::new()),
                     100,
                 )
             })

@@ -18,7 +18,9 @@ use update::{apply_update, parse_mask_path};
 use super::{check_id, check_labels, Error, Result};
 use crate::filter::{self, SqlField};
 use crate::snapshot::Kind;
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, containers_json::Sink, Store, StoreError};
+use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// Bytes of a reply kept for the JSON-RPC envelope around a list page (its id included).
 const ENVELOPE_ROOM: usize = 4096;
@@ -184,34 +186,79 @@ impl Containers {
         max: usize,
         mut out: Vec<u8>,
     ) -> Result<Option<Vec<u8>>> {
-        check_id("namespace", &p.namespace)?;
-        let filter = filter::parse(&p.filters)?;
-        let (cond, args) = filter.to_sql(&container_field)?;
-        if p.limit == Some(0) {
-            return Err(Error::InvalidArgument(
-                "limit must be at least 1 (omit it for no limit)".into(),
-            ));
-        }
+        let query = ListQuery::new(p)?;
         Ok(self
             .store
             .read_blocking(move |c| {
-                let statuses = match p.with_status {
-                    true => Some(store::tasks::container_statuses(c, &p.namespace)?),
-                    false => None,
-                };
-                let fits = store::containers_json::list_json(
-                    c,
-                    &p.namespace,
-                    (&cond, args),
-                    p.after.as_deref(),
-                    p.limit,
-                    statuses,
-                    &mut out,
-                    max,
-                )?;
-                Ok(fits.ok().map(|()| out))
+                let fits = query.write(c, Sink::whole(&mut out), max)?;
+                Ok(fits.then_some(out))
             })
             .await?)
+    }
+
+    /// [`Containers::list_json`] as a stream: `head`, the page and `tail` in chunks of about
+    /// [`STREAM_CHUNK`] bytes, written while the reader ahead of them is sent, so neither the
+    /// page nor its reply is ever whole in memory. At most [`STREAM_AHEAD`] chunks wait for
+    /// the reader; one that waits past `stall` ends the stream (a reader that stopped
+    /// reading holds a store reader no longer). The first chunk holds a row at least, so
+    /// every error (and `None`: not even one row fits) comes before any text; a failure
+    /// later is an `Err` in the stream, after which the reply cannot be completed.
+    pub async fn list_stream(
+        &self,
+        p: ContainerListParams,
+        max: usize,
+        head: Vec<u8>,
+        tail: &'static [u8],
+        stall: Duration,
+    ) -> Result<Option<TextStream>> {
+        let query = ListQuery::new(p)?;
+        let (tx, mut rx) = mpsc::channel::<Piece>(STREAM_AHEAD);
+        let store = self.store.clone();
+        let runtime = tokio::runtime::Handle::current();
+        tokio::spawn(async move {
+            let chunks = tx.clone();
+            let read = store
+                .read_blocking(move |c| {
+                    let mut flush = |chunk: Vec<u8>| -> store::Result<()> {
+                        // A store reader thread, never an async worker: blocking is its job.
+                        let sent = runtime.block_on(tokio::time::timeout(
+                            stall,
+                            chunks.send(Piece::Chunk(chunk)),
+                        ));
+                        match sent {
+                            Ok(Ok(())) => Ok(()),
+                            _ => Err(StoreError::Closed),
+                        }
+                    };
+                    let mut out = head;
+                    let sink = Sink {
+                        out: &mut out,
+                        chunk: STREAM_CHUNK,
+                        flush: Some(&mut flush),
+                    };
+                    if !query.write(c, sink, max)? {
+                        return Ok(false);
+                    }
+                    out.extend_from_slice(tail);
+                    flush(out)?;
+                    Ok(true)
+                })
+                .await;
+            let last = match read {
+                Ok(true) => return,
+                Ok(false) => Piece::Oversized,
+                Err(e) => Piece::Failed(e.into()),
+            };
+            let _ = tx.send(last).await;
+        });
+        match rx.recv().await {
+            Some(Piece::Chunk(first)) => Ok(Some(TextStream { first, rest: rx })),
+            Some(Piece::Oversized) => Ok(None),
+            Some(Piece::Failed(e)) => Err(e),
+            None => Err(Error::Internal(
+                "containers.list: the reader ended early".into(),
+            )),
+        }
     }
 
     /// The most a `containers.list` page (its result object) holds, whatever the transport:
@@ -295,6 +342,67 @@ impl Containers {
         // After the row: a crash in between leaves a log that start-up's sweep removes.
         self.logs.remove(&ns2, &id2);
         Ok(container)
+    }
+}
+
+/// Bytes of a streamed list written before they are handed to the sender.
+pub const STREAM_CHUNK: usize = 256 << 10;
+/// Chunks of a streamed list waiting for the connection before its reader waits.
+pub const STREAM_AHEAD: usize = 4;
+
+/// Text written ahead of the connection that sends it: `first`, then what `rest` yields
+/// until it ends; an `Err` in `rest` means the text cannot be completed.
+pub struct TextStream {
+    pub first: Vec<u8>,
+    pub rest: mpsc::Receiver<Piece>,
+}
+
+/// One step of a [`TextStream`].
+pub enum Piece {
+    Chunk(Vec<u8>),
+    /// Not even one row fits the page (only ever first).
+    Oversized,
+    Failed(Error),
+}
+
+/// A checked `containers.list` request, ready to run on a reader.
+struct ListQuery {
+    p: ContainerListParams,
+    cond: String,
+    args: Vec<rusqlite::types::Value>,
+}
+
+impl ListQuery {
+    fn new(p: ContainerListParams) -> Result<ListQuery> {
+        check_id("namespace", &p.namespace)?;
+        let filter = filter::parse(&p.filters)?;
+        let (cond, args) = filter.to_sql(&container_field)?;
+        if p.limit == Some(0) {
+            return Err(Error::InvalidArgument(
+                "limit must be at least 1 (omit it for no limit)".into(),
+            ));
+        }
+        Ok(ListQuery { p, cond, args })
+    }
+
+    /// Writes the page into `sink`; `false` when not even one row fits in `max`.
+    fn write(self, c: &rusqlite::Connection, sink: Sink<'_>, max: usize) -> store::Result<bool> {
+        let p = self.p;
+        let statuses = match p.with_status {
+            true => Some(store::tasks::container_statuses(c, &p.namespace)?),
+            false => None,
+        };
+        let fits = store::containers_json::list_json(
+            c,
+            &p.namespace,
+            (&self.cond, self.args),
+            p.after.as_deref(),
+            p.limit,
+            statuses,
+            sink,
+            max,
+        )?;
+        Ok(fits.is_ok())
     }
 }
 
