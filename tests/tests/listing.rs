@@ -265,7 +265,7 @@ fn http_raw(d: &TestDaemon, body: &str) -> (String, Vec<u8>) {
     )
 }
 
-/// A list many times the chunks it is streamed in (256 KiB) arrives whole and alike on
+/// A list many times the chunks it is streamed in (64 KiB) arrives whole and alike on
 /// every transport: HTTP as a chunked body, NDJSON as one line, WebSocket as one message.
 #[test]
 fn a_list_streamed_in_many_chunks_arrives_whole_on_every_transport() {
