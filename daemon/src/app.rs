@@ -151,7 +151,11 @@ impl App {
                         continue;
                     }
                 }
-                match containers.delete(ns.clone(), id.clone(), false).await {
+                let torn_down = tasks.torn_down(&ns, &id);
+                match containers
+                    .delete(ns.clone(), id.clone(), false, torn_down)
+                    .await
+                {
                     Ok(_) => tracing::info!(namespace = %ns, container = %id, "auto-removed"),
                     Err(crate::service::Error::NotFound(_)) => {}
                     Err(e) => tracing::warn!(namespace = %ns, container = %id, error = %e,

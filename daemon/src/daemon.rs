@@ -209,6 +209,7 @@ pub async fn run(
         containers: app.containers.clone(),
         stall: std::time::Duration::from_secs(opts.config.request_timeout_secs.max(1)),
     };
+    let tasks = app.tasks.clone();
     let module = api::build_module(app);
     let activated = inherited.is_some();
     let listener = match inherited {
@@ -242,6 +243,8 @@ pub async fn run(
         crate::systemd::notify("STOPPING=1");
     };
     api::server::serve(listener, module, Some(direct), limits, stopping).await;
+    // Deletes answered before the stop still unmount and remove their bundles.
+    tasks.settle(std::time::Duration::from_secs(10)).await;
     // An inherited socket belongs to the manager, which keeps it for the next start.
     if !activated {
         let _ = fs::remove_file(&opts.socket);

@@ -146,8 +146,14 @@ pub fn remove_dir(dir: &Path) -> io::Result<()> {
             .map(|n| n.to_string_lossy())
             .unwrap_or_default()
     ));
-    fs::rename(dir, &aside)?;
-    fs::remove_dir_all(&aside)
+    // A gc sweep may move either aside meanwhile (removals run in the background since
+    // issue 11): what it took, it deletes.
+    let gone = |r: io::Result<()>| match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    };
+    gone(fs::rename(dir, &aside))?;
+    gone(fs::remove_dir_all(&aside))
 }
 
 /// Prefix of orphan directories moved aside by [`sweep`], followed by the pid.
@@ -187,8 +193,12 @@ pub fn sweep(
             "{ours}{}",
             NEXT_TRASH.fetch_add(1, Ordering::Relaxed)
         ));
-        fs::rename(&path, &to)?;
-        aside.push(to);
+        match fs::rename(&path, &to) {
+            Ok(()) => aside.push(to),
+            // Removed meanwhile (a delete's background removal).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(aside)
 }

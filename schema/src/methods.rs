@@ -155,7 +155,8 @@ methods! {
     ContainersUpdate "containers.update" (ContainerUpdateParams) -> ContainerReply,
         "Updates a container's mutable fields.", [NotFound];
     ContainersDelete "containers.delete" (ContainerDeleteParams) -> Empty,
-        "Deletes a container.", [NotFound, FailedPrecondition];
+        "Deletes a container; its snapshot directory and log go in the background once its \
+         deleted task is unmounted (berth extension).", [NotFound, FailedPrecondition];
     ContainersLogs "containers.logs" (LogsParams) -> LogBatch,
         "The container's log (its tasks' stdout and stderr when they were created without \
          stdio paths), oldest first. Kept after the task, removed with the container.",
@@ -192,7 +193,9 @@ methods! {
     TasksWait "tasks.wait" (TaskProcessParams) -> ExitInfo,
         "Blocks until the process exits.", [NotFound];
     TasksDelete "tasks.delete" (TaskDeleteParams) -> ExitInfo,
-        "Deletes a stopped task (force kills and waits first).",
+        "Deletes a stopped task (force kills and waits first). Answers once the task is \
+         deleted as clients see it; runc delete, unmounts and the bundle follow in the \
+         background, and a tasks.create of the same id waits for them (berth extension).",
         [NotFound, FailedPrecondition];
     TasksExec "tasks.exec" (TaskExecParams) -> Empty,
         "Adds an exec process (start it with tasks.start and its exec_id).",

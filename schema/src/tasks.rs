@@ -36,8 +36,8 @@ pub struct Process {
 
 /// Where a task or exec process stands. `Creating` and `Deleting` are intents stored
 /// before runc is called, so that start-up after a crash knows what to finish or undo;
-/// the wire never shows `creating` (the task does not exist yet) and shows `deleting` as
-/// `stopped`.
+/// the wire never shows either: a task `creating` does not exist yet, one `deleting` (torn
+/// down in the background after `tasks.delete` answered) no longer does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {

@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use berth_tests::clients::RecvError;
 use berth_tests::{unique_id, TestDaemon};
 use serde_json::{json, Value};
 use tasks_support::{assert_clean, berth_out, Cleanup, Rootfs};
@@ -580,6 +581,75 @@ fn a_delete_cut_off_by_a_crash_is_finished_at_start_up() {
         .rpc("tasks.get", json!({"container_id": id}))
         .expect_err("deleted");
     assert_eq!(err["data"]["kind"], "not_found", "{err}");
+    d.rpc_ok("containers.delete", json!({"id": id}));
+    assert_clean(&d, &[id]);
+}
+
+/// `tasks.delete` answers before `runc delete` and the bundle are done (they run in the
+/// background), the task is gone for clients from that answer on, and a create of the same
+/// id waits for the teardown. A runtime wrapper holds `runc delete` at a barrier this test
+/// opens, and marks when the real `runc delete` has finished.
+#[test]
+fn a_delete_answers_before_its_teardown_and_a_create_of_the_same_id_waits_for_it() {
+    let tools = tempfile::tempdir().expect("dir");
+    let (entered, release, done) = (
+        tools.path().join("entered"),
+        tools.path().join("release"),
+        tools.path().join("done"),
+    );
+    let script = tools.path().join("runc-barrier");
+    let body = format!(
+        "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in delete) touch {e}; \
+         while [ ! -e {r} ]; do sleep 0.02; done; {runc} \"$@\"; rc=$?; touch {dn}; \
+         exit $rc;; esac; done\nexec {runc} \"$@\"\n",
+        e = entered.display(),
+        r = release.display(),
+        dn = done.display(),
+        runc = which_runc().display(),
+    );
+    std::fs::write(&script, body).expect("script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let d = TestDaemon::start_with(&format!(
+        "[runtimes.barrier]\npath = \"{}\"\n",
+        script.display()
+    ));
+    let rootfs = Rootfs::new();
+    let id = unique_id("bg-delete");
+    let _cleanup = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    run_d(&d, &rootfs, Some("barrier"), &id, &["true"]);
+    wait(&d, &id, "");
+    let exit = d.rpc_ok("tasks.delete", json!({"container_id": id}));
+    assert_eq!(exit["exit_status"], 0, "{exit}");
+    until("runc delete began", || entered.exists());
+    assert!(!done.exists(), "runc delete is held at the barrier");
+    let err = d
+        .rpc("tasks.get", json!({"container_id": id}))
+        .expect_err("deleted");
+    assert_eq!(err["data"]["kind"], "not_found", "{err}");
+    let listed = d.rpc_ok("tasks.list", json!({}));
+    assert!(
+        !listed.to_string().contains(&id),
+        "a deleted task is not listed: {listed}"
+    );
+    // The create is sent while the teardown is held; its answer comes after the teardown.
+    let mut nd = d.ndjson();
+    nd.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tasks.create",
+                    "params": {"container_id": id, "start": true}}));
+    assert!(
+        matches!(nd.recv(Duration::from_millis(300)), Err(RecvError::Timeout)),
+        "the create waits while the old task is held in its teardown"
+    );
+    std::fs::write(&release, b"").expect("release");
+    let created = nd.recv(LIMIT).expect("the create's answer");
+    assert!(created.get("result").is_some(), "{created}");
+    assert!(
+        done.exists(),
+        "the create was answered only after the old task's runc delete"
+    );
+    d.rpc_ok("tasks.delete", json!({"container_id": id, "force": true}));
     d.rpc_ok("containers.delete", json!({"id": id}));
     assert_clean(&d, &[id]);
 }

@@ -201,17 +201,6 @@ pub fn remove_creating(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<
     Ok(())
 }
 
-/// Marks a task `deleting` before runc and the bundle are torn down.
-pub fn set_deleting(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<()> {
-    tx.conn()
-        .prepare_cached(
-            "UPDATE processes SET status = 'deleting' \
-             WHERE namespace = ?1 AND container_id = ?2 AND exec_id = ''",
-        )?
-        .execute(params![ns, container_id])?;
-    Ok(())
-}
-
 /// Sets the status of a process that has not exited (start-up reconciliation).
 pub fn set_status(
     tx: &mut Tx<'_>,
@@ -230,11 +219,16 @@ pub fn set_status(
     Ok(())
 }
 
-/// A process as clients see it: a task still `creating` does not exist yet.
+/// A process as clients see it: a task still `creating` does not exist yet, one
+/// `deleting` (torn down in the background) no longer does.
 pub fn get(conn: &Connection, ns: &str, container_id: &str, exec_id: &str) -> Result<ProcessRow> {
     match get_any(conn, ns, container_id, exec_id)? {
         row if row.status == TaskStatus::Creating => Err(StoreError::NotFound(format!(
             "{} not found (it is being created)",
+            describe(ns, container_id, exec_id)
+        ))),
+        row if row.status == TaskStatus::Deleting => Err(StoreError::NotFound(format!(
+            "{} not found (it was deleted)",
             describe(ns, container_id, exec_id)
         ))),
         row => Ok(row),
@@ -266,7 +260,7 @@ pub fn get_any(
 pub fn list_tasks(conn: &Connection, ns: &str) -> Result<Vec<ProcessRow>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM processes WHERE namespace = ?1 AND exec_id = '' \
-         AND status <> 'creating' ORDER BY container_id"
+         AND status NOT IN ('creating', 'deleting') ORDER BY container_id"
     ))?;
     let mut rows = stmt.query([ns])?;
     let mut out = Vec::new();
@@ -293,7 +287,8 @@ pub fn list_all(conn: &Connection) -> Result<Vec<ProcessRow>> {
 pub fn task_exists(conn: &Connection, ns: &str, container_id: &str) -> Result<bool> {
     Ok(conn
         .prepare_cached(
-            "SELECT 1 FROM processes WHERE namespace = ?1 AND container_id = ?2 AND exec_id = ''",
+            "SELECT 1 FROM processes WHERE namespace = ?1 AND container_id = ?2 AND exec_id = '' \
+             AND status <> 'deleting'",
         )?
         .query_row(params![ns, container_id], |_| Ok(()))
         .optional()?
@@ -421,10 +416,12 @@ pub fn set_exited(
     Ok(row)
 }
 
-/// Deletes a task with all its exec processes and records `/tasks/delete`; its init's exit
-/// becomes the container's last exit.
-pub fn delete_task(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<ProcessRow> {
-    let row = get_any(tx.conn(), ns, container_id, "")?;
+/// Deletes a task as clients see it, before runc and the bundle are torn down: records
+/// `/tasks/delete`, makes its init's exit the container's last exit, removes its exec
+/// processes and leaves the init's row `deleting`, the intent [`remove_deleted`] ends
+/// (start-up finishes the teardown of a row a crash left).
+pub fn mark_deleted(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<ProcessRow> {
+    let row = get(tx.conn(), ns, container_id, "")?;
     if let (Some(status), Some(reason), Some(at)) =
         (row.exit_status, row.exit_reason, &row.exited_at)
     {
@@ -443,7 +440,15 @@ pub fn delete_task(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<Proc
             .execute(params![ns, container_id, status, reason.as_str(), at])?;
     }
     tx.conn()
-        .prepare_cached("DELETE FROM processes WHERE namespace = ?1 AND container_id = ?2")?
+        .prepare_cached(
+            "DELETE FROM processes WHERE namespace = ?1 AND container_id = ?2 AND exec_id <> ''",
+        )?
+        .execute(params![ns, container_id])?;
+    tx.conn()
+        .prepare_cached(
+            "UPDATE processes SET status = 'deleting' \
+             WHERE namespace = ?1 AND container_id = ?2 AND exec_id = ''",
+        )?
         .execute(params![ns, container_id])?;
     tx.emit(
         ns,
@@ -456,6 +461,17 @@ pub fn delete_task(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<Proc
         },
     )?;
     Ok(row)
+}
+
+/// Removes what is left of a task [`mark_deleted`] once it is torn down.
+pub fn remove_deleted(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<()> {
+    tx.conn()
+        .prepare_cached(
+            "DELETE FROM processes WHERE namespace = ?1 AND container_id = ?2 \
+             AND status = 'deleting'",
+        )?
+        .execute(params![ns, container_id])?;
+    Ok(())
 }
 
 /// Deletes one exec process.
@@ -498,7 +514,7 @@ pub fn container_statuses(
          p.exited_at, l.exit_status, l.exit_reason, l.started_at, l.exited_at \
          FROM containers c \
          LEFT JOIN processes p ON p.namespace = c.namespace AND p.container_id = c.id \
-         AND p.exec_id = '' \
+         AND p.exec_id = '' AND p.status <> 'deleting' \
          LEFT JOIN last_exits l ON l.container = c.pk \
          WHERE c.namespace = ?1",
     )?;
@@ -549,7 +565,8 @@ pub fn auto_remove_due(conn: &Connection, ns: &str, id: &str) -> Result<bool> {
         .prepare_cached(
             "SELECT l.auto_remove FROM last_exits l JOIN containers c ON l.container = c.pk \
              WHERE c.namespace = ?1 AND c.id = ?2 AND NOT EXISTS \
-             (SELECT 1 FROM processes p WHERE p.namespace = ?1 AND p.container_id = ?2)",
+             (SELECT 1 FROM processes p WHERE p.namespace = ?1 AND p.container_id = ?2 \
+             AND p.status <> 'deleting')",
         )?
         .query_row(params![ns, id], |r| r.get::<_, bool>(0))
         .optional()?
@@ -561,7 +578,8 @@ pub fn auto_removals_due(conn: &Connection) -> Result<Vec<(String, String)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT c.namespace, c.id FROM last_exits l JOIN containers c ON l.container = c.pk \
          WHERE l.auto_remove = 1 AND NOT EXISTS \
-         (SELECT 1 FROM processes p WHERE p.namespace = c.namespace AND p.container_id = c.id)",
+         (SELECT 1 FROM processes p WHERE p.namespace = c.namespace AND p.container_id = c.id \
+         AND p.status <> 'deleting')",
     )?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

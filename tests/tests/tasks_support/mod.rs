@@ -129,29 +129,12 @@ fn dir_entries(path: &Path) -> Vec<String> {
 
 /// Asserts nothing of the given containers' tasks is left: mounts below the daemon's dir,
 /// bundles, runc state, cgroups, FIFO dirs, children of berthd other than its keeper, and
-/// children of the keeper (waits a little for processes that are still exiting).
+/// children of the keeper. A delete's teardown finishes in the background after its reply
+/// (and processes may still be exiting), so this polls up to a deadline for all of it.
 pub fn assert_clean(d: &TestDaemon, ids: &[String]) {
     let keeper = d
         .keeper_pid()
         .expect("berthd's keeper runs while berthd does");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut kids = children(d.pid());
-        kids.retain(|(pid, _)| *pid as i32 != keeper);
-        kids.extend(children(keeper as u32));
-        if kids.is_empty() || Instant::now() > deadline {
-            assert!(
-                kids.is_empty(),
-                "berthd or its keeper still has children: {kids:?}"
-            );
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let dir = d.dir().display().to_string();
-    let leaked: Vec<&str> = info.lines().filter(|l| l.contains(&dir)).collect();
-    assert!(leaked.is_empty(), "mounts left: {leaked:?}");
     // The parents must be where berthd keeps them, or an empty listing proves nothing.
     for parent in ["tasks", "runc"] {
         let dir = d.state().join(parent);
@@ -161,23 +144,59 @@ pub fn assert_clean(d: &TestDaemon, ids: &[String]) {
             dir.display()
         );
     }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = leftovers(d, keeper, ids);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "left behind: {left:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What [`assert_clean`] looks for, described.
+fn leftovers(d: &TestDaemon, keeper: i32, ids: &[String]) -> Vec<String> {
+    let mut left = Vec::new();
+    let mut kids = children(d.pid());
+    kids.retain(|(pid, _)| *pid as i32 != keeper);
+    kids.extend(children(keeper as u32));
+    if !kids.is_empty() {
+        left.push(format!("berthd or its keeper still has children: {kids:?}"));
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let dir = d.dir().display().to_string();
+    left.extend(
+        info.lines()
+            .filter(|l| l.contains(&dir))
+            .map(|l| format!("mount: {l}")),
+    );
     let bundles = dir_entries(&d.state().join("tasks/default"));
-    assert!(bundles.is_empty(), "bundles left: {bundles:?}");
+    if !bundles.is_empty() {
+        left.push(format!("bundles: {bundles:?}"));
+    }
     let runc = dir_entries(&d.state().join("runc/default"));
-    assert!(runc.is_empty(), "runc state left: {runc:?}");
+    if !runc.is_empty() {
+        left.push(format!("runc state: {runc:?}"));
+    }
     let roots = cgroup_roots();
     for id in ids {
         for root in &roots {
             // berthd scopes task cgroups as /berth/<namespace>/<id>.
             let cg = root.join("berth/default").join(id);
-            assert!(!cg.exists(), "cgroup left: {}", cg.display());
+            if cg.exists() {
+                left.push(format!("cgroup: {}", cg.display()));
+            }
         }
         let fifos: Vec<String> = dir_entries(&std::env::temp_dir())
             .into_iter()
             .filter(|n| n.starts_with(&format!("berth-{id}-")))
             .collect();
-        assert!(fifos.is_empty(), "FIFO dirs left: {fifos:?}");
+        if !fifos.is_empty() {
+            left.push(format!("FIFO dirs: {fifos:?}"));
+        }
     }
+    left
 }
 
 /// Deletes the task (force) and container on drop, so a failing test leaves nothing.

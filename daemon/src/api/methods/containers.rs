@@ -46,8 +46,9 @@ pub(super) fn register(m: &mut Module) {
         Ok(ContainerReply { container })
     });
     method::<ContainersDelete, _, _>(m, |app, p| async move {
+        let torn_down = app.tasks.torn_down(&p.namespace, &p.id);
         app.containers
-            .delete(p.namespace, p.id, p.keep_snapshot)
+            .delete(p.namespace, p.id, p.keep_snapshot, torn_down)
             .await?;
         Ok(Empty {})
     });

@@ -294,7 +294,17 @@ impl Containers {
     /// Deletes the container and, unless `keep_snapshot`, its rootfs snapshot when nothing
     /// else holds it (another container, a lease, a child snapshot; committed snapshots
     /// belong to images and are left to `gc.run`), in one transaction.
-    pub async fn delete(&self, ns: String, id: String, keep_snapshot: bool) -> Result<Container> {
+    ///
+    /// What is on disk goes after `torn_down` resolves (the container's deleted task, if
+    /// any, is unmounted), in the background: the reply waits only for the transaction. A
+    /// crash before it is done leaves an orphan directory and log, which start-up sweeps.
+    pub async fn delete(
+        &self,
+        ns: String,
+        id: String,
+        keep_snapshot: bool,
+        torn_down: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<Container> {
         check_id("namespace", &ns)?;
         check_id("container id", &id)?;
         let (ns2, id2) = (ns.clone(), id.clone());
@@ -334,13 +344,16 @@ impl Containers {
                 Ok((c, Some((sn, row.id))))
             })
             .await?;
-        if let Some((sn, id)) = removed {
-            if let Ok(sn) = self.snapshots.get(Some(&sn)) {
-                self.snapshots.discard_dirs(&sn, vec![id]).await;
+        let (snapshots, logs) = (self.snapshots.clone(), self.logs.clone());
+        tokio::spawn(async move {
+            torn_down.await;
+            if let Some((sn, id)) = removed {
+                if let Ok(sn) = snapshots.get(Some(&sn)) {
+                    snapshots.discard_dirs(&sn, vec![id]).await;
+                }
             }
-        }
-        // After the row: a crash in between leaves a log that start-up's sweep removes.
-        self.logs.remove(&ns2, &id2);
+            logs.remove(&ns2, &id2);
+        });
         Ok(container)
     }
 }

@@ -22,6 +22,8 @@ use crate::runtime::stdio::{self, TaskStdio};
 use crate::service::{Error, Result};
 use crate::store::{self, tasks::ProcessRow};
 
+/// How long a create waits for the teardown of the deleted task of the same id.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(30);
 /// How long runc may take to hand over a pty master once it has returned.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// An I/O failure building a bundle: `resource_exhausted` on a full disk, else internal.
@@ -41,8 +43,34 @@ pub(super) async fn create(inner: &Arc<Inner>, p: TaskCreateParams) -> Result<Pr
             "task \"{id}\" already exists in namespace \"{ns}\""
         ))
     };
-    if !inner.live.insert_new(Arc::clone(&task)) {
-        return Err(exists());
+    // A deleted task of the same id may still be torn down (its bundle is this one's).
+    while !inner.live.insert_new(Arc::clone(&task)) {
+        let old = match inner.live.get(ns, id) {
+            Some(old) if old.is_deleted() => old,
+            Some(_) => return Err(exists()),
+            None => continue,
+        };
+        if tokio::time::timeout(TEARDOWN_WAIT, old.gone())
+            .await
+            .is_err()
+        {
+            return Err(Error::Unavailable(format!(
+                "task \"{id}\" in namespace \"{ns}\": the deleted task before it is still \
+                 being torn down after {TEARDOWN_WAIT:?}"
+            )));
+        }
+    }
+    // One whose background teardown failed left its intent: finished here, or refused.
+    let left = inner
+        .store
+        .read(|c| store::tasks::get_any(c, ns, id, ""))
+        .ok()
+        .filter(|r| r.status == TaskStatus::Deleting);
+    if let Some(left) = left {
+        if let Err(e) = super::delete::teardown(inner, ns, id, &left.runtime).await {
+            inner.live.remove(ns, id);
+            return Err(e);
+        }
     }
     let _order = task.lock.lock().await;
     // The intent, durable before runc runs: a crash from here on leaves a `creating` row

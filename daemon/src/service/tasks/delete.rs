@@ -1,9 +1,13 @@
 //! Tearing tasks down: `tasks.delete` (force kills and waits), `tasks.delete_process`,
 //! and removing a bundle (unmount the rootfs, then only the files berth made).
 //!
-//! A delete records its intent (`deleting`) before runc and the bundle are touched, so a
-//! crash in the middle is finished at start-up ([`finish`]). A runc that has no such
-//! container (a host restart wiped its state) is not asked to delete it.
+//! `tasks.delete` answers once the task is deleted as clients see it: its exit stored as
+//! the container's last, `/tasks/delete` recorded, the row left as the `deleting` intent.
+//! `runc delete`, the cgroup, unmounts and the bundle ([`finish`]) follow in the
+//! background, off the critical path of every `run --rm` (they were half of it). A create
+//! of the same id waits for them; a crash in the middle leaves the intent, which start-up
+//! finishes before it serves. A runc that has no such container (a host restart wiped its
+//! state) is not asked to delete it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -49,20 +53,52 @@ pub(super) async fn delete(
             )));
         }
     }
+    let task = inner.live.get(ns, id);
+    // Flagged first, so that a create of the same id, from the moment the row says
+    // `deleting`, waits for the teardown instead of failing.
+    if let Some(t) = &task {
+        t.set_deleted(true);
+    }
     let (ns2, id2) = (ns.to_owned(), id.to_owned());
     // Deletes must work on a full disk: they may use the room berthd keeps in reserve.
+    let marked = inner
+        .store
+        .write_reclaiming(move |tx| store::tasks::mark_deleted(tx, &ns2, &id2))
+        .await;
+    let row = match marked {
+        Ok(row) => row,
+        Err(e) => {
+            // Not found: a concurrent delete marked it first, and its teardown runs.
+            if let Some(t) = task.filter(|_| !matches!(e, store::StoreError::NotFound(_))) {
+                t.set_deleted(false);
+            }
+            return Err(e.into());
+        }
+    };
+    let exit = exit_info(&row)
+        .ok_or_else(|| Error::Internal(format!("{what}: deleted without an exit")))?;
+    inner.teardowns.send_modify(|n| *n += 1);
+    let (inner, ns, id) = (Arc::clone(inner), ns.to_owned(), id.to_owned());
+    tokio::spawn(async move {
+        if let Err(e) = teardown(&inner, &ns, &id, &row.runtime).await {
+            // The intent stays: a create of the same id, or the next start-up, retries.
+            tracing::warn!(namespace = %ns, task = %id, error = %e, "task teardown failed");
+        }
+        inner.live.remove(&ns, &id);
+        inner.teardowns.send_modify(|n| *n -= 1);
+    });
+    Ok(exit)
+}
+
+/// Finishes a deleted task ([`finish`]) and removes its `deleting` row.
+pub(super) async fn teardown(inner: &Inner, ns: &str, id: &str, runtime: &str) -> Result<()> {
+    finish(inner, ns, id, runtime).await?;
+    let (ns2, id2) = (ns.to_owned(), id.to_owned());
     inner
         .store
-        .write_reclaiming(move |tx| store::tasks::set_deleting(tx, &ns2, &id2))
+        .write_reclaiming(move |tx| store::tasks::remove_deleted(tx, &ns2, &id2))
         .await?;
-    finish(inner, ns, id, &row.runtime).await?;
-    let (ns2, id2) = (ns.to_owned(), id.to_owned());
-    let row = inner
-        .store
-        .write_reclaiming(move |tx| store::tasks::delete_task(tx, &ns2, &id2))
-        .await?;
-    inner.live.remove(ns, id);
-    exit_info(&row).ok_or_else(|| Error::Internal(format!("{what}: deleted without an exit")))
+    Ok(())
 }
 
 /// Removes what runc and the bundle hold of task `id`: `runc delete --force` (which kills

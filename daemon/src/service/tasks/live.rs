@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use schema::ExitInfo;
@@ -31,6 +32,11 @@ pub struct LiveTask {
     /// create/start/delete of one task.
     pub lock: tokio::sync::Mutex<()>,
     procs: Mutex<HashMap<String, LiveProcess>>,
+    /// Deleted as clients see it; its teardown (runc, mounts, bundle) runs in the
+    /// background, and a task of the same id waits for [`LiveTask::gone`].
+    deleted: AtomicBool,
+    /// Set once the task has left the registry.
+    gone: watch::Sender<bool>,
 }
 
 /// One process of a live task.
@@ -70,6 +76,25 @@ impl LiveTask {
             runc,
             lock: tokio::sync::Mutex::new(()),
             procs: Mutex::new(HashMap::new()),
+            deleted: AtomicBool::new(false),
+            gone: watch::channel(false).0,
+        }
+    }
+
+    pub fn set_deleted(&self, deleted: bool) {
+        self.deleted.store(deleted, Ordering::SeqCst);
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the task has left the registry.
+    pub fn gone(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut gone = self.gone.subscribe();
+        async move {
+            // An error means the task was dropped, which it is only once gone.
+            let _ = gone.wait_for(|g| *g).await;
         }
     }
 
@@ -129,6 +154,10 @@ impl Registry {
     }
 
     pub fn remove(&self, ns: &str, id: &str) -> Option<Arc<LiveTask>> {
-        lock(&self.tasks).remove(&(ns.to_owned(), id.to_owned()))
+        let gone = lock(&self.tasks).remove(&(ns.to_owned(), id.to_owned()));
+        if let Some(task) = &gone {
+            task.gone.send_replace(true);
+        }
+        gone
     }
 }

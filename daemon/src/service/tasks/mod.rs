@@ -80,6 +80,8 @@ struct Inner {
     /// container) is the App's, which owns both services.
     removals: tokio::sync::mpsc::UnboundedSender<Removal>,
     removals_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Removal>>>,
+    /// Deleted tasks whose teardown runs in the background.
+    teardowns: tokio::sync::watch::Sender<usize>,
 }
 
 impl Tasks {
@@ -105,6 +107,7 @@ impl Tasks {
                 live: Registry::default(),
                 removals,
                 removals_rx: std::sync::Mutex::new(Some(removals_rx)),
+                teardowns: tokio::sync::watch::channel(0).0,
             }),
         }
     }
@@ -173,6 +176,37 @@ impl Tasks {
             )));
         }
         delete::delete_process(&self.inner, ns, id, exec_id).await
+    }
+
+    /// Resolves once the task of container `id`, if it was deleted, is torn down (its
+    /// rootfs unmounted): what removing the container's snapshot waits for.
+    pub fn torn_down(
+        &self,
+        ns: &str,
+        id: &str,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let task = self.inner.live.get(ns, id).filter(|t| t.is_deleted());
+        let gone = task.map(|t| t.gone());
+        async move {
+            if let Some(gone) = gone {
+                gone.await;
+            }
+        }
+    }
+
+    /// Waits up to `limit` for the teardowns running in the background (berthd stopping);
+    /// what is left is finished at the next start.
+    pub async fn settle(&self, limit: std::time::Duration) {
+        let mut running = self.inner.teardowns.subscribe();
+        if tokio::time::timeout(limit, running.wait_for(|n| *n == 0))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = *running.borrow(),
+                "task teardowns left to the next start"
+            );
+        }
     }
 
     /// Reconciles stored tasks with the keeper and runc after a (re)start; `host_restarted`
@@ -425,7 +459,7 @@ impl Inner {
     /// task row at all is `not_found` (naming the task); only a row that exists while
     /// no live task does (mid-create or mid-delete) is `failed_precondition`.
     fn live_task(&self, ns: &str, id: &str) -> Result<Arc<LiveTask>> {
-        if let Some(task) = self.live.get(ns, id) {
+        if let Some(task) = self.live.get(ns, id).filter(|t| !t.is_deleted()) {
             return Ok(task);
         }
         self.row(ns, id, "")?;

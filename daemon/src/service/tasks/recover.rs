@@ -76,12 +76,7 @@ pub(super) async fn recover(inner: &Arc<Inner>, host_restarted: bool) -> Result<
                     task = id,
                     "finishing a delete cut off by a crash"
                 );
-                delete::finish(inner, ns, id, &row.runtime).await?;
-                let (ns2, id2) = (ns.to_owned(), id.to_owned());
-                inner
-                    .store
-                    .write(move |tx| store::tasks::delete_task(tx, &ns2, &id2).map(drop))
-                    .await?;
+                delete::teardown(inner, ns, id, &row.runtime).await?;
                 counts.2 += 1;
                 continue;
             }
