@@ -43,7 +43,8 @@ impl Rpc {
     fn connect(sock: &Path) -> Result<Rpc> {
         let w = UnixStream::connect(sock).with_context(|| format!("connect {sock:?}"))?;
         Ok(Rpc {
-            r: BufReader::new(w.try_clone()?),
+            // Replies of tens of MiB (lists): read in large pieces, as a real client would.
+            r: BufReader::with_capacity(1 << 20, w.try_clone()?),
             w,
             id: 0,
             line: String::new(),
