@@ -25,6 +25,10 @@ have dockerd || need+=(docker.io)
 have podman || need+=(podman)
 # systemd-socket-activate and systemd-analyze: the service tests (no systemd as PID 1).
 have systemd-socket-activate || need+=(systemd)
+# Networks (issue 16): the standard CNI plugins, iptables they program, ip for bridges.
+[ -x /usr/lib/cni/bridge ] || [ -x /opt/cni/bin/bridge ] || need+=(containernetworking-plugins)
+have iptables || need+=(iptables)
+have ip || need+=(iproute2)
 # The client generated from rpc.discover (tests/clients) is standard-library Python.
 have python3 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then

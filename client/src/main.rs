@@ -16,7 +16,7 @@ use clap_complete::Shell;
 
 use cmd::{
     attach, call, complete, containers, content, events, images, leases, lifecycle, logs,
-    namespaces, ps, run, snapshots, system, tasks, Ctx,
+    namespaces, networks, ps, run, snapshots, system, tasks, Ctx,
 };
 
 const DEFAULT_SOCKET: &str = "/run/berth/berthd.sock";
@@ -50,6 +50,9 @@ enum Command {
     /// Manage namespaces
     #[command(subcommand, visible_alias = "ns")]
     Namespaces(namespaces::Command),
+    /// Manage networks: bridges tasks join with `run --network` and `-p`
+    #[command(subcommand, visible_alias = "net")]
+    Network(networks::Command),
     /// Manage containers (metadata)
     #[command(subcommand, visible_alias = "c")]
     Containers(containers::Command),
@@ -90,6 +93,12 @@ enum Command {
     Version,
     /// Print the daemon's system information
     Info,
+    /// Show containers with their task (status, network address, published ports) as JSON
+    Inspect {
+        /// Container ids
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
     /// Call any method with raw JSON params
     Call(call::CallArgs),
     /// Print a shell completion script (bash's also completes ids and names from the
@@ -132,6 +141,7 @@ fn main() -> ExitCode {
         Command::Run(args) => return exit_with(run::run(&ctx, *args)),
         Command::Tasks(command) => return exit_with(tasks::run(&ctx, command)),
         Command::Namespaces(command) => namespaces::run(&ctx, command),
+        Command::Network(command) => networks::run(&ctx, command),
         Command::Containers(command) => containers::run(&ctx, command),
         Command::Images(command) => images::run(&ctx, command),
         Command::Snapshots(args) => snapshots::run(&ctx, args),
@@ -147,6 +157,7 @@ fn main() -> ExitCode {
         Command::Rm(args) => lifecycle::rm(&ctx, args),
         Command::Version => system::version(&ctx),
         Command::Info => system::info(&ctx),
+        Command::Inspect { ids } => ps::inspect(&ctx, &ids),
         Command::Call(args) => call::run(&ctx, args),
         Command::Completion { shell } => {
             complete::script(shell, &mut Cli::command());

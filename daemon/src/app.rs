@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::content::ContentStore;
 use crate::keeper::Keeper;
+use crate::runtime::cni::Cni;
 use crate::runtime::reaper::Reaper;
 use crate::service::containers::Containers;
 use crate::service::content::Content;
@@ -15,6 +16,7 @@ use crate::service::images::Images;
 use crate::service::leases::Leases;
 use crate::service::logs::Logs;
 use crate::service::namespaces::Namespaces;
+use crate::service::networks::Networks;
 use crate::service::snapshots::Snapshots;
 use crate::service::tasks::Tasks;
 use crate::service::Result;
@@ -42,6 +44,7 @@ pub struct App {
     pub leases: Leases,
     pub gc: Gc,
     pub tasks: Tasks,
+    pub networks: Networks,
     pub logs: Logs,
     /// The daemon's one reaper: berthd is a child subreaper from start-up.
     pub reaper: Reaper,
@@ -99,6 +102,12 @@ impl App {
                 max_files: config.log_max_files.max(1),
             },
         );
+        let networks = Networks::new(
+            store.clone(),
+            Cni::new(config.cni_bin_dirs.clone(), &paths.state, reaper.clone()),
+            &paths.state,
+            (config.network_subnet.clone(), config.network_bridge.clone()),
+        );
         let tasks = Tasks::new(
             store.clone(),
             reaper.clone(),
@@ -107,9 +116,11 @@ impl App {
             config.clone(),
             Arc::new(snapshots.clone()),
             logs.clone(),
+            networks.clone(),
         );
         Ok(App {
             tasks,
+            networks,
             reaper,
             paths,
             namespaces: Namespaces::new(store.clone()),

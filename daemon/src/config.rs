@@ -77,7 +77,19 @@ pub struct Config {
     pub log_max_bytes: u64,
     /// Files of one container's log kept, the newest included (at least 1).
     pub log_max_files: u32,
+    /// The network a task joins when its container names none (docker's behaviour with
+    /// `"berth0"`); unset, such a task has its own network namespace with loopback only.
+    pub default_network: Option<String>,
+    /// The subnet of the built-in network `berth0`, created on first use.
+    pub network_subnet: String,
+    /// The host bridge of `berth0`.
+    pub network_bridge: String,
+    /// Where the CNI plugins are, searched in order.
+    pub cni_bin_dirs: Vec<PathBuf>,
 }
+
+/// `berth0`'s subnet unless configured (podman takes 10.88.0.0/16).
+pub const DEFAULT_NETWORK_SUBNET: &str = "10.89.0.0/16";
 
 /// One `[runtimes.<name>]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -106,6 +118,13 @@ impl Default for Config {
             runc_timeout_secs: crate::runtime::runc::DEFAULT_TIMEOUT.as_secs(),
             log_max_bytes: DEFAULT_LOG_MAX_BYTES,
             log_max_files: DEFAULT_LOG_MAX_FILES,
+            default_network: None,
+            network_subnet: DEFAULT_NETWORK_SUBNET.to_owned(),
+            network_bridge: schema::DEFAULT_NETWORK.to_owned(),
+            cni_bin_dirs: crate::runtime::cni::DEFAULT_BIN_DIRS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
         }
     }
 }

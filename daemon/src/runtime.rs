@@ -3,6 +3,7 @@
 //! not our children. Nothing above this layer calls `waitpid`, opens a FIFO or runs a
 //! binary itself.
 pub mod cgroup;
+pub mod cni;
 pub mod console;
 pub mod logfile;
 pub mod mount;

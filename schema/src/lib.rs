@@ -10,6 +10,7 @@ pub mod events;
 pub mod identifiers;
 pub mod images;
 pub mod methods;
+pub mod networks;
 pub mod openrpc;
 pub mod replies;
 pub mod spec;
@@ -18,6 +19,7 @@ pub mod types;
 
 pub use error::ErrorKind;
 pub use images::*;
+pub use networks::*;
 pub use replies::*;
 pub use tasks::*;
 pub use types::*;

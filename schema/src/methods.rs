@@ -289,6 +289,15 @@ methods! {
     SnapshotsRemove "snapshots.remove" (SnapshotKeyParams) -> Empty,
         "Removes a snapshot without children.", [NotFound, FailedPrecondition];
 
+    NetworksCreate "networks.create" (NetworkCreateParams) -> NetworkReply,
+        "Creates a bridge network (berth extension).", [AlreadyExists];
+    NetworksGet "networks.get" (NetworkNameParams) -> NetworkReply,
+        "One network; berth0 is created on first use (berth extension).", [NotFound];
+    NetworksList "networks.list" (NetworkListParams) -> NetworkList,
+        "Every network, by name (berth extension).", [];
+    NetworksDelete "networks.delete" (NetworkNameParams) -> Empty,
+        "Deletes a network no running task is on, and its bridge (berth extension).",
+        [NotFound, FailedPrecondition];
     LeasesCreate "leases.create" (LeaseCreateParams) -> LeaseReply,
         "A lease: resources it holds survive gc.run until it is deleted or expires.",
         [AlreadyExists];

@@ -32,6 +32,9 @@ pub struct Process {
     /// When it was started (RFC 3339), once it was (berth extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
+    /// A task's init on a network: its address and published ports (berth extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::networks::TaskNetwork>,
 }
 
 /// Where a task or exec process stands. `Creating` and `Deleting` are intents stored

@@ -13,6 +13,7 @@ pub mod leases;
 pub mod lifecycle;
 pub mod logs;
 pub mod namespaces;
+pub mod networks;
 pub mod process;
 pub mod progress;
 pub mod ps;

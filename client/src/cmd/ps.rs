@@ -22,6 +22,48 @@ pub struct PsArgs {
     filters: Vec<String>,
 }
 
+/// docker's PORTS cell of a task: `0.0.0.0:8080->80/tcp, ...`.
+fn ports_cell(task: &Value) -> String {
+    task["network"]["ports"]
+        .as_array()
+        .map(|ports| {
+            ports
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}:{}->{}/{}",
+                        p["host_ip"].as_str().unwrap_or_default(),
+                        p["host_port"],
+                        p["container_port"],
+                        p["protocol"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+/// `berth inspect`: each container with its task (`tasks.get`, `null` without one).
+pub fn inspect(ctx: &Ctx, ids: &[String]) -> anyhow::Result<()> {
+    let mut client = ctx.connect()?;
+    let mut shown = Vec::new();
+    for id in ids {
+        let container = client.call("containers.get", json!({ "id": id }))?["container"].clone();
+        let task = match client.call("tasks.get", json!({ "container_id": id })) {
+            Ok(t) => t["process"].clone(),
+            Err(crate::rpc::RpcError::Daemon { kind, .. })
+                if kind.as_deref() == Some("not_found") =>
+            {
+                Value::Null
+            }
+            Err(e) => return Err(e.into()),
+        };
+        shown.push(json!({ "container": container, "task": task }));
+    }
+    Ok(crate::output::print_json(&Value::Array(shown))?)
+}
+
 /// One row, as both the table and `--json` show it.
 fn row(c: &Value, now: SystemTime) -> Value {
     let status = &c["status"];
@@ -50,11 +92,21 @@ pub fn run(ctx: &Ctx, args: PsArgs) -> anyhow::Result<()> {
     let mut client = ctx.connect()?;
     let now = SystemTime::now();
     let params = json!({ "filters": args.filters, "with_status": true });
-    let rows: Vec<Value> = super::containers::list_all(&mut client, params)?
+    let mut rows: Vec<Value> = super::containers::list_all(&mut client, params)?
         .iter()
         .map(|c| row(c, now))
         .filter(|r| args.all || live(r["state"].as_str().unwrap_or("")))
         .collect();
+    // Published ports are the tasks': one tasks.list for every row.
+    if rows.iter().any(|r| live(r["state"].as_str().unwrap_or(""))) {
+        let tasks = client.call("tasks.list", json!({}))?;
+        for t in tasks["tasks"].as_array().into_iter().flatten() {
+            if let Some(r) = rows.iter_mut().find(|r| r["id"] == t["container_id"]) {
+                r["ports"] = json!(ports_cell(t));
+                r["network"] = t["network"].clone();
+            }
+        }
+    }
     if args.quiet {
         for r in &rows {
             println!("{}", r["id"].as_str().unwrap_or_default());
@@ -62,7 +114,14 @@ pub fn run(ctx: &Ctx, args: PsArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     ctx.show(&json!({ "containers": rows }), |_| {
-        let mut table = Table::new(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"]);
+        let mut table = Table::new(&[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+        ]);
         for r in &rows {
             let created = r["created_at"]
                 .as_str()
@@ -79,6 +138,7 @@ pub fn run(ctx: &Ctx, args: PsArgs) -> anyhow::Result<()> {
                 quoted(r["command"].as_str().unwrap_or_default()),
                 created,
                 r["status"].as_str().unwrap_or_default().to_owned(),
+                r["ports"].as_str().unwrap_or_default().to_owned(),
             ]);
         }
         Ok(table.print()?)

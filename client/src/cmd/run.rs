@@ -26,6 +26,16 @@ pub struct RunArgs {
     /// Label the container (repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
+    /// The network to join: a name (`berth network ls`; berth0 is built in), host, or none
+    /// (the default: a network namespace with loopback only, unless berthd sets
+    /// default_network)
+    #[arg(long, value_name = "NAME|host|none")]
+    pub network: Option<String>,
+    /// Publish a container port on the host: [IP:]HOST:CONTAINER[/tcp|udp] (repeatable;
+    /// without --network the task joins berth0)
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CTR[/PROTO]",
+          value_parser = parse_publish)]
+    pub publish: Vec<schema::PortMapping>,
     #[command(flatten)]
     pub process: ProcessArgs,
     /// Runtime name (the daemon maps it to a binary; default runc)
@@ -45,6 +55,10 @@ pub struct RunArgs {
         value_name = "IMAGE|ID"
     )]
     pub words: Vec<String>,
+}
+
+fn parse_publish(s: &str) -> Result<schema::PortMapping, String> {
+    schema::parse_port(s)
 }
 
 /// The positional words split into image, id and command.
@@ -84,7 +98,11 @@ fn env_file(args: &RunArgs) -> anyhow::Result<Vec<String>> {
 }
 
 fn spec_options(args: &RunArgs, command: Vec<String>) -> anyhow::Result<schema::spec::SpecOptions> {
-    args.process.spec_options(command, env_file(args)?)
+    let mut options = args.process.spec_options(command, env_file(args)?)?;
+    if args.network.as_deref() == Some("host") {
+        options.net_host = true;
+    }
+    Ok(options)
 }
 
 /// `containers.create` params: a whole spec for --rootfs or --runtime-config, otherwise
@@ -95,7 +113,15 @@ pub fn create_params(args: &RunArgs) -> anyhow::Result<(String, Value)> {
     let mut container = Map::new();
     container.insert("id".into(), id.clone().into());
     put(&mut container, "image", image.clone());
-    put(&mut container, "labels", labels_object(&args.labels));
+    let mut labels = args.labels.clone();
+    if let Some(net) = &args.network {
+        labels.push((schema::NETWORK_LABEL.to_owned(), net.clone()));
+    }
+    if !args.publish.is_empty() {
+        let ports: Vec<String> = args.publish.iter().map(schema::port_text).collect();
+        labels.push((schema::PORTS_LABEL.to_owned(), ports.join(",")));
+    }
+    put(&mut container, "labels", labels_object(&labels));
     if let Some(name) = &args.runtime {
         container.insert("runtime".into(), json!({ "name": name }));
     }

@@ -9,6 +9,7 @@ pub mod images;
 pub mod leases;
 pub mod logs;
 pub mod namespaces;
+pub mod networks;
 pub mod snapshots;
 pub mod tasks;
 

@@ -30,6 +30,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_last_exits.sql",
         include_str!("../../../migrations/0006_last_exits.sql"),
     ),
+    (
+        "0007_networks.sql",
+        include_str!("../../../migrations/0007_networks.sql"),
+    ),
 ];
 
 /// Applies the migrations the database has not seen yet.

@@ -23,6 +23,7 @@ pub mod images;
 pub mod leases;
 mod migrate;
 pub mod namespaces;
+pub mod networks;
 pub mod snapshots;
 pub mod space;
 pub mod tasks;

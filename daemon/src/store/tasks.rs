@@ -50,6 +50,7 @@ impl ProcessRow {
             exited_at: self.exited_at.clone(),
             exit_reason: self.exit_reason,
             started_at: self.started_at.clone(),
+            network: None,
         }
     }
 }

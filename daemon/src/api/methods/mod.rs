@@ -8,6 +8,7 @@ mod images;
 mod leases;
 mod logs;
 mod namespaces;
+mod networks;
 mod snapshots;
 mod stream;
 mod system;
@@ -83,6 +84,7 @@ pub fn build_module(app: App) -> Module {
     images::register(&mut m);
     snapshots::register(&mut m);
     leases::register(&mut m);
+    networks::register(&mut m);
     logs::register(&mut m);
     export::register(&mut m);
     m

@@ -19,6 +19,7 @@ use crate::runtime::console::{self, ConsoleSocket};
 use crate::runtime::mount;
 use crate::runtime::runc::{CreateOpts, ProcessStdio, Started};
 use crate::runtime::stdio::{self, TaskStdio};
+use crate::service::networks::{self, NetFiles};
 use crate::service::{Error, Result};
 use crate::store::{self, tasks::ProcessRow};
 
@@ -123,11 +124,19 @@ async fn create_in_bundle(
     super::delete::remove_bundle(bundle)?;
     std::fs::create_dir_all(&rootfs).map_err(internal("creating the bundle"))?;
     let made = async {
+        let net = networks::request(&container.labels, inner.config.default_network.as_deref())?;
+        let files = match &net {
+            Some(req) => Some(inner.networks.prepare(req, id, bundle).await?),
+            None => None,
+        };
         let mounts = inner.rootfs.mounts(ns, container).await?;
         // Containers keep their spec as raw text; the task edits its own copy.
         let mut spec: Value = serde_json::from_str(container.spec.get())
             .map_err(|e| Error::Internal(format!("decoding the stored spec: {e}")))?;
         prepare_spec(&mut spec, ns, id, p.terminal, &rootfs, !mounts.is_empty())?;
+        if let Some(files) = &files {
+            network_mounts(&mut spec, ns, id, files)?;
+        }
         if !mounts.is_empty() {
             mount::mount_all(&mounts, &rootfs)
                 .map_err(|e| Error::Internal(format!("task \"{id}\": {e}")))?;
@@ -154,7 +163,8 @@ async fn create_in_bundle(
             |s, console| {
                 let opts = CreateOpts {
                     pid_file: bundle.join("init.pid"),
-                    start: p.start,
+                    // On a network: created, joined, then started.
+                    start: p.start && net.is_none(),
                     console_socket: console,
                     stdio: s,
                 };
@@ -165,6 +175,19 @@ async fn create_in_bundle(
         )
         .await?;
         let who = started.who;
+        let network = match &net {
+            Some(req) => {
+                let joined = inner.networks.attach(ns, id, req, who.pid).await?;
+                if p.start {
+                    if let Err(e) = task.runc.start(id).await {
+                        inner.networks.detach(ns, id).await;
+                        return Err(runc_error(e));
+                    }
+                }
+                Some(joined)
+            }
+            None => None,
+        };
         // The exit monitor stores the exit only once this create lets go of the task lock,
         // so a `start` task that is already gone is recorded running first, then stopped.
         monitor::spawn(inner, task, "", who, started.exit);
@@ -181,11 +204,14 @@ async fn create_in_bundle(
                 store::tasks::get_any(tx.conn(), &ns2, &id2, "")
             })
             .await?;
-        Ok(row.to_process())
+        let mut process = row.to_process();
+        process.network = network;
+        Ok(process)
     }
     .await;
     if made.is_err() {
         let _ = task.runc.delete(id, true).await;
+        inner.networks.detach(ns, id).await;
         let _ = super::delete::remove_bundle(bundle);
         let (ns2, id2) = (ns.to_owned(), id.to_owned());
         let _ = inner
@@ -194,6 +220,39 @@ async fn create_in_bundle(
             .await;
     }
     made
+}
+
+/// Bind-mounts the network's hosts file and the task's hostname and resolv.conf; refuses a
+/// spec without a network namespace of its own (`--net-host`), which CNI cannot join.
+fn network_mounts(spec: &mut Value, ns: &str, id: &str, files: &NetFiles) -> Result<()> {
+    let own = spec["linux"]["namespaces"].as_array().is_some_and(|all| {
+        all.iter()
+            .any(|n| n["type"] == "network" && n.get("path").is_none_or(|p| p == ""))
+    });
+    if !own {
+        return Err(Error::FailedPrecondition(format!(
+            "container \"{id}\" in namespace \"{ns}\" asks for a network but its spec has no \
+             network namespace of its own (host networking?)"
+        )));
+    }
+    let mount = |dest: &str, source: &Path| {
+        serde_json::json!({"destination": dest, "type": "bind", "source": source,
+                           "options": ["rbind", "ro"]})
+    };
+    let mounts = spec
+        .as_object_mut()
+        .map(|o| {
+            o.entry("mounts")
+                .or_insert_with(|| Value::Array(Vec::new()))
+        })
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| {
+            Error::FailedPrecondition(format!("task \"{id}\": spec.mounts is not a list"))
+        })?;
+    mounts.push(mount("/etc/hosts", &files.hosts));
+    mounts.push(mount("/etc/hostname", &files.hostname));
+    mounts.push(mount("/etc/resolv.conf", &files.resolv));
+    Ok(())
 }
 
 /// The cgroup a task of container `id` in namespace `ns` gets unless its spec names one.

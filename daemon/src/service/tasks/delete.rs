@@ -125,6 +125,8 @@ pub(super) async fn finish(inner: &Inner, ns: &str, id: &str, runtime: &str) -> 
     if let Some(task) = &task {
         task.clear();
     }
+    // Waits for a DEL the exit started, or runs it (a crash took that one).
+    inner.networks.detach(ns, id).await;
     // What runc cannot remove because it no longer knows the container (a host restart
     // wiped its state, a create died half-way): berth's own cgroup for the task.
     let cgroup = super::create::cgroups_path(ns, id);

@@ -29,6 +29,7 @@ use schema::{ExitInfo, Process, TaskKillParams, TaskListParams, TaskStatus};
 use serde_json::Value;
 
 use super::logs::Logs;
+use super::networks::Networks;
 use super::{check_id, Error, Result};
 use crate::config::Config;
 use crate::filter::{self, Adaptor};
@@ -82,9 +83,13 @@ struct Inner {
     removals_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Removal>>>,
     /// Deleted tasks whose teardown runs in the background.
     teardowns: tokio::sync::watch::Sender<usize>,
+    networks: Networks,
 }
 
 impl Tasks {
+    // Each is a service or OS handle the tasks own a clone of; a builder would only move
+    // the same list elsewhere.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         reaper: Reaper,
@@ -93,6 +98,7 @@ impl Tasks {
         config: Config,
         rootfs: Arc<dyn RootfsSource>,
         logs: Logs,
+        networks: Networks,
     ) -> Tasks {
         let (removals, removals_rx) = tokio::sync::mpsc::unbounded_channel();
         Tasks {
@@ -108,6 +114,7 @@ impl Tasks {
                 removals,
                 removals_rx: std::sync::Mutex::new(Some(removals_rx)),
                 teardowns: tokio::sync::watch::channel(0).0,
+                networks,
             }),
         }
     }
@@ -217,7 +224,11 @@ impl Tasks {
 
     pub fn get(&self, ns: &str, id: &str, exec_id: &str) -> Result<Process> {
         check(ns, id, exec_id)?;
-        Ok(self.inner.row(ns, id, exec_id)?.to_process())
+        let mut process = self.inner.row(ns, id, exec_id)?.to_process();
+        if exec_id.is_empty() {
+            process.network = self.inner.networks.of(ns, id);
+        }
+        Ok(process)
     }
 
     pub fn list(&self, p: &TaskListParams) -> Result<Vec<Process>> {
@@ -231,6 +242,10 @@ impl Tasks {
             .iter()
             .map(ProcessRow::to_process)
             .filter(|p| filter.matches(&ProcessFields(p)))
+            .map(|mut process| {
+                process.network = self.inner.networks.of(&p.namespace, &process.container_id);
+                process
+            })
             .collect())
     }
 

@@ -129,6 +129,11 @@ pub(super) async fn record(
             if let Some(info) = super::exit_info(&row) {
                 task.process(exec_id, |p| p.exit.send_replace(Some(info)));
             }
+            if exec_id.is_empty() {
+                // Off every caller's path: DEL takes tens to hundreds of ms.
+                let (networks, ns, id) = (inner.networks.clone(), task.ns.clone(), task.id.clone());
+                tokio::spawn(async move { networks.detach(&ns, &id).await });
+            }
             if row.auto_remove && exec_id.is_empty() {
                 let _ = inner.removals.send(super::Removal {
                     namespace: task.ns.clone(),

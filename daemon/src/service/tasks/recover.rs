@@ -112,6 +112,15 @@ pub(super) async fn recover(inner: &Arc<Inner>, host_restarted: bool) -> Result<
         inner.keeper.ack(who).await;
     }
     sweep_leftovers(inner, &kept).await;
+    // Addresses and ports of tasks that no longer run (a crash, a reboot) go back.
+    let running: HashSet<(String, String)> = inner
+        .store
+        .read(store::tasks::list_all)?
+        .into_iter()
+        .filter(|r| r.exec_id.is_empty() && r.exit_status.is_none() && r.pid != 0)
+        .map(|r| (r.namespace, r.container_id))
+        .collect();
+    inner.networks.sweep(&running).await;
     if counts != (0, 0, 0) {
         tracing::info!(
             tasks = counts.0,

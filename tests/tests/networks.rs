@@ -1,0 +1,484 @@
+//! Networks (issue 16): bridges through the real CNI plugins, published ports reached on
+//! 127.0.0.1, names between tasks, and nothing left behind (veths, iptables rules, IPAM
+//! reservations, netns pins) after runs, deletes and a kill -9 of berthd.
+//!
+//! Traffic goes only to 127.0.0.1 (published ports) and to tasks on the bridges these tests
+//! create. Each test's daemon has its own berth0 bridge and subnet (`network_bridge`,
+//! `network_subnet`), and [`NetCleanup`] removes the bridge and any rule naming the subnet
+//! even when the test fails.
+
+mod tasks_support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use berth_tests::{unique_id, TestDaemon};
+use serde_json::json;
+use tasks_support::{berth_out, until, Cleanup, Rootfs};
+
+/// Removes a test's bridges and the iptables rules that name its subnet, last of all.
+struct NetCleanup {
+    bridges: Vec<String>,
+    prefix: String,
+}
+
+impl Drop for NetCleanup {
+    fn drop(&mut self) {
+        for table in ["nat", "filter"] {
+            for rule in rules(table, &self.prefix) {
+                let mut args = vec!["-t".to_owned(), table.to_owned()];
+                args.extend(
+                    std::iter::once("-D".to_owned())
+                        .chain(rule.split_whitespace().skip(1).map(str::to_owned)),
+                );
+                let _ = Command::new("iptables").args(&args).status();
+            }
+        }
+        for b in &self.bridges {
+            let _ = Command::new("ip")
+                .args(["link", "delete", b])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// `iptables -t TABLE -S` rules (`-A ...`) that contain `needle`.
+fn rules(table: &str, needle: &str) -> Vec<String> {
+    let out = Command::new("iptables")
+        .args(["-t", table, "-S"])
+        .output()
+        .expect("iptables -S");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("-A ") && l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A daemon whose berth0 is bridge `bt<k>-<pid>` on 10.211.<k>.0/24, with its cleanup.
+fn daemon(k: u8) -> (NetCleanup, TestDaemon) {
+    let bridge = format!("bt{k}-{}", std::process::id() % 100_000);
+    let prefix = format!("10.211.{k}.");
+    let cleanup = NetCleanup {
+        bridges: vec![bridge.clone()],
+        prefix: prefix.clone(),
+    };
+    let d = TestDaemon::start_with(&format!(
+        "network_subnet = \"10.211.{k}.0/24\"\nnetwork_bridge = \"{bridge}\"\n"
+    ));
+    (cleanup, d)
+}
+
+/// A free TCP port on this host.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// GET http://127.0.0.1:port/ with curl: the body, or `None` if nothing answered.
+fn get(port: u16) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", &format!("http://127.0.0.1:{port}/")])
+        .output()
+        .expect("curl");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A rootfs whose /www/index.html says `page`.
+fn web_rootfs(page: &str) -> Rootfs {
+    let r = Rootfs::new();
+    std::fs::create_dir_all(r.path().join("www")).expect("www");
+    std::fs::write(r.path().join("www/index.html"), page).expect("page");
+    r
+}
+
+/// `berth run -d` of busybox httpd on port 80 with `flags`; the output.
+fn run_httpd(d: &TestDaemon, r: &Rootfs, id: &str, flags: &[&str]) -> std::process::Output {
+    let root = r.arg();
+    let mut args = vec!["run", "-d", "--rootfs", root.as_str()];
+    args.extend_from_slice(flags);
+    args.extend([id, "busybox", "httpd", "-f", "-p", "80", "-h", "/www"]);
+    berth_out(d, &args, b"")
+}
+
+/// What is left of networking on `bridge` / the `prefix` subnet: veths on the bridge,
+/// iptables rules naming the subnet, IPAM reservations, netns pins.
+fn leftovers(d: &TestDaemon, bridge: &str, prefix: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", "master", bridge])
+        .output()
+        .expect("ip link");
+    left.extend(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| format!("veth: {l}")),
+    );
+    for table in ["nat", "filter"] {
+        left.extend(
+            rules(table, prefix)
+                .into_iter()
+                .map(|r| format!("{table}: {r}")),
+        );
+    }
+    let ipam = d.state().join("cni/ipam");
+    for net in std::fs::read_dir(&ipam).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(net.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if name != "lock" && !name.starts_with("last_reserved_ip") {
+                left.push(format!("IPAM reservation: {}", f.path().display()));
+            }
+        }
+    }
+    left.extend(
+        files_below(&d.state().join("netns"))
+            .into_iter()
+            .map(|p| format!("pin: {p}")),
+    );
+    left
+}
+
+fn files_below(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_below(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
+
+/// Polls (DEL runs in the background after an exit or a delete) until nothing is left.
+fn assert_released(d: &TestDaemon, bridge: &str, prefix: &str) {
+    // What is scanned must be where berthd keeps it, or finding nothing proves nothing.
+    let bridge_up = Command::new("ip")
+        .args(["link", "show", bridge])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("ip");
+    assert!(bridge_up.success(), "the bridge {bridge} exists");
+    for dir in ["cni/ipam", "netns"] {
+        assert!(
+            d.state().join(dir).is_dir(),
+            "berthd's {dir} is where it was"
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = leftovers(d, bridge, prefix);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left behind: {left:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn published_ports_reach_their_tasks_on_127_0_0_1_and_a_taken_port_is_refused() {
+    let (net, d) = daemon(1);
+    let bridge = net.bridges[0].clone();
+    let (a, b, c, e) = (
+        unique_id("web-a"),
+        unique_id("web-b"),
+        unique_id("web-c"),
+        unique_id("web-e"),
+    );
+    let _cleanup = Cleanup {
+        d: &d,
+        ids: vec![a.clone(), b.clone(), c.clone(), e.clone()],
+    };
+    let (ra, rb) = (web_rootfs("page a\n"), web_rootfs("page b\n"));
+    let (pa, pb) = (free_port(), free_port());
+    for (id, r, port) in [(&a, &ra, pa), (&b, &rb, pb)] {
+        let out = run_httpd(&d, r, id, &["-p", &format!("{port}:80")]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    // Both serve port 80 in their own namespace; each host port reaches its own task.
+    let mut pages = (None, None);
+    until("both published ports answer", || {
+        pages = (get(pa), get(pb));
+        pages.0.is_some() && pages.1.is_some()
+    });
+    assert_eq!(pages, (Some("page a\n".into()), Some("page b\n".into())));
+    let task = d.rpc_ok("tasks.get", json!({"container_id": a}))["process"].clone();
+    let network = &task["network"];
+    assert_eq!(network["network"], "berth0", "{task}");
+    assert!(
+        network["ip"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.211.1.")),
+        "{task}"
+    );
+    assert_eq!(network["ports"][0]["host_port"], pa, "{task}");
+    let ps = berth_out(&d, &["ps"], b"");
+    let ps = String::from_utf8_lossy(&ps.stdout).into_owned();
+    assert!(ps.contains(&format!("0.0.0.0:{pa}->80/tcp")), "{ps}");
+
+    // A port a task publishes already, and one a host process holds: refused before the
+    // task starts, naming the port.
+    let out = run_httpd(&d, &ra, &c, &["-p", &format!("{pa}:80")]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        err.contains(&pa.to_string()) && err.contains("failed_precondition"),
+        "{err}"
+    );
+    let held = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    let pe = held.local_addr().expect("addr").port();
+    let out = run_httpd(&d, &ra, &e, &["-p", &format!("{pe}:80")]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        err.contains(&pe.to_string()) && err.contains("in use"),
+        "{err}"
+    );
+    for id in [&c, &e] {
+        let err = d
+            .rpc("tasks.get", json!({"container_id": id}))
+            .expect_err("no task");
+        assert_eq!(err["data"]["kind"], "not_found", "{err}");
+    }
+    drop(held);
+
+    for id in [&a, &b] {
+        d.rpc_ok("tasks.delete", json!({"container_id": id, "force": true}));
+    }
+    assert_released(&d, &bridge, &net.prefix);
+    assert_eq!(get(pa), None, "the port is closed with its task");
+}
+
+#[test]
+fn tasks_on_one_network_reach_each_other_by_name_and_get_hostname_and_resolv_conf() {
+    let (mut net, d) = daemon(2);
+    let name = unique_id("net");
+    let out = berth_out(
+        &d,
+        &[
+            "network",
+            "create",
+            &name,
+            "--subnet",
+            "10.211.102.0/24",
+            "--label",
+            "t=1",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let created = d.rpc_ok("networks.get", json!({"name": name}))["network"].clone();
+    net.bridges
+        .push(created["bridge"].as_str().expect("bridge").to_owned());
+    assert_eq!(created["subnet"], "10.211.102.0/24", "{created}");
+    assert_eq!(created["gateway"], "10.211.102.1", "{created}");
+    let (server, client) = (unique_id("srv"), unique_id("cli"));
+    let _cleanup = Cleanup {
+        d: &d,
+        ids: vec![server.clone(), client.clone()],
+    };
+    let r = Rootfs::new();
+    let root = r.arg();
+    let out = berth_out(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--network",
+            &name,
+            "--rootfs",
+            &root,
+            &server,
+            "sleep",
+            "1000",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let script = format!(
+        "busybox ping -c 1 -W 5 {server} >/dev/null && test \"$(cat /etc/hostname)\" = {client} \
+         && test -s /etc/resolv.conf && ! grep -q '^nameserver 127' /etc/resolv.conf && echo ok"
+    );
+    let out = berth_out(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            &name,
+            "--rootfs",
+            &root,
+            &client,
+            "sh",
+            "-c",
+            &script,
+        ],
+        b"",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{out:?}");
+
+    // In use: not deleted; once its task is gone: deleted with its bridge.
+    let err = d
+        .rpc("networks.delete", json!({"name": name}))
+        .expect_err("in use");
+    assert_eq!(err["data"]["kind"], "failed_precondition", "{err}");
+    d.rpc_ok(
+        "tasks.delete",
+        json!({"container_id": server, "force": true}),
+    );
+    let bridge = net.bridges[1].clone();
+    assert_released(&d, &bridge, "10.211.102.");
+    let out = berth_out(&d, &["network", "rm", &name], b"");
+    assert!(out.status.success(), "{out:?}");
+    let gone = Command::new("ip")
+        .args(["link", "show", &bridge])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("ip");
+    assert!(!gone.success(), "the bridge {bridge} went with its network");
+    let listed = d.rpc_ok("networks.list", json!({}));
+    assert!(!listed.to_string().contains(&name), "{listed}");
+}
+
+#[test]
+fn networks_refuse_bad_subnets_overlaps_and_unknown_names() {
+    let (_net, d) = daemon(3);
+    for (params, kind) in [
+        (
+            json!({"name": "n1", "subnet": "10.211.3.7/24"}),
+            "invalid_argument",
+        ),
+        (
+            json!({"name": "n1", "subnet": "nonsense"}),
+            "invalid_argument",
+        ),
+        (
+            json!({"name": "n1", "subnet": "10.211.103.0/24", "gateway": "10.9.9.9"}),
+            "invalid_argument",
+        ),
+        (json!({"name": "../x"}), "invalid_argument"),
+        (json!({"name": "host"}), "invalid_argument"),
+    ] {
+        let err = d
+            .rpc("networks.create", params.clone())
+            .expect_err("refused");
+        assert_eq!(err["data"]["kind"], kind, "{params}: {err}");
+    }
+    // berth0 exists once asked for; a subnet overlapping it is taken.
+    let b0 = d.rpc_ok("networks.get", json!({"name": "berth0"}))["network"].clone();
+    assert_eq!(b0["subnet"], "10.211.3.0/24", "{b0}");
+    let err = d
+        .rpc(
+            "networks.create",
+            json!({"name": "n2", "subnet": "10.211.3.128/25"}),
+        )
+        .expect_err("overlap");
+    assert_eq!(err["data"]["kind"], "already_exists", "{err}");
+    let err = d
+        .rpc("networks.get", json!({"name": "nope"}))
+        .expect_err("unknown");
+    assert_eq!(err["data"]["kind"], "not_found", "{err}");
+    let err = d
+        .rpc("networks.delete", json!({"name": "nope"}))
+        .expect_err("unknown");
+    assert_eq!(err["data"]["kind"], "not_found", "{err}");
+}
+
+/// 100 `run --rm -p` in a row on the same host port: each one's DEL finishes in the
+/// background, the next run of the port waits for it, and nothing is left at the end.
+#[test]
+fn a_hundred_published_runs_in_a_row_leave_nothing_behind() {
+    let (net, d) = daemon(4);
+    let bridge = net.bridges[0].clone();
+    let r = Rootfs::new();
+    let root = r.arg();
+    let port = free_port().to_string();
+    for i in 0..100 {
+        let id = format!("{}-{i}", unique_id("many"));
+        let out = berth_out(
+            &d,
+            &[
+                "run",
+                "--rm",
+                "-p",
+                &format!("{port}:80"),
+                "--rootfs",
+                &root,
+                &id,
+                "true",
+            ],
+            b"",
+        );
+        assert!(out.status.success(), "run {i}: {out:?}");
+    }
+    assert_released(&d, &bridge, &net.prefix);
+    let tasks = d.rpc_ok("tasks.list", json!({}));
+    assert_eq!(tasks["tasks"], json!([]), "{tasks}");
+}
+
+/// kill -9 of berthd with 5 tasks publishing ports: they keep running and serving, the
+/// restarted berthd knows their networks, and deleting them releases everything.
+#[test]
+fn networked_tasks_outlive_a_kill_9_and_are_released_after_it() {
+    let (net, mut d) = daemon(5);
+    let bridge = net.bridges[0].clone();
+    let r = web_rootfs("alive\n");
+    let ids: Vec<String> = (0..5).map(|i| unique_id(&format!("k{i}"))).collect();
+    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    for (id, port) in ids.iter().zip(&ports) {
+        let out = run_httpd(&d, &r, id, &["-p", &format!("{port}:80")]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    until("every port answers", || {
+        ports.iter().all(|p| get(*p).is_some())
+    });
+    let last = d.rpc_ok("tasks.get", json!({"container_id": ids[4]}))["process"]["pid"]
+        .as_i64()
+        .expect("pid");
+    d.kill9();
+    // One task ends while berthd is down: start-up releases its address and port.
+    // SAFETY: kill(2) of a pid that names the task's init (it is not reaped while the
+    // keeper, its parent, lives).
+    unsafe { libc::kill(last as i32, libc::SIGKILL) };
+    d.restart();
+    let cleanup = Cleanup {
+        d: &d,
+        ids: ids.clone(),
+    };
+    let ended = d.rpc_ok("tasks.wait", json!({"container_id": ids[4]}));
+    assert_eq!(ended["exit_status"], 137, "{ended}");
+    until("the ended task's port is released", || {
+        d.rpc_ok("tasks.get", json!({"container_id": ids[4]}))["process"]
+            .get("network")
+            .is_none()
+    });
+    assert_eq!(
+        get(ports[4]),
+        None,
+        "nothing answers on the ended task's port"
+    );
+    for (id, port) in ids.iter().zip(&ports).take(4) {
+        assert_eq!(get(*port), Some("alive\n".into()), "{id} after the restart");
+        let task = d.rpc_ok("tasks.get", json!({"container_id": id}))["process"].clone();
+        assert_eq!(task["network"]["ports"][0]["host_port"], *port, "{task}");
+    }
+    for id in &ids {
+        d.rpc_ok("tasks.delete", json!({"container_id": id, "force": true}));
+        d.rpc_ok("containers.delete", json!({"id": id}));
+    }
+    assert_released(&d, &bridge, &net.prefix);
+    drop(cleanup);
+}
