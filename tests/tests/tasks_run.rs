@@ -571,7 +571,7 @@ fn run_never_takes_an_unknown_flag_for_the_image_or_the_id() {
     let r = rootfs.arg();
     for argv in [
         vec!["run", "--rm", "--foo", "busybox", "x1", "true"],
-        vec!["run", "-p", "8080:80", "busybox", "x1", "true"],
+        vec!["run", "-P", "busybox", "x1", "true"],
         vec!["run", "--rootfs", r.as_str(), "--bogus", "x1", "true"],
     ] {
         let out = berth_out(&d, &argv, b"");

@@ -32,12 +32,14 @@ pub enum Command {
     },
     /// Show networks as JSON (berth0 is created on first use)
     Inspect {
+        /// Network names
         #[arg(required = true)]
         names: Vec<String>,
     },
     /// Remove networks no running task is on
     #[command(visible_aliases = ["remove", "delete"])]
     Rm {
+        /// Network names
         #[arg(required = true)]
         names: Vec<String>,
     },
