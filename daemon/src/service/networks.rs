@@ -382,14 +382,32 @@ impl Networks {
     /// Safe to call more than once; a failed DEL is logged, the row still goes (DEL of
     /// what is gone is what plugins must tolerate).
     pub async fn detach(&self, ns: &str, id: &str) {
-        let lock = self.lock_of(ns, id);
-        let _one = lock.lock().await;
-        let Ok(Some(a)) = self
-            .store
-            .read(|c| store::networks::attachment_of(c, ns, id))
-        else {
-            return;
+        let attached = |s: &Self| {
+            s.store
+                .read(|c| store::networks::attachment_of(c, ns, id))
+                .ok()
+                .flatten()
         };
+        // Every task's exit asks; one never attached (the attachment is written before
+        // its exit can be watched) takes no lock, so the lock map holds only networked
+        // tasks, and only while they are attached.
+        if attached(self).is_none() {
+            return;
+        }
+        let lock = self.lock_of(ns, id);
+        let one = lock.lock().await;
+        if let Some(a) = attached(self) {
+            self.release(ns, id, a).await;
+        }
+        drop(one);
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // The map's and this one: nobody else waits for it.
+        if Arc::strong_count(&lock) == 2 {
+            locks.remove(&(ns.to_owned(), id.to_owned()));
+        }
+    }
+
+    async fn release(&self, ns: &str, id: &str, a: Attachment) {
         let pin = PathBuf::from(&a.netns);
         match self.store.read(|c| store::networks::find(c, &a.network)) {
             Ok(Some(n)) => {
