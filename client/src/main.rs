@@ -114,7 +114,7 @@ enum Command {
     /// The candidates a completion script offers, one per line; nothing if berthd is down
     #[command(name = "__complete", hide = true)]
     Complete {
-        /// What to list: containers, tasks, images or namespaces
+        /// What to list: containers, tasks, images, namespaces or networks
         #[arg(value_enum)]
         kind: complete::Kind,
     },

@@ -290,7 +290,8 @@ methods! {
         "Removes a snapshot without children.", [NotFound, FailedPrecondition];
 
     NetworksCreate "networks.create" (NetworkCreateParams) -> NetworkReply,
-        "Creates a bridge network (berth extension).", [AlreadyExists];
+        "Creates a bridge network; failed_precondition without the CNI plugins (berth \
+         extension).", [AlreadyExists, FailedPrecondition];
     NetworksGet "networks.get" (NetworkNameParams) -> NetworkReply,
         "One network; berth0 is created on first use (berth extension).", [NotFound];
     NetworksList "networks.list" (NetworkListParams) -> NetworkList,

@@ -97,6 +97,15 @@ fn bash_completes_ids_and_names_from_the_daemon_and_stays_quiet_without_it() {
         &["berth", "--socket", s, "-n", "other-ns", "rm", ""],
     );
     assert_eq!(got, ["in-other"], "that namespace's containers");
+    // Network names (a network row only: no task joins it, so no bridge is made).
+    d.rpc_ok(
+        "networks.create",
+        json!({"name": "comp-net", "subnet": "10.211.200.0/24"}),
+    );
+    let (got, _) = complete(&script, &["berth", "--socket", s, "network", "rm", ""]);
+    assert_eq!(got, ["comp-net"]);
+    let (got, _) = complete(&script, &["berth", "--socket", s, "run", "--network", "c"]);
+    assert_eq!(got, ["comp-net"]);
     // Subcommands still come from clap.
     let (got, _) = complete(&script, &["berth", "--socket", s, "ima"]);
     assert_eq!(got, ["images"]);

@@ -482,3 +482,54 @@ fn networked_tasks_outlive_a_kill_9_and_are_released_after_it() {
     assert_released(&d, &bridge, &net.prefix);
     drop(cleanup);
 }
+
+/// Without the CNI plugins a networked run is refused before runc, naming the package,
+/// and leaves nothing; a plain run is unaffected.
+#[test]
+fn without_the_plugins_a_networked_run_is_refused_naming_the_package() {
+    let tools = tempfile::tempdir().expect("dir");
+    let d = TestDaemon::start_with(&format!(
+        "cni_bin_dirs = [\"{}\"]\nnetwork_subnet = \"10.211.6.0/24\"\n\
+         network_bridge = \"bt6-{}\"\n",
+        tools.path().display(),
+        std::process::id() % 100_000
+    ));
+    let r = Rootfs::new();
+    let root = r.arg();
+    let id = unique_id("noplug");
+    let out = berth_out(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "-p",
+            &format!("{}:80", free_port()),
+            "--rootfs",
+            &root,
+            &id,
+            "true",
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert!(
+        err.contains("containernetworking-plugins") && err.contains("failed_precondition"),
+        "{err}"
+    );
+    let listed = d.rpc_ok("containers.list", json!({}));
+    assert_eq!(
+        listed["containers"],
+        json!([]),
+        "the --rm container went: {listed}"
+    );
+    let err = d
+        .rpc("networks.create", json!({"name": "n"}))
+        .expect_err("no plugins");
+    assert_eq!(err["data"]["kind"], "failed_precondition", "{err}");
+    let out = berth_out(&d, &["run", "--rm", "--rootfs", &root, &id, "true"], b"");
+    assert!(
+        out.status.success(),
+        "a plain run needs no plugins: {out:?}"
+    );
+}

@@ -19,6 +19,7 @@ pub enum Kind {
     Tasks,
     Images,
     Namespaces,
+    Networks,
 }
 
 /// Prints the candidates of `kind`; any failure (daemon down, refused) prints nothing.
@@ -59,6 +60,11 @@ fn list(ctx: &Ctx, kind: Kind) -> anyhow::Result<Vec<String>> {
             "namespaces",
             "name",
         ),
+        Kind::Networks => strings(
+            &client.call("networks.list", json!({}))?,
+            "networks",
+            "name",
+        ),
     })
 }
 
@@ -87,9 +93,10 @@ _berth_kind() {
     done
     case "${COMP_WORDS[COMP_CWORD-1]}" in
         -n|--namespace) _berth_k=namespaces; return ;;
+        --network) _berth_k=networks; return ;;
     esac
     case "${path[0]}" in
-        rm|stop|start|restart|logs|attach) _berth_k=containers; return ;;
+        rm|stop|start|restart|logs|attach|inspect) _berth_k=containers; return ;;
         run) [ ${#path[@]} -eq 1 ] && _berth_k=images; return ;;
     esac
     case "${path[0]} ${path[1]}" in
@@ -101,6 +108,7 @@ _berth_kind() {
         "images rm"|"images inspect"|"images export"|"images push"|"images tag"|\
         "i rm"|"i inspect"|"i export"|"i push"|"i tag") _berth_k=images ;;
         "namespaces rm"|"ns rm") _berth_k=namespaces ;;
+        "network rm"|"network inspect"|"net rm"|"net inspect") _berth_k=networks ;;
     esac
 }
 
