@@ -377,6 +377,27 @@ fn networks_refuse_bad_subnets_overlaps_and_unknown_names() {
             .expect_err("refused");
         assert_eq!(err["data"]["kind"], kind, "{params}: {err}");
     }
+    // A subnet this host routes already (its own LAN): a bridge there would cut it off.
+    let routes = std::fs::read_to_string("/proc/net/route").expect("routes");
+    let (iface, lan) = routes
+        .lines()
+        .skip(1)
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let dest = u32::from_str_radix(f.get(1)?, 16).ok()?.swap_bytes();
+            let mask = u32::from_str_radix(f.get(7)?, 16).ok()?.swap_bytes();
+            let len = mask.count_ones();
+            ((8..=30).contains(&len)).then(|| {
+                let ip = std::net::Ipv4Addr::from(dest);
+                (f[0].to_owned(), format!("{ip}/{len}"))
+            })
+        })
+        .expect("this host routes a subnet of 8 to 30 bits (its own network)");
+    let err = d
+        .rpc("networks.create", json!({"name": "lan", "subnet": lan}))
+        .expect_err("the host's own subnet");
+    assert_eq!(err["data"]["kind"], "failed_precondition", "{err}");
+    assert!(berth_tests::message(&err).contains(&iface), "{err}");
     // berth0 exists once asked for; a subnet overlapping it is taken.
     let b0 = d.rpc_ok("networks.get", json!({"name": "berth0"}))["network"].clone();
     assert_eq!(b0["subnet"], "10.211.3.0/24", "{b0}");

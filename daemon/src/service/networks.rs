@@ -158,11 +158,18 @@ impl Networks {
             )));
         }
         check_labels(&format!("network \"{name}\""), &labels)?;
-        let taken: Vec<(Ipv4Addr, u8)> = self
-            .store
-            .read(store::networks::list)?
+        let networks = self.store.read(store::networks::list)?;
+        let taken: Vec<(Ipv4Addr, u8)> = networks
             .iter()
             .filter_map(|n| parse_cidr(&n.subnet).ok())
+            .collect();
+        // The host's own routes (not through berth's bridges): a bridge on one of those
+        // subnets would cut the host off from it.
+        let bridges: HashSet<&str> = networks.iter().map(|n| n.bridge.as_str()).collect();
+        let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+        let host: Vec<(String, (Ipv4Addr, u8))> = host_routes(&routes)
+            .into_iter()
+            .filter(|(iface, _)| !bridges.contains(iface.as_str()))
             .collect();
         let subnet = match subnet {
             Some(s) => {
@@ -172,6 +179,12 @@ impl Networks {
                         "subnet {s} overlaps another network's"
                     )));
                 }
+                if let Some((iface, (net, len))) = host.iter().find(|(_, r)| overlaps(*r, cidr)) {
+                    return Err(Error::FailedPrecondition(format!(
+                        "subnet {s} overlaps this host's route to {net}/{len} on {iface}; \
+                         choose another (for berth0: network_subnet in berthd's config)"
+                    )));
+                }
                 cidr
             }
             None => (1..=255u8)
@@ -179,7 +192,10 @@ impl Networks {
                     let [a, b] = AUTO_SUBNET_BASE;
                     (Ipv4Addr::new(a, b, n, 0), 24)
                 })
-                .find(|c| !taken.iter().any(|t| overlaps(*t, *c)))
+                .find(|c| {
+                    !taken.iter().any(|t| overlaps(*t, *c))
+                        && !host.iter().any(|(_, r)| overlaps(*r, *c))
+                })
                 .ok_or_else(|| {
                     Error::ResourceExhausted("every 10.90.N.0/24 subnet is taken".into())
                 })?,
@@ -492,6 +508,22 @@ impl Networks {
     }
 }
 
+/// The routed subnets of `/proc/net/route` (its text), by interface; the default route is
+/// not one (it overlaps everything).
+fn host_routes(text: &str) -> Vec<(String, (Ipv4Addr, u8))> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let hex = |i: usize| f.get(i).and_then(|h| u32::from_str_radix(h, 16).ok());
+            // Little-endian words: the kernel prints the bytes in memory order.
+            let (dest, mask) = (hex(1)?.swap_bytes(), hex(7)?.swap_bytes());
+            let len = u8::try_from(mask.count_ones()).ok()?;
+            (len > 0).then(|| (f[0].to_owned(), (Ipv4Addr::from(dest), len)))
+        })
+        .collect()
+}
+
 /// The hostname of task `id`, cut to the kernel's 64 bytes as the spec builder does.
 fn hostname(id: &str) -> &str {
     &id[..id.len().min(64)]
@@ -652,6 +684,17 @@ mod tests {
         )
         .is_err());
         assert!(request(&labels(&[("berth/ports", "1:2,1:3")]), None).is_err());
+    }
+
+    #[test]
+    fn host_routes_are_read_from_proc_net_route() {
+        let text = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\n\
+                    eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\n\
+                    eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\n";
+        assert_eq!(
+            host_routes(text),
+            vec![("eth0".to_owned(), (Ipv4Addr::new(192, 0, 2, 0), 24))]
+        );
     }
 
     #[test]
