@@ -155,7 +155,7 @@ pub fn delete(tx: &mut Tx<'_>, ns: &str, id: &str) -> Result<Container> {
     // A deleted task still being torn down: its intent goes with the container (a crash
     // before the teardown ends leaves runc state, mounts and a bundle without a row, which
     // start-up removes all the same).
-    super::tasks::remove_deleted(tx, ns, id)?;
+    super::tasks::remove_intent(tx, ns, id, schema::TaskStatus::Deleting)?;
     tx.conn()
         .prepare_cached("DELETE FROM containers WHERE namespace = ?1 AND id = ?2")?
         .execute(params![ns, id])?;

@@ -191,14 +191,21 @@ pub fn set_created(
     Ok(p)
 }
 
-/// Removes an init row whose create was undone (no event: it was never announced).
-pub fn remove_creating(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<()> {
+/// Removes an init row left as an intent once its work is done: `creating` when the create
+/// was undone, `deleting` when the task is torn down. No event: a create undone was never
+/// announced, and a delete was announced by [`mark_deleted`]. Any other row is kept.
+pub fn remove_intent(
+    tx: &mut Tx<'_>,
+    ns: &str,
+    container_id: &str,
+    intent: TaskStatus,
+) -> Result<()> {
     tx.conn()
         .prepare_cached(
             "DELETE FROM processes WHERE namespace = ?1 AND container_id = ?2 \
-             AND status = 'creating'",
+             AND exec_id = '' AND status = ?3",
         )?
-        .execute(params![ns, container_id])?;
+        .execute(params![ns, container_id, intent.as_str()])?;
     Ok(())
 }
 
@@ -419,7 +426,7 @@ pub fn set_exited(
 
 /// Deletes a task as clients see it, before runc and the bundle are torn down: records
 /// `/tasks/delete`, makes its init's exit the container's last exit, removes its exec
-/// processes and leaves the init's row `deleting`, the intent [`remove_deleted`] ends
+/// processes and leaves the init's row `deleting`, the intent [`remove_intent`] ends
 /// (start-up finishes the teardown of a row a crash left).
 pub fn mark_deleted(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<ProcessRow> {
     let row = get(tx.conn(), ns, container_id, "")?;
@@ -462,17 +469,6 @@ pub fn mark_deleted(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<Pro
         },
     )?;
     Ok(row)
-}
-
-/// Removes what is left of a task [`mark_deleted`] once it is torn down.
-pub fn remove_deleted(tx: &mut Tx<'_>, ns: &str, container_id: &str) -> Result<()> {
-    tx.conn()
-        .prepare_cached(
-            "DELETE FROM processes WHERE namespace = ?1 AND container_id = ?2 \
-             AND status = 'deleting'",
-        )?
-        .execute(params![ns, container_id])?;
-    Ok(())
 }
 
 /// Deletes one exec process.

@@ -216,7 +216,7 @@ async fn create_in_bundle(
         let (ns2, id2) = (ns.to_owned(), id.to_owned());
         let _ = inner
             .store
-            .write(move |tx| store::tasks::remove_creating(tx, &ns2, &id2))
+            .write(move |tx| store::tasks::remove_intent(tx, &ns2, &id2, TaskStatus::Creating))
             .await;
     }
     made

@@ -96,7 +96,9 @@ pub(super) async fn teardown(inner: &Inner, ns: &str, id: &str, runtime: &str) -
     let (ns2, id2) = (ns.to_owned(), id.to_owned());
     inner
         .store
-        .write_reclaiming(move |tx| store::tasks::remove_deleted(tx, &ns2, &id2))
+        .write_reclaiming(move |tx| {
+            store::tasks::remove_intent(tx, &ns2, &id2, TaskStatus::Deleting)
+        })
         .await?;
     Ok(())
 }

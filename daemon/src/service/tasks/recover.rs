@@ -65,7 +65,9 @@ pub(super) async fn recover(inner: &Arc<Inner>, host_restarted: bool) -> Result<
                 let (ns2, id2) = (ns.to_owned(), id.to_owned());
                 inner
                     .store
-                    .write(move |tx| store::tasks::remove_creating(tx, &ns2, &id2))
+                    .write(move |tx| {
+                        store::tasks::remove_intent(tx, &ns2, &id2, TaskStatus::Creating)
+                    })
                     .await?;
                 counts.1 += 1;
                 continue;
