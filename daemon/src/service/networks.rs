@@ -290,16 +290,14 @@ impl Networks {
         for p in &req.ports {
             // A task that ended may still be releasing the port (its DEL runs in the
             // background): that release is finished, never taken for a conflict.
-            if let Some(other) = self.publisher(p)? {
-                if !self.still_runs(&other.namespace, &other.container_id) {
-                    self.detach(&other.namespace, &other.container_id).await;
-                }
+            let publisher = |s: &Self| s.store.read(|c| store::networks::publisher(c, p));
+            let mut other = publisher(self)?;
+            if let Some(a) = other.take_if(|a| !self.still_runs(&a.namespace, &a.container_id)) {
+                self.detach(&a.namespace, &a.container_id).await;
+                other = publisher(self)?;
             }
-            if let Some(other) = self.publisher(p)? {
-                return Err(Error::FailedPrecondition(format!(
-                    "host port {}/{} is already published by task \"{}\" (namespace \"{}\")",
-                    p.host_port, p.protocol, other.container_id, other.namespace
-                )));
+            if let Some(a) = other {
+                return Err(store::networks::port_taken(p, &a).into());
             }
             port_free(p)?;
         }
@@ -322,15 +320,6 @@ impl Networks {
         let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         write(&files.resolv, &resolv_text(&host)).map_err(failed)?;
         Ok(files)
-    }
-
-    /// The attachment publishing host port `p` (or one overlapping it), if any.
-    fn publisher(&self, p: &PortMapping) -> Result<Option<Attachment>> {
-        Ok(self
-            .store
-            .read(store::networks::all)?
-            .into_iter()
-            .find(|a| a.ports.iter().any(|o| store::networks::clash(o, p))))
     }
 
     /// Whether the task of an attachment has not exited (nor been deleted).
@@ -461,11 +450,17 @@ impl Networks {
             .store
             .read(|c| store::networks::attachment_of(c, ns, id))
             .ok()??;
-        Some(TaskNetwork {
-            network: a.network,
-            ip: a.ip,
-            ports: a.ports,
-        })
+        Some(shown(a))
+    }
+
+    /// [`Networks::of`] for every task of namespace `ns` on a network, by container id.
+    pub fn in_namespace(&self, ns: &str) -> HashMap<String, TaskNetwork> {
+        self.store
+            .read(|c| store::networks::in_namespace(c, ns))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| (a.container_id.clone(), shown(a)))
+            .collect()
     }
 
     /// Start-up: detaches every task not in `running` (a crash or reboot ended it).
@@ -505,6 +500,14 @@ impl Networks {
                 tracing::warn!(network, error = %e, "hosts file not rewritten");
             }
         }
+    }
+}
+
+fn shown(a: Attachment) -> TaskNetwork {
+    TaskNetwork {
+        network: a.network,
+        ip: a.ip,
+        ports: a.ports,
     }
 }
 

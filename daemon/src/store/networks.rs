@@ -1,6 +1,6 @@
 //! Networks and the attachments of tasks to them.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, Row};
 use schema::{Network, PortMapping};
 
 use super::{is_unique_violation, Result, StoreError, Tx};
@@ -74,13 +74,15 @@ pub fn list(conn: &Connection) -> Result<Vec<Network>> {
 /// Deletes a network no task is attached to.
 pub fn delete(tx: &mut Tx<'_>, name: &str) -> Result<Network> {
     let n = get(tx.conn(), name)?;
-    let attached: i64 = tx
-        .conn()
-        .prepare_cached("SELECT count(*) FROM attachments WHERE network = ?1")?
-        .query_row([name], |r| r.get(0))?;
-    if attached > 0 {
+    let on: Vec<String> = all(tx.conn())?
+        .into_iter()
+        .filter(|a| a.network == name)
+        .map(|a| format!("\"{}\" (namespace \"{}\")", a.container_id, a.namespace))
+        .collect();
+    if !on.is_empty() {
         return Err(StoreError::FailedPrecondition(format!(
-            "network \"{name}\" is in use by {attached} task(s); stop them first"
+            "network \"{name}\" is in use by task {}; stop or delete them first",
+            on.join(", ")
         )));
     }
     tx.conn()
@@ -123,18 +125,28 @@ pub fn clash(a: &PortMapping, b: &PortMapping) -> bool {
         && (a.host_ip == b.host_ip || a.host_ip == "0.0.0.0" || b.host_ip == "0.0.0.0")
 }
 
+/// The attachment publishing host port `p` (or one that clashes with it), if any.
+pub fn publisher(conn: &Connection, p: &PortMapping) -> Result<Option<Attachment>> {
+    Ok(all(conn)?
+        .into_iter()
+        .find(|a| a.ports.iter().any(|o| clash(o, p))))
+}
+
+/// The error for host port `p`, which `a` publishes.
+pub fn port_taken(p: &PortMapping, a: &Attachment) -> StoreError {
+    StoreError::FailedPrecondition(format!(
+        "host port {}/{} is already published by task \"{}\" (namespace \"{}\"); stop it \
+         or publish another port",
+        p.host_port, p.protocol, a.container_id, a.namespace
+    ))
+}
+
 /// Records an attachment before CNI ADD runs, refusing a host port another attachment
 /// publishes already (same port and protocol, on the same or any address).
 pub fn attach(tx: &mut Tx<'_>, a: &Attachment) -> Result<()> {
-    for other in all(tx.conn())? {
-        for p in &a.ports {
-            let taken = other.ports.iter().find(|o| clash(o, p));
-            if let Some(o) = taken {
-                return Err(StoreError::FailedPrecondition(format!(
-                    "host port {}/{} is already published by task \"{}\" (namespace \"{}\")",
-                    o.host_port, o.protocol, other.container_id, other.namespace
-                )));
-            }
+    for p in &a.ports {
+        if let Some(other) = publisher(tx.conn(), p)? {
+            return Err(port_taken(p, &other));
         }
     }
     let res = tx
@@ -179,21 +191,28 @@ pub fn detach(tx: &mut Tx<'_>, ns: &str, id: &str) -> Result<()> {
 }
 
 pub fn attachment_of(conn: &Connection, ns: &str, id: &str) -> Result<Option<Attachment>> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE namespace = ?1 AND container_id = ?2"
-        ))?
-        .query_row(params![ns, id], |r| {
-            attachment(r).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-        })
-        .optional()?)
+    Ok(select(
+        conn,
+        "WHERE namespace = ?1 AND container_id = ?2",
+        params![ns, id],
+    )?
+    .pop())
 }
 
 pub fn all(conn: &Connection) -> Result<Vec<Attachment>> {
+    select(conn, "", [])
+}
+
+/// The attachments of namespace `ns` (one read for a whole `tasks.list`).
+pub fn in_namespace(conn: &Connection, ns: &str) -> Result<Vec<Attachment>> {
+    select(conn, "WHERE namespace = ?1", [ns])
+}
+
+fn select(conn: &Connection, filter: &str, args: impl rusqlite::Params) -> Result<Vec<Attachment>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {ATTACHMENT_COLUMNS} FROM attachments ORDER BY namespace, container_id"
+        "SELECT {ATTACHMENT_COLUMNS} FROM attachments {filter} ORDER BY namespace, container_id"
     ))?;
-    let mut rows = stmt.query([])?;
+    let mut rows = stmt.query(args)?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         out.push(attachment(r)?);

@@ -238,12 +238,13 @@ impl Tasks {
             .inner
             .store
             .read(|c| store::tasks::list_tasks(c, &p.namespace))?;
+        let mut networks = self.inner.networks.in_namespace(&p.namespace);
         Ok(rows
             .iter()
             .map(ProcessRow::to_process)
             .filter(|p| filter.matches(&ProcessFields(p)))
             .map(|mut process| {
-                process.network = self.inner.networks.of(&p.namespace, &process.container_id);
+                process.network = networks.remove(&process.container_id);
                 process
             })
             .collect())
