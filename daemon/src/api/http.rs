@@ -182,7 +182,8 @@ async fn one_request(
     let answer = dispatcher.handle(text, Transport::Http).await;
     drop(body);
     drop(charge);
-    let complete = match answer.reply {
+    // Whether the connection can serve another request after this response.
+    let reusable = match answer.reply {
         Some(Reply::Text(reply)) => {
             respond(stream, 200, &reply, close).await;
             true
@@ -195,7 +196,7 @@ async fn one_request(
         }
     };
     drop(answer.charge);
-    if close || !complete {
+    if close || !reusable {
         Next::Close
     } else {
         Next::KeepAlive

@@ -56,8 +56,9 @@ pub(super) async fn create(inner: &Arc<Inner>, p: TaskCreateParams) -> Result<Pr
             .is_err()
         {
             return Err(Error::Unavailable(format!(
-                "task \"{id}\" in namespace \"{ns}\": the deleted task before it is still \
-                 being torn down after {TEARDOWN_WAIT:?}"
+                "task \"{id}\" in namespace \"{ns}\": the deleted task of the same id is still \
+                 being torn down (runc delete, unmounts) after {TEARDOWN_WAIT:?}; try again, \
+                 or see berthd's log for a hung runc"
             )));
         }
     }

@@ -75,19 +75,20 @@ pub(super) async fn delete(
             return Err(e.into());
         }
     };
-    let exit = exit_info(&row)
-        .ok_or_else(|| Error::Internal(format!("{what}: deleted without an exit")))?;
+    // Marked deleted: its teardown runs whatever is answered.
+    let exit =
+        exit_info(&row).ok_or_else(|| Error::Internal(format!("{what}: deleted without an exit")));
     inner.teardowns.send_modify(|n| *n += 1);
-    let (inner, ns, id) = (Arc::clone(inner), ns.to_owned(), id.to_owned());
+    let (inner, ns, id, runtime) = (Arc::clone(inner), ns.to_owned(), id.to_owned(), row.runtime);
     tokio::spawn(async move {
-        if let Err(e) = teardown(&inner, &ns, &id, &row.runtime).await {
+        if let Err(e) = teardown(&inner, &ns, &id, &runtime).await {
             // The intent stays: a create of the same id, or the next start-up, retries.
             tracing::warn!(namespace = %ns, task = %id, error = %e, "task teardown failed");
         }
         inner.live.remove(&ns, &id);
         inner.teardowns.send_modify(|n| *n -= 1);
     });
-    Ok(exit)
+    exit
 }
 
 /// Finishes a deleted task ([`finish`]) and removes its `deleting` row.
