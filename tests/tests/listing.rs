@@ -338,6 +338,30 @@ fn clients_that_stop_reading_a_list_do_not_hold_the_readers() {
             s
         })
         .collect();
+    // Every reader is taken by a stalled list (its first bytes arrived) before the next
+    // list is asked for, so that one is answered only once a stall was cut.
+    let started = |s: &std::os::unix::net::UnixStream| {
+        let mut byte = 0u8;
+        // SAFETY: recv(2) peeks at most one byte into `byte`, a valid writable u8, on an
+        // open socket; MSG_DONTWAIT never blocks.
+        let n = unsafe {
+            libc::recv(
+                std::os::fd::AsRawFd::as_raw_fd(s),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n == 1
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while stalled.iter().filter(|s| started(s)).count() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "four stalled lists hold the readers within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let mut nd = d.ndjson();
     nd.send(
         &json!({"jsonrpc": "2.0", "id": 2, "method": "containers.list",
