@@ -110,3 +110,22 @@ pub fn remove_empty_parents(path: &str) {
         }
     }
 }
+
+/// Creates cgroup `path` in every hierarchy before runc does. runc makes it one directory
+/// at a time, and a teardown (of this berthd or another on the host) that removes the
+/// emptied `/berth/<ns>` parent between two of those mkdirs fails the create. Once the leaf
+/// exists rmdir(2) refuses the parent, so losing that race here is only retried. Best
+/// effort: a hierarchy that refuses is left to runc, which reports what it needs.
+pub fn ensure(path: &str) {
+    for mount in mounts() {
+        let dir = join(&mount, path);
+        for _ in 0..5 {
+            match std::fs::create_dir_all(&dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => tracing::debug!(cgroup = %dir.display(), error = %e, "not pre-created"),
+                Ok(()) => {}
+            }
+            break;
+        }
+    }
+}

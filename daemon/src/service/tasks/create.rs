@@ -138,6 +138,11 @@ async fn create_in_bundle(
         if let Some(files) = &files {
             network_mounts(&mut spec, ns, id, files)?;
         }
+        // Ours (a spec naming its own cgroup keeps it): made before runc, see `ensure`.
+        let ours = cgroups_path(ns, id);
+        if spec["linux"]["cgroupsPath"] == ours.as_str() {
+            crate::runtime::cgroup::ensure(&ours);
+        }
         if !mounts.is_empty() {
             mount::mount_all(&mounts, &rootfs)
                 .map_err(|e| Error::Internal(format!("task \"{id}\": {e}")))?;
@@ -213,6 +218,8 @@ async fn create_in_bundle(
     if made.is_err() {
         let _ = task.runc.delete(id, true).await;
         inner.networks.detach(ns, id).await;
+        // The cgroup `ensure` made when runc never got to it.
+        let _ = crate::runtime::cgroup::sweep(&cgroups_path(ns, id));
         let _ = super::delete::remove_bundle(bundle);
         let (ns2, id2) = (ns.to_owned(), id.to_owned());
         let _ = inner
