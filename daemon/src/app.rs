@@ -187,16 +187,20 @@ impl App {
         }
     }
 
-    pub fn info(&self) -> Result<schema::Info> {
-        let (namespaces, containers, events, images, snapshots) = self.store.read(|c| {
-            Ok((
-                store::namespaces::count(c)?,
-                store::containers::count(c)?,
-                store::events::count(c)?,
-                store::images::count(c)?,
-                store::snapshots::count(c)?,
-            ))
-        })?;
+    pub async fn info(&self) -> Result<schema::Info> {
+        // Counting scans each table: on the reader pool.
+        let (namespaces, containers, events, images, snapshots) = self
+            .store
+            .read_blocking(|c| {
+                Ok((
+                    store::namespaces::count(c)?,
+                    store::containers::count(c)?,
+                    store::events::count(c)?,
+                    store::images::count(c)?,
+                    store::snapshots::count(c)?,
+                ))
+            })
+            .await?;
         let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
         Ok(schema::Info {
             root: path(&self.paths.root),

@@ -247,7 +247,8 @@ impl Cni {
         };
         let mut launched = self
             .reaper
-            .spawn(&mut cmd)
+            .launch(cmd)
+            .await
             .map_err(|e| fail(e.to_string()))?;
         let pidfd = launched.pidfd.take();
         let exit = match tokio::time::timeout(PLUGIN_TIMEOUT, launched.wait()).await {
@@ -288,7 +289,7 @@ impl Cni {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        match self.reaper.spawn(&mut cmd) {
+        match self.reaper.launch(cmd).await {
             Ok(launched) => {
                 let _ = tokio::time::timeout(PLUGIN_TIMEOUT, launched.wait()).await;
             }

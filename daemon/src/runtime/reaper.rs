@@ -169,6 +169,24 @@ impl Reaper {
     }
 }
 
+impl Reaper {
+    /// [`Reaper::spawn`] on tokio's blocking pool, for async callers: fork and exec hold
+    /// their thread until the child has exec'd (vfork), which is no work for an async
+    /// worker. `command` (and the descriptors it holds for the child) is dropped there.
+    pub async fn launch(&self, mut command: Command) -> Result<Launched, ReaperError> {
+        let reaper = self.clone();
+        let program = command.get_program().to_string_lossy().into_owned();
+        tokio::task::spawn_blocking(move || reaper.spawn(&mut command))
+            .await
+            .unwrap_or_else(|e| {
+                Err(ReaperError::Spawn {
+                    program,
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })
+    }
+}
+
 impl Launched {
     /// Waits for the launched process to exit.
     pub async fn wait(mut self) -> Result<Exit, ReaperError> {

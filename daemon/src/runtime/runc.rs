@@ -537,9 +537,9 @@ impl Runc {
                     .stdin(Stdio::from(i))
                     .stdout(Stdio::from(o))
                     .stderr(Stdio::from(e));
-                let mut launched = self.reaper.spawn(&mut command).map_err(launch_err)?;
-                // Close our copies of the write ends and of the caller's fds right away.
-                drop(command);
+                // Our copies of the write ends and of the caller's fds close with `command`,
+                // dropped once it has spawned.
+                let mut launched = self.reaper.launch(command).await.map_err(launch_err)?;
                 tracing::debug!(verb, id, pid = launched.pid, "runc started");
                 let kill = KillOnDrop(launched.pidfd.take());
                 let exit = launched.wait().await.map_err(launch_err)?;

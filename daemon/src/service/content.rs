@@ -21,9 +21,9 @@ impl Content {
         Content { store, blobs }
     }
 
-    pub fn list(&self, filters: &[String]) -> Result<Vec<ContentInfo>> {
+    pub async fn list(&self, filters: &[String]) -> Result<Vec<ContentInfo>> {
         let filter = crate::filter::parse(filters)?;
-        let all = self.store.read(store::content::list)?;
+        let all = self.store.read_blocking(store::content::list).await?;
         Ok(all
             .into_iter()
             .filter(|c| filter.matches(&Adapt(c)))

@@ -163,29 +163,36 @@ impl Gc {
         self.store
             .write_reclaiming(move |tx| store::leases::expire(tx, &n))
             .await?;
-        let (targets, containers, leased, rows, contents) = self.store.read(|c| {
-            let containers = store::containers::snapshot_refs(c)?;
-            Ok((
-                store::images::all_targets(c)?,
-                containers,
-                store::leases::live_resources(c, &now)?,
-                store::snapshots::all(c)?,
-                store::content::list(c)?,
-            ))
-        })?;
-
-        let mut marks = Marks::default();
-        let mut walk: Vec<(String, String)> = targets;
-        for (ns, kind, resource) in &leased {
-            if kind == "content" {
-                walk.push((ns.clone(), resource.clone()));
-            } else if let Some(sn) = kind.strip_prefix("snapshots/") {
-                marks
-                    .snapshots
-                    .insert((ns.clone(), sn.to_owned(), resource.clone()));
-            }
-        }
-        self.mark_content(walk, &mut marks);
+        // The mark phase reads every row and walks manifests in the content store: on a
+        // blocking thread of the reader pool.
+        let this = self.clone();
+        let (containers, rows, contents, mut marks) =
+            crate::service::scan(&self.store, "gc", move || {
+                let (targets, containers, leased, rows, contents) = this.store.read(|c| {
+                    let containers = store::containers::snapshot_refs(c)?;
+                    Ok((
+                        store::images::all_targets(c)?,
+                        containers,
+                        store::leases::live_resources(c, &now)?,
+                        store::snapshots::all(c)?,
+                        store::content::list(c)?,
+                    ))
+                })?;
+                let mut marks = Marks::default();
+                let mut walk: Vec<(String, String)> = targets;
+                for (ns, kind, resource) in &leased {
+                    if kind == "content" {
+                        walk.push((ns.clone(), resource.clone()));
+                    } else if let Some(sn) = kind.strip_prefix("snapshots/") {
+                        marks
+                            .snapshots
+                            .insert((ns.clone(), sn.to_owned(), resource.clone()));
+                    }
+                }
+                this.mark_content(walk, &mut marks);
+                Ok((containers, rows, contents, marks))
+            })
+            .await?;
         for (ns, sn, key) in containers {
             let sn = if sn.is_empty() {
                 super::snapshots::DEFAULT_SNAPSHOTTER.to_owned()
@@ -304,13 +311,11 @@ impl Gc {
     /// latter), and moves aside the snapshot directories no row owns and nothing is mounted
     /// from or on (returns where they went, for the caller to delete).
     async fn sweep(&self, dead: &[String]) -> Result<(usize, Vec<PathBuf>)> {
-        let known: HashSet<String> = self
+        let (contents, rows) = self
             .store
-            .read(store::content::list)?
-            .into_iter()
-            .map(|c| c.digest)
-            .collect();
-        let rows = self.store.read(store::snapshots::all)?;
+            .read_blocking(|c| Ok((store::content::list(c)?, store::snapshots::all(c)?)))
+            .await?;
+        let known: HashSet<String> = contents.into_iter().map(|c| c.digest).collect();
         let content = self.content.clone();
         let dead = dead.to_vec();
         let bases: Vec<(std::path::PathBuf, HashSet<i64>)> = self

@@ -74,10 +74,14 @@ impl Leases {
             .await?)
     }
 
-    pub fn list(&self, ns: &str, filters: &[String]) -> Result<Vec<Lease>> {
+    pub async fn list(&self, ns: &str, filters: &[String]) -> Result<Vec<Lease>> {
         check_id("namespace", ns)?;
         let filter = crate::filter::parse(filters)?;
-        let all = self.store.read(|c| store::leases::list(c, ns))?;
+        let ns2 = ns.to_owned();
+        let all = self
+            .store
+            .read_blocking(move |c| store::leases::list(c, &ns2))
+            .await?;
         Ok(all
             .into_iter()
             .filter(|l| filter.matches(&Adapt(l)))

@@ -222,7 +222,7 @@ impl Logs {
         }
         let query = self.query(p)?;
         let cursor = Cursor::new(&self.path(&p.namespace, &p.id), self.inner.limits);
-        blocking(move || {
+        super::blocking("log reader", move || {
             let mut cursor = cursor;
             let (entries, truncated) = collect(&mut cursor, &query, REPLY_BYTES)?;
             Ok(LogBatch {
@@ -249,7 +249,7 @@ impl Logs {
         };
         if follower.query.tail.is_some() {
             follower.feed.borrow_and_update();
-            follower = blocking(move || {
+            follower = super::blocking("log reader", move || {
                 let mut f = follower;
                 // Bounded as a reply is: a tail of a log of short lines stays a few MiB.
                 let (entries, _) = collect(&mut f.cursor, &f.query, REPLY_BYTES)?;
@@ -326,7 +326,7 @@ impl Follower {
     pub async fn batch(self) -> Result<(Follower, Vec<LogEntry>, bool)> {
         let mut f = self;
         let active = f.feed.borrow_and_update().writers > 0 && !f.closed;
-        blocking(move || {
+        super::blocking("log reader", move || {
             let mut out = Vec::new();
             let mut bytes = 0;
             while bytes < BATCH_BYTES {
@@ -355,12 +355,6 @@ impl Follower {
             self.closed = true;
         }
     }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(format!("log reader: {e}")))?
 }
 
 #[cfg(test)]

@@ -255,7 +255,7 @@ impl Snapshots {
             .map_err(|e| Error::Internal(format!("usage of snapshot \"{}\": {e}", row.key)))
     }
 
-    pub fn list(
+    pub async fn list(
         &self,
         ns: &str,
         snapshotter: Option<&str>,
@@ -265,9 +265,11 @@ impl Snapshots {
         let sn = self.get(snapshotter)?;
         let filter = filter::parse(filters)?;
         let (cond, args) = filter.to_sql(&snapshot_field)?;
+        let (ns, name) = (ns.to_owned(), sn.name().to_owned());
         Ok(self
             .store
-            .read(|c| store::snapshots::list(c, ns, sn.name(), (&cond, args)))?)
+            .read_blocking(move |c| store::snapshots::list(c, &ns, &name, (&cond, args)))
+            .await?)
     }
 
     pub async fn remove(&self, ns: String, snapshotter: Option<&str>, key: String) -> Result<()> {

@@ -322,17 +322,22 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
-        let _permit = self
-            .inner
-            .blocking_readers
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let _permit = self.reader_permit().await?;
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.read(f))
             .await
             .unwrap_or_else(|e| Err(StoreError::Panicked(e.to_string())))
+    }
+
+    /// A place in the bounded reader pool of [`Store::read_blocking`], for a caller that
+    /// runs a larger job on a blocking thread, reading through [`Store::read`] there.
+    pub async fn reader_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.inner
+            .blocking_readers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)
     }
 
     /// Stops accepting writes, lets the writer finish what is queued, and waits for it.

@@ -47,7 +47,7 @@ pub(super) fn register(m: &mut Module) {
     method::<ImagesProgress, _, _>(m, |app, _| async move { Ok(app.images.progress()) });
     method::<ImagesList, _, _>(m, |app, p| async move {
         Ok(ImageList {
-            images: app.images.list(&p.namespace, &p.filters)?,
+            images: app.images.list(p.namespace, p.filters).await?,
         })
     });
     method::<ImagesGet, _, _>(m, |app, p| async move {
@@ -93,7 +93,7 @@ pub(super) fn register(m: &mut Module) {
     });
     method::<ContentsList, _, _>(m, |app, p| async move {
         Ok(ContentList {
-            blobs: app.content.list(&p.filters)?,
+            blobs: app.content.list(&p.filters).await?,
         })
     });
     method::<ContentsInfo, _, _>(m, |app, p| async move {

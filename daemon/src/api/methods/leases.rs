@@ -18,7 +18,7 @@ pub(super) fn register(m: &mut Module) {
     });
     method::<LeasesList, _, _>(m, |app, p| async move {
         Ok(LeaseList {
-            leases: app.leases.list(&p.namespace, &p.filters)?,
+            leases: app.leases.list(&p.namespace, &p.filters).await?,
         })
     });
     method::<LeasesDelete, _, _>(m, |app, p| async move {

@@ -65,7 +65,8 @@ pub(super) fn register(m: &mut Module) {
     method::<SnapshotsList, _, _>(m, |app, p| async move {
         let snapshots = app
             .snapshots
-            .list(&p.namespace, p.snapshotter.as_deref(), &p.filters)?;
+            .list(&p.namespace, p.snapshotter.as_deref(), &p.filters)
+            .await?;
         Ok(SnapshotList { snapshots })
     });
     method::<SnapshotsRemove, _, _>(m, |app, p| async move {

@@ -6,6 +6,6 @@ use super::{method, Module};
 
 pub(super) fn register(m: &mut Module) {
     method::<SystemVersion, _, _>(m, |app, _| async move { Ok(app.version()) });
-    method::<SystemInfo, _, _>(m, |app, _| async move { app.info() });
+    method::<SystemInfo, _, _>(m, |app, _| async move { app.info().await });
     method::<RpcDiscover, _, _>(m, |_app, _| async move { Ok(OpenRpcDocument) });
 }

@@ -30,7 +30,7 @@ pub(super) fn register(m: &mut Module) {
     });
     method::<TasksList, _, _>(m, |app, p| async move {
         Ok(TaskList {
-            tasks: app.tasks.list(&p)?,
+            tasks: app.tasks.list(p).await?,
         })
     });
     method::<TasksKill, _, _>(m, |app, p| async move {

@@ -126,7 +126,16 @@ impl Images {
         self.progress.snapshot()
     }
 
-    pub fn list(&self, ns: &str, filters: &[String]) -> Result<Vec<Image>> {
+    /// The images, each with its size (read from its manifest, config and snapshots).
+    pub async fn list(&self, ns: String, filters: Vec<String>) -> Result<Vec<Image>> {
+        let this = self.clone();
+        crate::service::scan(&self.store, "listing images", move || {
+            this.scan(&ns, &filters)
+        })
+        .await
+    }
+
+    fn scan(&self, ns: &str, filters: &[String]) -> Result<Vec<Image>> {
         check_id("namespace", ns)?;
         let filter = filter::parse(filters)?;
         let (cond, args) = filter.to_sql(&image_field)?;

@@ -20,7 +20,7 @@ use crate::runtime::mount;
 use crate::runtime::runc::{CreateOpts, ProcessStdio, Started};
 use crate::runtime::stdio::{self, TaskStdio};
 use crate::service::networks::{self, NetFiles};
-use crate::service::{Error, Result};
+use crate::service::{blocking, Error, Result};
 use crate::store::{self, tasks::ProcessRow};
 
 /// How long a create waits for the teardown of the deleted task of the same id.
@@ -122,8 +122,14 @@ async fn create_in_bundle(
 ) -> Result<Process> {
     let (ns, id, bundle) = (task.ns.as_str(), task.id.as_str(), task.bundle.as_path());
     let rootfs = bundle.join("rootfs");
-    super::delete::remove_bundle(bundle)?;
-    std::fs::create_dir_all(&rootfs).map_err(internal("creating the bundle"))?;
+    {
+        let (bundle, rootfs) = (bundle.to_owned(), rootfs.clone());
+        blocking("preparing the bundle", move || {
+            super::delete::remove_bundle(&bundle)?;
+            std::fs::create_dir_all(&rootfs).map_err(internal("creating the bundle"))
+        })
+        .await?;
+    }
     let made = async {
         let net = networks::request(&container.labels, inner.config.default_network.as_deref())?;
         let files = match &net {
@@ -140,17 +146,25 @@ async fn create_in_bundle(
         }
         // Ours (a spec naming its own cgroup keeps it): made before runc, see `ensure`.
         let ours = cgroups_path(ns, id);
-        if spec["linux"]["cgroupsPath"] == ours.as_str() {
-            crate::runtime::cgroup::ensure(&ours);
-        }
-        if !mounts.is_empty() {
-            mount::mount_all(&mounts, &rootfs)
-                .map_err(|e| Error::Internal(format!("task \"{id}\": {e}")))?;
-        }
+        let ensure = spec["linux"]["cgroupsPath"] == ours.as_str();
         let text = serde_json::to_vec(&spec)
             .map_err(|e| Error::Internal(format!("encoding config.json: {e}")))?;
-        std::fs::write(bundle.join("config.json"), text)
-            .map_err(internal("writing config.json"))?;
+        let (config, rootfs, what) = (
+            bundle.join("config.json"),
+            rootfs.clone(),
+            format!("task \"{id}\""),
+        );
+        blocking("writing the bundle", move || {
+            if ensure {
+                crate::runtime::cgroup::ensure(&ours);
+            }
+            if !mounts.is_empty() {
+                mount::mount_all(&mounts, &rootfs)
+                    .map_err(|e| Error::Internal(format!("{what}: {e}")))?;
+            }
+            std::fs::write(config, text).map_err(internal("writing config.json"))
+        })
+        .await?;
         let mut opened = open_stdio(task, "", (&p.stdin, &p.stdout, &p.stderr), true)?;
         // Before runc: with `start`, the process may exit before runc returns.
         let started_at = store::now();
@@ -218,9 +232,13 @@ async fn create_in_bundle(
     if made.is_err() {
         let _ = task.runc.delete(id, true).await;
         inner.networks.detach(ns, id).await;
-        // The cgroup `ensure` made when runc never got to it.
-        let _ = crate::runtime::cgroup::sweep(&cgroups_path(ns, id));
-        let _ = super::delete::remove_bundle(bundle);
+        let (cgroup, bundle) = (cgroups_path(ns, id), bundle.to_owned());
+        let _ = blocking("undoing the bundle", move || {
+            // The cgroup `ensure` made when runc never got to it.
+            let _ = crate::runtime::cgroup::sweep(&cgroup);
+            super::delete::remove_bundle(&bundle)
+        })
+        .await;
         let (ns2, id2) = (ns.to_owned(), id.to_owned());
         let _ = inner
             .store

@@ -17,7 +17,7 @@ use schema::{ExitInfo, TaskStatus};
 
 use super::{exit_info, Inner};
 use crate::runtime::mount;
-use crate::service::{Error, Result};
+use crate::service::{blocking, Error, Result};
 use crate::store;
 
 /// How long a forced delete waits for the killed task to exit.
@@ -117,8 +117,12 @@ pub(super) async fn finish(inner: &Inner, ns: &str, id: &str, runtime: &str) -> 
     };
     if inner.runc_has(ns, id) {
         // runc writes its log into the bundle, which a crash may have removed already.
-        std::fs::create_dir_all(&bundle)
-            .map_err(|e| Error::Internal(format!("{what}: recreating the bundle: {e}")))?;
+        let b = bundle.clone();
+        blocking("recreating the bundle", move || {
+            std::fs::create_dir_all(&b)
+                .map_err(|e| Error::Internal(format!("{what}: recreating the bundle: {e}")))
+        })
+        .await?;
         let runc = match &task {
             Some(t) => t.runc.clone(),
             None => inner.runc(ns, runtime, &bundle)?,
@@ -133,16 +137,15 @@ pub(super) async fn finish(inner: &Inner, ns: &str, id: &str, runtime: &str) -> 
     // What runc cannot remove because it no longer knows the container (a host restart
     // wiped its state, a create died half-way): berth's own cgroup for the task.
     let cgroup = super::create::cgroups_path(ns, id);
-    let swept = tokio::task::spawn_blocking(move || {
-        let swept = crate::runtime::cgroup::sweep(&cgroup);
+    let (ns2, id2) = (ns.to_owned(), id.to_owned());
+    blocking("removing the bundle", move || {
+        if let Err(e) = crate::runtime::cgroup::sweep(&cgroup) {
+            tracing::warn!(namespace = ns2, task = id2, error = %e, "task cgroup not removed");
+        }
         crate::runtime::cgroup::remove_empty_parents(&cgroup);
-        swept
+        remove_bundle(&bundle)
     })
-    .await;
-    if let Ok(Err(e)) = swept {
-        tracing::warn!(namespace = ns, task = id, error = %e, "task cgroup not removed");
-    }
-    remove_bundle(&bundle)
+    .await
 }
 
 pub(super) async fn delete_process(

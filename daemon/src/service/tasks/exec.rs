@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::create::{internal, launch, open_stdio};
 use super::{check, monitor, Inner};
 use crate::runtime::runc::ExecOpts;
-use crate::service::{Error, Result};
+use crate::service::{blocking, Error, Result};
 use crate::store::{self, tasks::ProcessRow};
 
 pub(super) async fn exec(inner: &Arc<Inner>, p: TaskExecParams) -> Result<()> {
@@ -88,14 +88,20 @@ pub(super) async fn start(inner: &Arc<Inner>, ns: &str, id: &str, exec_id: &str)
         )));
     }
     let execs = task.bundle.join("execs");
-    std::fs::create_dir_all(&execs).map_err(internal("creating the execs dir"))?;
     let mut process = row.spec.clone();
     if let Some(obj) = process.as_object_mut() {
         obj.insert("terminal".into(), row.terminal.into());
     }
     let process_file = execs.join(format!("{exec_id}.json"));
     let pid_file = execs.join(format!("{exec_id}.pid"));
-    std::fs::write(&process_file, process.to_string()).map_err(internal("writing process.json"))?;
+    {
+        let (text, file) = (process.to_string(), process_file.clone());
+        blocking("writing process.json", move || {
+            std::fs::create_dir_all(&execs).map_err(internal("creating the execs dir"))?;
+            std::fs::write(&file, text).map_err(internal("writing process.json"))
+        })
+        .await?;
+    }
     let opened = match task.process(exec_id, |p| p.stdio.take()).flatten() {
         Some(opened) => opened,
         None => open_stdio(

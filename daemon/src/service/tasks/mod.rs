@@ -231,7 +231,12 @@ impl Tasks {
         Ok(process)
     }
 
-    pub fn list(&self, p: &TaskListParams) -> Result<Vec<Process>> {
+    pub async fn list(&self, p: TaskListParams) -> Result<Vec<Process>> {
+        let this = self.clone();
+        crate::service::scan(&self.inner.store, "listing tasks", move || this.scan(&p)).await
+    }
+
+    fn scan(&self, p: &TaskListParams) -> Result<Vec<Process>> {
         check_id("namespace", &p.namespace)?;
         let filter = filter::parse(&p.filters)?;
         let rows = self
