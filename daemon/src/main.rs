@@ -106,6 +106,7 @@ fn main() -> ExitCode {
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.config.async_workers())
         .enable_all()
         .thread_name("berthd")
         .build()
