@@ -701,3 +701,67 @@ fn read_by_daemon(c: &mut berth_tests::Ndjson) {
         berth_tests::RecvError::Timeout
     );
 }
+
+/// A foreground `berth run` passes the signals it gets on to the task (`tasks.kill`, on a
+/// connection it opens at the first signal) and exits with the status the task then has;
+/// its wait for the exit is its main connection's call meanwhile.
+#[test]
+fn a_foreground_run_forwards_the_signals_it_gets_to_the_task() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let id = unique_id("fwd");
+    let _cleanup = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    let script = "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done";
+    let r = rootfs.arg();
+    let mut child = berth(&d)
+        .args(["run", "--rm", "--rootfs", &r, &id, "sh", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("berth run");
+    let mut out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            let _ = tx.send(text.clone());
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = String::new();
+    while !seen.contains("ready\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(text) => seen = text,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the task never printed ready: {seen:?}");
+            }
+        }
+    }
+    // SAFETY: kill(2) on our own child, which has not been waited for.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("berth run did not end after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    while let Ok(text) = rx.recv_timeout(Duration::from_secs(5)) {
+        seen = text;
+    }
+    assert_eq!(status.code(), Some(7), "the trap's status; output {seen:?}");
+    assert!(seen.contains("got TERM"), "{seen:?}");
+    assert_clean(&d, &[id]);
+}

@@ -1,7 +1,8 @@
 //! Attaching the user's terminal to a task's process, as `ctr run` does: stdio through
 //! FIFOs in a private temp dir, a raw terminal with `-t` (restored on every exit path),
 //! SIGWINCH turned into `tasks.resize_pty`, other signals forwarded with `tasks.kill`, and
-//! the process's exit status from a `tasks.wait` issued before the start.
+//! the process's exit status from `tasks.wait` (berthd keeps an exit until the task is
+//! deleted, so a wait issued after a quick process has ended still gets it).
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
@@ -227,15 +228,20 @@ pub fn block_signals() -> libc::sigset_t {
 pub fn signal_thread(ctx: &Ctx, target: Target, tty: bool, set: libc::sigset_t) {
     let (socket, ns) = (ctx.socket.clone(), ctx.namespace.clone());
     std::thread::spawn(move || {
-        let Ok(mut client) = Client::connect(&socket, &ns) else {
-            return;
-        };
+        // Connected at the first signal: most sessions never see one.
+        let mut client: Option<Client> = None;
         loop {
             let mut sig: libc::c_int = 0;
             // SAFETY: `set` is an initialised sigset and `sig` a writable int.
             if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
                 return;
             }
+            if client.is_none() {
+                client = Client::connect(&socket, &ns).ok();
+            }
+            let Some(client) = client.as_mut() else {
+                continue;
+            };
             if sig == libc::SIGWINCH {
                 if let (true, Some((w, h))) = (tty, window_size()) {
                     let p = target.params(json!({ "width": w, "height": h }));
@@ -375,7 +381,10 @@ pub fn attach_detachable(
     };
     let (wait_tx, wait_rx) = mpsc::channel();
     let ended_tx = wait_tx.clone();
-    {
+    // With detach keys the wait races the keys, on a connection of its own; without, the
+    // wait is this connection's next call (berthd keeps the exit, so it cannot be missed).
+    let waits_here = detach_keys.is_none();
+    if !waits_here {
         let (socket, ns, target) = (ctx.socket.clone(), ctx.namespace.clone(), target.clone());
         std::thread::spawn(move || {
             let result = Client::connect(&socket, &ns)
@@ -402,10 +411,13 @@ pub fn attach_detachable(
     } else if let Some(keys) = detach_keys {
         watch_keys(keys, ended_tx);
     }
-    let exit = match wait_rx
-        .recv()
-        .context("the wait for the task's exit was lost")?
-    {
+    let ended = match waits_here {
+        true => Ended::Exited(client.call("tasks.wait", target.params(json!({})))),
+        false => wait_rx
+            .recv()
+            .context("the wait for the task's exit was lost")?,
+    };
+    let exit = match ended {
         Ended::Exited(r) => r?,
         Ended::Detached => return Ok(None),
     };
