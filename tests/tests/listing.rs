@@ -224,6 +224,67 @@ fn every_transport_answers_lists_and_their_errors_alike() {
     }
 }
 
+/// `containers.get` is served around jsonrpsee on HTTP and NDJSON too (its stored text goes
+/// into the reply undecoded): every transport answers alike, a container and its errors.
+#[test]
+fn every_transport_answers_gets_and_their_errors_alike() {
+    let d = TestDaemon::start();
+    let mut c = container("g1");
+    c["labels"] = json!({"q\"uote": "é\t"});
+    c["spec"] = json!({"ociVersion": "1.0.2", "annotations": {"n": "\u{1}é"}});
+    create_container(&d, c);
+    let mut ws = d.websocket();
+    let mut nd = d.ndjson();
+    let cases = [
+        json!({"id": "g1"}),
+        json!({"id": "g1", "namespace": "default"}),
+        json!({"id": "nope"}),
+        json!({"id": "../x"}),
+        json!({"id": "g1", "namespace": "../x"}),
+        json!({"id": "g1", "bogus": 1}),
+        json!({}),
+        json!(["g1"]),
+    ];
+    let kinds = [
+        None,
+        None,
+        Some("not_found"),
+        Some("invalid_argument"),
+        Some("invalid_argument"),
+        Some("invalid_argument"),
+        Some("invalid_argument"),
+        Some("invalid_argument"),
+    ];
+    assert_eq!(cases.len(), kinds.len());
+    for (i, (params, kind)) in cases.iter().zip(kinds).enumerate() {
+        let req = json!({"jsonrpc": "2.0", "id": i, "method": "containers.get", "params": params});
+        let (status, http) = d.curl(&req.to_string());
+        assert_eq!(status, 200, "{http}");
+        nd.send(&req);
+        let ndjson = nd
+            .recv(std::time::Duration::from_secs(10))
+            .expect("ndjson reply");
+        ws.send_json(&req);
+        let web = ws
+            .recv_json(std::time::Duration::from_secs(10))
+            .expect("websocket reply");
+        assert_eq!(http, ndjson, "{params}: HTTP and NDJSON");
+        assert_eq!(http, web, "{params}: HTTP and WebSocket");
+        assert_eq!(
+            http["error"]["data"]["kind"].as_str(),
+            kind,
+            "{params}: {http}"
+        );
+    }
+    let (_, http) = d.curl(
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "containers.get", "params": {"id": "g1"}})
+            .to_string(),
+    );
+    let got = &http["result"]["container"];
+    assert_eq!(got["labels"]["q\"uote"], "é\t", "{http}");
+    assert_eq!(got["spec"]["annotations"]["n"], "\u{1}é", "{http}");
+}
+
 /// Creates `n` containers named `{prefix}{i:04}` with a spec padded to about `pad` bytes.
 fn create_padded(d: &TestDaemon, prefix: &str, n: usize, pad: usize) {
     let mut nd = d.ndjson();

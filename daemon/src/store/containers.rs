@@ -6,10 +6,13 @@ use schema::{Container, Runtime};
 
 use super::{is_unique_violation, namespaces, not_found, Result, StoreError, Tx};
 
-const COLUMNS: &str = "c.id, c.image, c.labels, c.runtime_name, c.runtime_options, c.spec, \
+/// The columns a container is read from, in the order both readers (here and
+/// `containers_json`) index them.
+pub(super) const COLUMNS: &str =
+    "c.id, c.image, c.labels, c.runtime_name, c.runtime_options, c.spec, \
                        c.snapshotter, c.snapshot_key, c.extensions, c.created_at, c.updated_at";
 
-fn missing(ns: &str, id: &str) -> String {
+pub(super) fn missing(ns: &str, id: &str) -> String {
     format!("container \"{id}\" not found in namespace \"{ns}\"")
 }
 

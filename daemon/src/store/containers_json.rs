@@ -12,13 +12,11 @@
 use std::collections::HashMap;
 
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params_from_iter, Connection, Row};
+use rusqlite::{params, params_from_iter, Connection, Row};
 use schema::ContainerStatus;
 
-use super::Result;
-
-const COLUMNS: &str = "c.id, c.image, c.labels, c.runtime_name, c.runtime_options, c.spec, \
-                       c.snapshotter, c.snapshot_key, c.extensions, c.created_at, c.updated_at";
+use super::containers::{missing, COLUMNS};
+use super::{Result, StoreError};
 
 /// Not even one row fits in `max` bytes.
 #[derive(Debug, PartialEq, Eq)]
@@ -125,6 +123,22 @@ pub fn list_json(
     }
     out.push(b'}');
     Ok(Ok(()))
+}
+
+/// Writes the result object of `containers.get` (`{"container":{...}}`) for container `id`
+/// after what `out` holds, as serde would serialize the decoded container.
+pub fn get_json(conn: &Connection, ns: &str, id: &str, out: &mut Vec<u8>) -> Result<()> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM containers c WHERE c.namespace = ?1 AND c.id = ?2"
+    ))?;
+    let mut rows = stmt.query(params![ns, id])?;
+    let row = rows
+        .next()?
+        .ok_or_else(|| StoreError::NotFound(missing(ns, id)))?;
+    out.extend_from_slice(b"{\"container\":");
+    row_json(row, None, out)?;
+    out.push(b'}');
+    Ok(())
 }
 
 fn text<'r>(row: &'r Row<'_>, i: usize) -> Result<&'r str> {
@@ -330,6 +344,41 @@ mod tests {
             })
             .expect("read");
         assert_eq!(over, Err(Oversized), "not even one row fits");
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn the_encoded_get_is_what_serde_writes_for_the_decoded_one_byte_for_byte() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(&dir.path().join("meta.db"), Arc::new(|_: &[_]| {})).expect("open");
+        let spaced = "{ \"process\" : {\"args\": [\"\\u00e9\", \"é\"]} }";
+        let c = container("b", json!({"quote\"d": "tab\there", "é": "x"}), spaced);
+        store
+            .write(move |tx| containers::insert(tx, "ns", &c))
+            .await
+            .expect("insert");
+        let (encoded, decoded) = store
+            .read(|conn| {
+                let mut out = b"prefix".to_vec();
+                get_json(conn, "ns", "b", &mut out)?;
+                let container = containers::get(conn, "ns", "b")?;
+                Ok((out, schema::ContainerReply { container }))
+            })
+            .expect("read");
+        let want = [
+            b"prefix".to_vec(),
+            serde_json::to_vec(&decoded).expect("json"),
+        ]
+        .concat();
+        assert_eq!(
+            String::from_utf8_lossy(&encoded),
+            String::from_utf8_lossy(&want)
+        );
+        let missing = store.read(|conn| get_json(conn, "ns", "nope", &mut Vec::new()));
+        assert!(
+            matches!(&missing, Err(StoreError::NotFound(m)) if m.contains("\"nope\"")),
+            "{missing:?}"
+        );
         store.close();
     }
 }

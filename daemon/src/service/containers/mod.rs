@@ -176,6 +176,17 @@ impl Containers {
         Ok(self.store.read(|c| store::containers::get(c, ns, id))?)
     }
 
+    /// [`Containers::get`]'s result object (`{"container":...}`) as JSON text after what
+    /// `out` holds, written from the stored text without decoding it (HTTP and NDJSON's
+    /// path, `api::direct`). A read by key: in place, as `get`.
+    pub fn get_json(&self, ns: &str, id: &str, mut out: Vec<u8>) -> Result<Vec<u8>> {
+        check_id("namespace", ns)?;
+        check_id("container id", id)?;
+        self.store
+            .read(|c| store::containers_json::get_json(c, ns, id, &mut out))?;
+        Ok(out)
+    }
+
     /// The result object of `containers.list` as JSON text, written row by row from the
     /// store on a blocking reader (`store::containers_json`) after what `out` holds: a page
     /// of at most `max` bytes (see [`Containers::page_bytes`]); `None` when not even one
