@@ -9,7 +9,7 @@
 //! `BUS_CAPACITY * INLINE_EVENT_BYTES` of event bodies, however large events are.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use schema::{Event, EventList, EventListParams};
 use tokio::sync::broadcast;
@@ -34,17 +34,14 @@ struct Live {
 }
 
 /// Fan-out of committed events. Fed by the store's commit hook, in seq order.
-#[derive(Clone)]
+///
+/// The channel is made at the first subscription: its slots are allocated up front (160 KiB
+/// for 4,096), which a daemon nobody watches need not hold. Publishing before then finds no
+/// channel, as it finds no receiver after the last one left: both skip the send, and a
+/// subscriber misses nothing because it subscribes before reading the store.
+#[derive(Clone, Default)]
 pub struct EventBus {
-    tx: broadcast::Sender<Live>,
-}
-
-impl Default for EventBus {
-    fn default() -> Self {
-        EventBus {
-            tx: broadcast::channel(BUS_CAPACITY).0,
-        }
-    }
+    tx: Arc<OnceLock<broadcast::Sender<Live>>>,
 }
 
 /// One info line per committed lifecycle event, for operators: the topic, the namespace and
@@ -88,9 +85,9 @@ impl EventBus {
         for ev in events {
             log_event(ev);
         }
-        if self.tx.receiver_count() == 0 {
+        let Some(tx) = self.tx.get().filter(|tx| tx.receiver_count() > 0) else {
             return;
-        }
+        };
         for ev in events {
             let stored_only = encoded_len(&ev.event) > INLINE_EVENT_BYTES;
             let event = if stored_only {
@@ -105,7 +102,7 @@ impl EventBus {
                 ev.clone()
             };
             // No subscriber is not an error.
-            let _ = self.tx.send(Live {
+            let _ = tx.send(Live {
                 event: Arc::new(event),
                 stored_only,
             });
@@ -203,7 +200,11 @@ impl Events {
     pub fn subscribe(&self, filters: &[String], since: Option<i64>) -> Result<Subscription> {
         let filter = filter::parse(filters)?;
         // Subscribe before reading the store: nothing committed in between can be missed.
-        let live = self.bus.tx.subscribe();
+        let live = self
+            .bus
+            .tx
+            .get_or_init(|| broadcast::channel(BUS_CAPACITY).0)
+            .subscribe();
         Ok(Subscription {
             store: self.store.clone(),
             filter,
