@@ -8,7 +8,7 @@
 //! `make bench-peer` (as root: runc, containerd and busybox-static installed). It measures;
 //! it asserts only that both daemons did the work (counts), never a time.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -33,21 +33,20 @@ const NS: &str = "bench";
 // ---- berth: NDJSON JSON-RPC on a persistent connection -------------------------------
 
 struct Rpc {
-    w: UnixStream,
-    r: BufReader<UnixStream>,
+    sock: UnixStream,
     id: u64,
-    line: Vec<u8>,
+    buf: Vec<u8>,
+    len: usize,
 }
 
 impl Rpc {
     fn connect(sock: &Path) -> Result<Rpc> {
-        let w = UnixStream::connect(sock).with_context(|| format!("connect {sock:?}"))?;
+        let sock = UnixStream::connect(sock).with_context(|| format!("connect {sock:?}"))?;
         Ok(Rpc {
-            // Replies of tens of MiB (lists): read in large pieces, as a real client would.
-            r: BufReader::with_capacity(1 << 20, w.try_clone()?),
-            w,
+            sock,
             id: 0,
-            line: Vec::new(),
+            buf: Vec::new(),
+            len: 0,
         })
     }
 
@@ -60,10 +59,10 @@ impl Rpc {
         let mut s = json!({"jsonrpc": "2.0", "id": self.id, "method": method, "params": params})
             .to_string();
         s.push('\n');
-        self.w.write_all(s.as_bytes())?;
-        self.line.clear();
-        self.r.read_until(b'\n', &mut self.line)?;
-        let head = &self.line[..self.line.len().min(96)];
+        self.sock.write_all(s.as_bytes())?;
+        self.read_reply()?;
+        let reply = &self.buf[..self.len];
+        let head = &reply[..reply.len().min(96)];
         let after_id = head
             .windows(5)
             .position(|w| w == b"\"id\":")
@@ -74,8 +73,30 @@ impl Rpc {
                     .map(|c| at + c + 1)
             });
         match after_id {
-            Some(at) if head[at..].starts_with(b"\"result\":") => Ok(&self.line),
-            _ => bail!("{method}: {}", String::from_utf8_lossy(&self.line).trim()),
+            Some(at) if head[at..].starts_with(b"\"result\":") => Ok(reply),
+            _ => bail!("{method}: {}", String::from_utf8_lossy(reply).trim()),
+        }
+    }
+
+    /// Reads one reply into `buf[..len]`, straight from the socket (lists are tens of MiB).
+    /// A reply is one line and JSON escapes newlines inside strings, and with one call in
+    /// flight nothing follows it, so the reply is whole exactly when the last byte read is its
+    /// newline: no search of the text, no copy out of a buffer. `buf` is kept and only grows,
+    /// as a client that lists again would keep it.
+    fn read_reply(&mut self) -> Result<()> {
+        self.len = 0;
+        loop {
+            if self.buf.len() - self.len < 1 << 20 {
+                self.buf.resize((self.buf.len() * 2).max(1 << 20), 0);
+            }
+            let n = self.sock.read(&mut self.buf[self.len..])?;
+            if n == 0 {
+                bail!("berthd closed the connection");
+            }
+            self.len += n;
+            if self.buf[self.len - 1] == b'\n' {
+                return Ok(());
+            }
         }
     }
 
