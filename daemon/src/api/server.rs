@@ -164,6 +164,9 @@ pub async fn serve(
         let dispatcher = dispatcher.clone();
         let limits = limits.clone();
         let closing = closing.clone();
+        // Each transport's future is boxed when its connection turns out to use it: inline,
+        // every connection's task (and this loop's stack frame, where a task is built) was
+        // as large as all three state machines together.
         conns.spawn(async move {
             let _slot = slot;
             let Some(first) = first_byte(&stream, limits.idle_timeout).await else {
@@ -176,7 +179,7 @@ pub async fn serve(
                     request: limits.request_timeout,
                     notification_bytes: NOTIFICATION_BYTES,
                 };
-                ndjson::serve(stream, dispatcher, line, closing).await;
+                Box::pin(ndjson::serve(stream, dispatcher, line, closing)).await;
                 return;
             }
             let mut stream = stream;
@@ -185,10 +188,11 @@ pub async fn serve(
                 idle: limits.idle_timeout,
                 request: limits.request_timeout,
             };
-            let served = http::serve(&mut stream, &dispatcher, http_limits, closing).await;
+            let served =
+                Box::pin(http::serve(&mut stream, &dispatcher, http_limits, closing)).await;
             if let Some(head) = served {
                 let io = http::Replay::new(head, stream);
-                if let Err(e) = serve_with_graceful_shutdown(io, svc, stopped).await {
+                if let Err(e) = Box::pin(serve_with_graceful_shutdown(io, svc, stopped)).await {
                     tracing::debug!(error = %e, "websocket connection ended");
                 }
             }
