@@ -58,11 +58,15 @@ pub fn list_json(
     filter: (&str, Vec<SqlValue>),
     after: Option<&str>,
     limit: Option<u32>,
-    statuses: Option<HashMap<String, ContainerStatus>>,
+    mut statuses: Option<HashMap<String, ContainerStatus>>,
     sink: Sink<'_>,
     max: usize,
 ) -> Result<std::result::Result<(), Oversized>> {
-    let Sink { out, chunk, flush } = sink;
+    let Sink {
+        out,
+        chunk,
+        mut flush,
+    } = sink;
     let (cond, filter_params) = filter;
     let sql = format!(
         "SELECT {COLUMNS} FROM containers c WHERE c.namespace = ? AND c.id > ? AND ({cond}) \
@@ -72,23 +76,8 @@ pub fn list_json(
     all.extend(filter_params);
     // One extra row tells whether another page follows.
     all.push(limit.map_or(-1, |l| i64::from(l) + 1).into());
-    super::mapped(conn, || {
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt.query(params_from_iter(all))?;
-        write_page(rows, limit, statuses, out, chunk, flush, max)
-    })
-}
-
-/// The body of [`list_json`], once its statement runs.
-fn write_page(
-    mut rows: rusqlite::Rows<'_>,
-    limit: Option<u32>,
-    mut statuses: Option<HashMap<String, ContainerStatus>>,
-    out: &mut Vec<u8>,
-    chunk: usize,
-    mut flush: Option<&mut dyn FnMut(Vec<u8>) -> Result<()>>,
-    max: usize,
-) -> Result<std::result::Result<(), Oversized>> {
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(all))?;
     out.extend_from_slice(b"{\"containers\":[");
     let mut written = 0u32;
     let mut last = String::new();

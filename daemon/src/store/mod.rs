@@ -636,7 +636,7 @@ const SCAN_MMAP_BYTES: i64 = 1 << 30;
 /// copy per page, which were half of a 10,000-container list (perf, issue 11). The mapping
 /// is dropped after `f`, so the process is charged the mapped pages for the scan only and
 /// the page cache is not held twice. Pages still in the WAL are read as before.
-pub(crate) fn mapped<R>(conn: &Connection, f: impl FnOnce() -> Result<R>) -> Result<R> {
+pub fn mapped<R>(conn: &Connection, f: impl FnOnce() -> Result<R>) -> Result<R> {
     conn.pragma_update(None, "mmap_size", SCAN_MMAP_BYTES)?;
     let r = f();
     let unmapped = conn.pragma_update(None, "mmap_size", 0);
