@@ -165,8 +165,8 @@ pub async fn serve(
         let limits = limits.clone();
         let closing = closing.clone();
         // Each transport's future is boxed when its connection turns out to use it: inline,
-        // every connection's task (and this loop's stack frame, where a task is built) was
-        // as large as all three state machines together.
+        // every connection's task was as large as all three state machines together (an idle
+        // connection 6.0 KB instead of 2.0 KB).
         conns.spawn(async move {
             let _slot = slot;
             let Some(first) = first_byte(&stream, limits.idle_timeout).await else {

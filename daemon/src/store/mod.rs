@@ -636,7 +636,7 @@ const SCAN_MMAP_BYTES: i64 = 1 << 30;
 /// copy per page, which were half of a 10,000-container list (perf, issue 11). The mapping
 /// is dropped after `f`, so the process is charged the mapped pages for the scan only and
 /// the page cache is not held twice. Pages still in the WAL are read as before.
-pub fn mapped<R>(conn: &Connection, f: impl FnOnce() -> Result<R>) -> Result<R> {
+pub(crate) fn mapped<R>(conn: &Connection, f: impl FnOnce() -> Result<R>) -> Result<R> {
     conn.pragma_update(None, "mmap_size", SCAN_MMAP_BYTES)?;
     let r = f();
     let unmapped = conn.pragma_update(None, "mmap_size", 0);
@@ -677,6 +677,23 @@ mod tests {
     thread_local! {
         /// Set by a job (on the writer thread): the next job's SAVEPOINT fails.
         pub(super) static FAIL_NEXT_SAVEPOINT: Cell<bool> = const { Cell::new(false) };
+    }
+
+    #[test]
+    fn a_mapped_scan_maps_the_file_and_unmaps_it_after_even_when_it_fails() {
+        let (dir, _store) = open();
+        let conn = Connection::open(dir.path().join("meta.db")).expect("a reader");
+        let limit = |c: &Connection| {
+            c.pragma_query_value(None, "mmap_size", |r| r.get::<_, i64>(0))
+                .expect("mmap_size")
+        };
+        // A build of SQLite without mmap would report 0 inside as well.
+        let inside = mapped(&conn, || Ok(limit(&conn))).expect("a mapped read");
+        assert_eq!(inside, SCAN_MMAP_BYTES);
+        assert_eq!(limit(&conn), 0, "the mapping outlived the scan");
+        let failed = mapped(&conn, || -> Result<()> { Err(StoreError::Closed) });
+        assert!(matches!(failed, Err(StoreError::Closed)), "{failed:?}");
+        assert_eq!(limit(&conn), 0, "a failed scan left the file mapped");
     }
 
     fn open() -> (tempfile::TempDir, Store) {
