@@ -42,6 +42,8 @@ pub enum DaemonError {
         source: std::io::Error,
     },
     #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
+    #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -156,14 +158,18 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let shutdown = shutdown_signal();
     let open_files = raise_open_file_limit();
-    mkdir_keep_mode(&opts.root)?;
-    mkdir_keep_mode(&opts.state)?;
+    let gid = opts.config.socket_gid()?;
+    let socket_path = inherited
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .and_then(|a| a.as_pathname().map(Path::to_owned))
+        .unwrap_or_else(|| opts.socket.clone());
+    crate::layout::secure(&opts.root, &opts.state, &socket_path, gid)?;
     let _lock = lock_root(&opts.root)?;
     // Before any work on the root: a daemon that would fail to bind must not reconcile.
     if inherited.is_none() {
         check_socket_free(&opts.socket)?;
     }
-    let gid = opts.config.socket_gid()?;
     let bus = EventBus::default();
     let publisher = bus.clone();
     let gc_trigger = GcTrigger::default();

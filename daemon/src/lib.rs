@@ -11,6 +11,7 @@ pub mod content;
 pub mod daemon;
 pub mod filter;
 pub mod keeper;
+pub mod layout;
 pub mod oci;
 pub mod registry;
 pub mod runtime;

@@ -117,6 +117,14 @@ impl Layer {
         self.push(h, &[])
     }
 
+    /// A character device node `major`:`minor` with `mode`.
+    pub fn char_device(&mut self, name: &str, major: u32, minor: u32, mode: u32) -> &mut Self {
+        let mut h = header(name, tar::EntryType::Char, mode, 0);
+        h.set_device_major(major).expect("major");
+        h.set_device_minor(minor).expect("minor");
+        self.push(h, &[])
+    }
+
     pub fn fifo(&mut self, name: &str) -> &mut Self {
         self.push(header(name, tar::EntryType::Fifo, 0o644, 0), &[])
     }

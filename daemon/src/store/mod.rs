@@ -212,10 +212,23 @@ impl Store {
             path: path.to_owned(),
             reason: e.to_string(),
         };
+        // The database holds every container's environment, secrets included: root's alone.
+        // SQLite makes the WAL and shared-memory files with the database file's mode, so a
+        // file from an older berthd is narrowed before they can be made, and all three after.
+        let private = || {
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            let mut shm = path.as_os_str().to_owned();
+            shm.push("-shm");
+            let files = [path.to_owned(), wal.into(), shm.into()];
+            crate::layout::restrict_files(files.iter().map(PathBuf::as_path))
+        };
+        private().map_err(|e| open_err(&e))?;
         let mut conn = Connection::open(path).map_err(|e| open_err(&e))?;
         configure(&conn, false).map_err(|e| open_err(&e))?;
         enable_incremental_vacuum(&conn);
         migrate::apply(&mut conn).map_err(|e| open_err(&e))?;
+        private().map_err(|e| open_err(&e))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let space = Arc::new(Space::open(dir, space::RESERVE_BYTES));
         let (tx, rx) = mpsc::channel::<Job>();

@@ -162,7 +162,7 @@ async fn create_in_bundle(
                 mount::mount_all(&mounts, &rootfs)
                     .map_err(|e| Error::Internal(format!("{what}: {e}")))?;
             }
-            std::fs::write(config, text).map_err(internal("writing config.json"))
+            crate::layout::write_private(&config, &text).map_err(internal("writing config.json"))
         })
         .await?;
         let mut opened = open_stdio(task, "", (&p.stdin, &p.stdout, &p.stderr), true)?;

@@ -98,7 +98,8 @@ pub(super) async fn start(inner: &Arc<Inner>, ns: &str, id: &str, exec_id: &str)
         let (text, file) = (process.to_string(), process_file.clone());
         blocking("writing process.json", move || {
             std::fs::create_dir_all(&execs).map_err(internal("creating the execs dir"))?;
-            std::fs::write(&file, text).map_err(internal("writing process.json"))
+            crate::layout::write_private(&file, text.as_bytes())
+                .map_err(internal("writing process.json"))
         })
         .await?;
     }
