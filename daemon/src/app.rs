@@ -12,6 +12,7 @@ use crate::service::containers::Containers;
 use crate::service::content::Content;
 use crate::service::events::{EventBus, Events};
 use crate::service::gc::{Gc, GcTrigger};
+use crate::service::images::upload::{UploadLimits, Uploads};
 use crate::service::images::Images;
 use crate::service::leases::Leases;
 use crate::service::logs::Logs;
@@ -60,6 +61,11 @@ pub enum AppError {
         root: PathBuf,
         source: std::io::Error,
     },
+    #[error("preparing {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl App {
@@ -93,6 +99,17 @@ impl App {
             snapshots.clone(),
             limits,
             config.credential_sources(),
+            Uploads::new(
+                &paths.root.join("uploads"),
+                UploadLimits {
+                    max_bytes: config.max_upload_bytes,
+                    per_peer: config.max_uploads_per_peer.max(1),
+                },
+            )
+            .map_err(|e| AppError::Dir {
+                path: paths.root.join("uploads"),
+                source: e,
+            })?,
         );
         let logs = Logs::new(
             store.clone(),

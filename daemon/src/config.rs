@@ -22,6 +22,11 @@ pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 /// arrive in full.
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
 
+/// Default most bytes of one uploaded archive (`berth images import -`).
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 16 << 30;
+/// Default most uploads one uid may have open.
+pub const DEFAULT_MAX_UPLOADS_PER_PEER: u32 = 4;
+
 /// Default size of a container's newest log file before it is rotated.
 pub const DEFAULT_LOG_MAX_BYTES: u64 = 4 << 20;
 /// Default number of files one container's log keeps.
@@ -64,6 +69,10 @@ pub struct Config {
     pub max_layer_bytes: u64,
     /// Most tar entries one image layer may hold.
     pub max_layer_entries: u64,
+    /// Most archive bytes one `images.upload_*` stream may send.
+    pub max_upload_bytes: u64,
+    /// Most uploads one uid may have open at once.
+    pub max_uploads_per_peer: u32,
     /// Registry credentials by host: `[registries."host:port"] username = "..."
     /// password = "..."`. They win over the Docker config's.
     pub registries: BTreeMap<String, crate::registry::Credentials>,
@@ -116,6 +125,8 @@ impl Default for Config {
             runtimes: BTreeMap::new(),
             max_layer_bytes: crate::unpack::Limits::default().max_bytes,
             max_layer_entries: crate::unpack::Limits::default().max_entries,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            max_uploads_per_peer: DEFAULT_MAX_UPLOADS_PER_PEER,
             registries: BTreeMap::new(),
             docker_config: None,
             runc_timeout_secs: crate::runtime::runc::DEFAULT_TIMEOUT.as_secs(),

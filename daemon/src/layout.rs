@@ -31,7 +31,7 @@ pub struct LayoutError {
 }
 
 /// What berth keeps directly under its root dir.
-pub const ROOT_DIRS: &[&str] = &["content", "snapshots", "logs"];
+pub const ROOT_DIRS: &[&str] = &["content", "snapshots", "logs", "uploads"];
 /// What berth keeps directly under its state dir.
 pub const STATE_DIRS: &[&str] = &["tasks", "runc", "keeper", "cni", "netns"];
 

@@ -242,16 +242,20 @@ methods! {
         [NotFound, PermissionDenied, FailedPrecondition];
     ImagesUploadBegin "images.upload_begin" (ImageUploadBeginParams) -> Upload,
         "Starts an import whose archive the client streams with images.upload_write (berth \
-         extension): no host path is opened.", [];
+         extension): no host path is opened. The upload id is unguessable and answers only the \
+         uid that began it, in the same namespace (anyone else gets not_found). One uid holds \
+         at most max_uploads_per_peer uploads (resource_exhausted beyond).",
+        [ResourceExhausted];
     ImagesUploadWrite "images.upload_write" (ImageUploadWriteParams) -> Empty,
-        "The next bytes of an upload's archive (base64, at most 4 MiB decoded); waits while \
-         the import is behind.", [NotFound, FailedPrecondition];
+        "The next bytes of an upload's archive (base64, at most 4 MiB decoded), spooled under \
+         berthd's root; more than max_upload_bytes in all is resource_exhausted.",
+        [NotFound, ResourceExhausted];
     ImagesUploadCommit "images.upload_commit" (ImageUploadParams) -> ImageList,
-        "Ends an upload's stream and answers its import.",
+        "Ends an upload's stream and answers its import, which runs now: an upload being \
+         sent holds no lock that gc or container creates wait for.",
         [NotFound, AlreadyExists, FailedPrecondition];
     ImagesUploadAbort "images.upload_abort" (ImageUploadParams) -> Aborted,
-        "Fails an upload; what it wrote is left for gc. An upload idle for 60 s is aborted \
-         too.", [];
+        "Drops an upload and what it sent. An upload idle for 60 s is aborted too.", [];
     ImagesExport "images.export" (ImageExportParams) -> SubscriptionId,
         "Streams images as one tar: an OCI image layout (each image's host manifest, config \
          and layers, digests unchanged; index.json names them) plus, in the docker format, \

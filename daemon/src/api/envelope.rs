@@ -50,6 +50,8 @@ pub struct Dispatcher {
     /// How long a request being read may wait for its share of the budget. A reply never
     /// waits: it is already in memory, so it is charged at once or replaced by an error.
     pub budget_wait: Duration,
+    /// Who is on the other end of this connection (set per connection by the server).
+    pub peer: Option<crate::service::Peer>,
 }
 
 pub type Subscriptions = Vec<mpsc::Receiver<Box<RawValue>>>;
@@ -314,7 +316,7 @@ impl Dispatcher {
                 Some(Ok(reply)) => Some(reply),
                 Some(Err(super::direct::Oversized)) => None,
                 None => {
-                    let resp = run(&self.methods, rpc_id, method, params, room).await;
+                    let resp = run(&self.methods, self.peer, rpc_id, method, params, room).await;
                     match resp.as_error_code() == Some(JSONRPSEE_OVERSIZED_RESPONSE) {
                         true => None,
                         false => Some(Reply::Text(
@@ -387,6 +389,7 @@ fn is_unsubscribe(methods: &Methods, method: &str) -> bool {
 /// being encoded at `max_reply` bytes.
 async fn run(
     methods: &Methods,
+    peer: Option<crate::service::Peer>,
     id: Id<'_>,
     method: &str,
     params: Option<&RawValue>,
@@ -395,6 +398,9 @@ async fn run(
     let params = Params::new(params.map(RawValue::get));
     let mut ext = Extensions::new();
     ext.insert(ConnectionId(0));
+    if let Some(p) = peer {
+        ext.insert(p);
+    }
     match methods.method(method) {
         Some(MethodCallback::Sync(cb)) => (cb)(id, params, max_reply, ext),
         Some(MethodCallback::Async(cb)) => {

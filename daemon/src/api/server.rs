@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{
-    serve_with_graceful_shutdown, stop_channel, BatchRequestConfig, PingConfig, Server,
-    ServerConfig,
+    serve_with_graceful_shutdown, stop_channel, BatchRequestConfig, HttpRequest, PingConfig,
+    Server, ServerConfig,
 };
 use jsonrpsee::Methods;
 use schema::ErrorKind;
@@ -30,6 +30,7 @@ use super::http::{self, HttpLimits};
 use super::ndjson::{self, LineLimits};
 use super::unknown::UnknownMethod;
 use super::unsubscribe::UnsubscribeByName;
+use crate::service::Peer;
 
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,6 +103,7 @@ pub async fn serve(
         budget: Budget::new(limits.memory_budget_bytes),
         budget_wait: limits.request_timeout,
         batch_turns: Arc::new(Semaphore::new(batch_turns())),
+        peer: None,
     };
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
@@ -124,12 +126,12 @@ pub async fn serve(
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
         accept_errors.succeeded();
-        let refused = match check_peer(&stream, limits.gid) {
+        let (peer, refused) = match check_peer(&stream, limits.gid) {
             Err(msg) => {
                 tracing::info!(%msg, "refused a connection");
-                Some((ErrorKind::PermissionDenied, msg))
+                (None, Some((ErrorKind::PermissionDenied, msg)))
             }
-            Ok(()) => None,
+            Ok(peer) => (Some(peer), None),
         };
         let slot = if refused.is_none() {
             slots.clone().try_acquire_owned().ok()
@@ -160,8 +162,16 @@ pub async fn serve(
             continue;
         }
         let svc = ws.clone().build(methods.clone(), stop_handle.clone());
+        // jsonrpsee hands the upgrade request's extensions to every call on the WebSocket.
+        let svc = tower::ServiceExt::map_request(svc, move |mut req: HttpRequest<_>| {
+            if let Some(p) = peer {
+                req.extensions_mut().insert(p);
+            }
+            req
+        });
         let stopped = stop_handle.clone().shutdown();
-        let dispatcher = dispatcher.clone();
+        let mut dispatcher = dispatcher.clone();
+        dispatcher.peer = peer;
         let limits = limits.clone();
         let closing = closing.clone();
         // Each transport's future is boxed when its connection turns out to use it: inline,
@@ -276,16 +286,20 @@ async fn first_byte(stream: &UnixStream, wait: Duration) -> Option<u8> {
 }
 
 /// Root may always connect; others only as members of the configured group.
-fn check_peer(stream: &UnixStream, gid: Option<u32>) -> Result<(), String> {
+fn check_peer(stream: &UnixStream, gid: Option<u32>) -> Result<Peer, String> {
     let cred = stream
         .peer_cred()
         .map_err(|e| format!("permission denied: cannot read peer credentials: {e}"))?;
+    let peer = Peer {
+        uid: cred.uid(),
+        gid: cred.gid(),
+    };
     if cred.uid() == 0 {
-        return Ok(());
+        return Ok(peer);
     }
     if let Some(gid) = gid {
         if cred.gid() == gid || cred.pid().is_some_and(|pid| in_group(pid, gid)) {
-            return Ok(());
+            return Ok(peer);
         }
     }
     Err(format!(

@@ -184,6 +184,15 @@ impl From<FilterError> for Error {
 }
 
 /// Checks an identifier; `what` names it in the message (`container id "../x"`).
+/// Who made a call: the peer's credentials from SO_PEERCRED, as the transport read them
+/// when the connection was accepted. Services that keep per-caller state (uploads) bind it
+/// to the uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+}
+
 pub fn check_id(what: &str, value: &str) -> Result<()> {
     identifiers::validate(value)
         .map_err(|e| Error::InvalidArgument(format!("{what} \"{value}\" {e}")))

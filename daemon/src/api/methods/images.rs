@@ -9,7 +9,7 @@ use schema::{
     Aborted, ContentInfoReply, ContentList, Empty, ImageDetail, ImageList, ImageReply, Upload,
 };
 
-use super::{method, Module};
+use super::{method, method_peer, Module};
 
 fn import_options(
     name: Option<String>,
@@ -65,22 +65,28 @@ pub(super) fn register(m: &mut Module) {
             )
             .await
     });
-    method::<ImagesUploadBegin, _, _>(m, |app, p| async move {
+    method_peer::<ImagesUploadBegin, _, _>(m, |app, p, peer| async move {
         let opts = import_options(p.name, p.snapshotter, p.platform, p.all_platforms);
-        let upload = app.images.upload_begin(p.namespace, opts).await?;
+        let upload = app.images.upload_begin(p.namespace, opts, peer).await?;
         Ok(Upload { upload })
     });
-    method::<ImagesUploadWrite, _, _>(m, |app, p| async move {
-        app.images.upload_write(&p.upload, &p.data).await?;
+    method_peer::<ImagesUploadWrite, _, _>(m, |app, p, peer| async move {
+        let images = &app.images;
+        images
+            .upload_write(&p.namespace, &p.upload, &p.data, peer)
+            .await?;
         Ok(Empty {})
     });
-    method::<ImagesUploadCommit, _, _>(m, |app, p| async move {
-        let images = app.images.upload_commit(&p.upload).await?;
+    method_peer::<ImagesUploadCommit, _, _>(m, |app, p, peer| async move {
+        let images = app
+            .images
+            .upload_commit(&p.namespace, &p.upload, peer)
+            .await?;
         Ok(ImageList { images })
     });
-    method::<ImagesUploadAbort, _, _>(m, |app, p| async move {
+    method_peer::<ImagesUploadAbort, _, _>(m, |app, p, peer| async move {
         Ok(Aborted {
-            aborted: app.images.upload_abort(&p.upload),
+            aborted: app.images.upload_abort(&p.namespace, &p.upload, peer),
         })
     });
     method::<ImagesTag, _, _>(m, |app, p| async move {

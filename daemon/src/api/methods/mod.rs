@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 
 use super::parse_params;
 use crate::app::App;
-use crate::service;
+use crate::service::{self, Peer};
 
 pub(crate) type Module = RpcModule<App>;
 
@@ -39,6 +39,32 @@ where
     Fut: Future<Output = Result<M::Result, service::Error>> + Send,
 {
     register::<M, M::Result, F, Fut>(module, handler)
+}
+
+/// Registers method `M` whose handler is told who called ([`Peer`], put in the call's
+/// extensions by the transport). A call without one (no transport of berth's made it) is
+/// refused rather than served as anyone.
+pub(crate) fn method_peer<M, F, Fut>(module: &mut Module, handler: F)
+where
+    M: Method,
+    M::Result: Clone,
+    F: Fn(Arc<App>, M::Params, Peer) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<M::Result, service::Error>> + Send,
+{
+    let registered = module.register_async_method(M::NAME, move |params, app, ext| {
+        let handler = handler.clone();
+        let peer = ext.get::<Peer>().copied();
+        async move {
+            let p: M::Params = parse_params(&params)?;
+            let peer = peer.ok_or_else(|| {
+                service::Error::Internal(format!("{}: the caller is unknown", M::NAME))
+            })?;
+            handler(app, p, peer).await.map_err(ErrorObjectOwned::from)
+        }
+    });
+    if let Err(e) = registered {
+        panic!("registering {}: {e}", M::NAME);
+    }
 }
 
 /// Registers method `M` whose handler answers `M::Result` already encoded

@@ -14,7 +14,7 @@ mod progress;
 mod pull;
 mod pull_lease;
 mod push;
-mod upload;
+pub mod upload;
 
 use std::io::BufReader;
 use std::path::PathBuf;
@@ -97,6 +97,7 @@ impl Images {
         snapshots: Snapshots,
         limits: Limits,
         credentials: CredentialSources,
+        uploads: upload::Uploads,
     ) -> Self {
         Images {
             store,
@@ -106,7 +107,7 @@ impl Images {
             progress: Progress::default(),
             credentials: Arc::new(credentials),
             http: Arc::new(OnceLock::new()),
-            uploads: Arc::new(upload::Uploads::default()),
+            uploads: Arc::new(uploads),
         }
     }
 
