@@ -73,6 +73,10 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Most uploads one uid may have open at once.
     pub max_uploads_per_peer: u32,
+    /// Events the log keeps for `events.list` and resuming subscribers.
+    pub events_max_count: i64,
+    /// Bytes of event text the log keeps (the newest event always stays).
+    pub events_max_bytes: i64,
     /// Registry credentials by host: `[registries."host:port"] username = "..."
     /// password = "..."`. They win over the Docker config's.
     pub registries: BTreeMap<String, crate::registry::Credentials>,
@@ -127,6 +131,8 @@ impl Default for Config {
             max_layer_entries: crate::unpack::Limits::default().max_entries,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             max_uploads_per_peer: DEFAULT_MAX_UPLOADS_PER_PEER,
+            events_max_count: crate::store::EVENT_RETENTION,
+            events_max_bytes: crate::store::EVENT_RETENTION_BYTES,
             registries: BTreeMap::new(),
             docker_config: None,
             runc_timeout_secs: crate::runtime::runc::DEFAULT_TIMEOUT.as_secs(),

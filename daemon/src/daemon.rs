@@ -181,6 +181,7 @@ pub async fn run(
             deletes.on_commit(events);
         }),
     )?;
+    store.set_event_limits(opts.config.events_max_count, opts.config.events_max_bytes);
     let paths = Paths {
         root: opts.root.clone(),
         state: opts.state.clone(),

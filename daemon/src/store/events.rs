@@ -1,6 +1,6 @@
 //! The events table: every change's event, written in the change's transaction.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use schema::Event;
 
 use super::{now, Result};
@@ -10,20 +10,23 @@ pub(crate) fn insert(
     namespace: &str,
     topic: &str,
     event: serde_json::Value,
-) -> Result<Event> {
+) -> Result<(Event, i64)> {
     let timestamp = now();
     let body = serde_json::to_string(&event)?;
+    let bytes = i64::try_from(body.len()).unwrap_or(i64::MAX);
     conn.prepare_cached(
-        "INSERT INTO events (timestamp, namespace, topic, event) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO events (timestamp, namespace, topic, event, bytes) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![timestamp, namespace, topic, body])?;
-    Ok(Event {
+    .execute(params![timestamp, namespace, topic, body, bytes])?;
+    let ev = Event {
         seq: conn.last_insert_rowid(),
         timestamp,
         namespace: namespace.to_owned(),
         topic: topic.to_owned(),
         event,
-    })
+    };
+    Ok((ev, bytes))
 }
 
 /// Events with seq > `since`, oldest first, at most `limit`.
@@ -63,12 +66,32 @@ pub fn last_seq(conn: &Connection) -> Result<i64> {
     Ok(seq.unwrap_or(0))
 }
 
-/// Drops the oldest events so that at most `keep` remain (never the newest: see the migration).
-pub(crate) fn prune(conn: &Connection, keep: i64) -> Result<usize> {
+/// Drops the oldest events so that at most `keep` remain and those kept add up to at most
+/// `keep_bytes` of event text. The newest event always stays, whatever its size: seqs are
+/// rowids, and deleting the largest would hand its seq out again.
+pub(crate) fn prune(conn: &Connection, keep: i64, keep_bytes: i64) -> Result<usize> {
     let last = last_seq(conn)?;
+    let over: Option<i64> = conn
+        .prepare_cached(
+            "SELECT seq FROM (SELECT seq, sum(bytes) OVER (ORDER BY seq DESC) AS newer \
+             FROM events) WHERE newer > ?1 ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row([keep_bytes], |r| r.get(0))
+        .optional()?;
+    let cut = match over {
+        Some(seq) => (last - keep).max(seq.min(last - 1)),
+        None => last - keep,
+    };
     Ok(conn
         .prepare_cached("DELETE FROM events WHERE seq <= ?1")?
-        .execute([last - keep])?)
+        .execute([cut])?)
+}
+
+/// Bytes of event text stored.
+pub fn bytes(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT total(bytes) FROM events", [], |r| {
+        r.get::<_, f64>(0)
+    })? as i64)
 }
 
 pub fn count(conn: &Connection) -> Result<i64> {

@@ -34,6 +34,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_networks.sql",
         include_str!("../../../migrations/0007_networks.sql"),
     ),
+    (
+        "0008_event_bytes.sql",
+        include_str!("../../../migrations/0008_event_bytes.sql"),
+    ),
 ];
 
 /// Applies the migrations the database has not seen yet.

@@ -32,7 +32,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -111,6 +111,30 @@ pub type CommitHook = Arc<dyn Fn(&[Event]) + Send + Sync>;
 pub struct Tx<'a> {
     conn: &'a Connection,
     events: Vec<Event>,
+    /// Bytes of event text recorded (rolled-back jobs' too: it only hastens a prune).
+    event_bytes: i64,
+}
+
+/// How much of the event log is kept (configuration); read by the writer at each prune.
+#[derive(Debug)]
+pub struct EventLimits {
+    count: AtomicI64,
+    bytes: AtomicI64,
+}
+
+/// The writer's view of pruning: the limits in force and the event bytes since the last prune.
+struct Pruning {
+    limits: Arc<EventLimits>,
+    unpruned: i64,
+}
+
+impl Default for EventLimits {
+    fn default() -> Self {
+        EventLimits {
+            count: AtomicI64::new(EVENT_RETENTION),
+            bytes: AtomicI64::new(EVENT_RETENTION_BYTES),
+        }
+    }
 }
 
 impl<'a> Tx<'a> {
@@ -136,8 +160,9 @@ impl<'a> Tx<'a> {
     }
 
     fn emit_value(&mut self, namespace: &str, topic: &str, event: serde_json::Value) -> Result<()> {
-        let ev = events::insert(self.conn, namespace, topic, event)?;
+        let (ev, bytes) = events::insert(self.conn, namespace, topic, event)?;
         self.events.push(ev);
+        self.event_bytes = self.event_bytes.saturating_add(bytes);
         Ok(())
     }
 }
@@ -167,6 +192,8 @@ struct Job {
 const MAX_BATCH: usize = 512;
 /// Events kept for `events.list` and resuming subscribers; older ones are pruned.
 pub const EVENT_RETENTION: i64 = 100_000;
+/// Bytes of event text kept, however few events that is (the newest is always kept).
+pub const EVENT_RETENTION_BYTES: i64 = 64 << 20;
 /// Pruning runs once every this many commits, inside the commit's transaction.
 const PRUNE_EVERY: u64 = 1024;
 /// How long the writer waits for work before doing idle chores (returning free pages).
@@ -200,6 +227,7 @@ struct Inner {
     jobs: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     space: Arc<Space>,
+    event_limits: Arc<EventLimits>,
     /// Permits for [`Store::read_blocking`]: how many large reads run at once.
     blocking_readers: Arc<tokio::sync::Semaphore>,
 }
@@ -233,9 +261,11 @@ impl Store {
         let space = Arc::new(Space::open(dir, space::RESERVE_BYTES));
         let (tx, rx) = mpsc::channel::<Job>();
         let writer_space = space.clone();
+        let event_limits = Arc::new(EventLimits::default());
+        let writer_limits = Arc::clone(&event_limits);
         let writer = std::thread::Builder::new()
             .name("berth-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, on_commit, writer_space))
+            .spawn(move || writer_loop(conn, rx, on_commit, writer_space, writer_limits))
             .map_err(|e| open_err(&e))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -244,6 +274,7 @@ impl Store {
                 jobs: std::sync::Mutex::new(Some(tx)),
                 writer: std::sync::Mutex::new(Some(writer)),
                 space,
+                event_limits,
                 blocking_readers: Arc::new(tokio::sync::Semaphore::new(BLOCKING_READERS)),
             }),
         })
@@ -268,6 +299,14 @@ impl Store {
         F: FnOnce(&mut Tx<'_>) -> Result<R> + Send + 'static,
     {
         self.submit(true, f).await
+    }
+
+    /// Keeps at most `count` events and `bytes` of event text from the next prune on (the
+    /// newest event always stays).
+    pub fn set_event_limits(&self, count: i64, bytes: i64) {
+        let l = &self.inner.event_limits;
+        l.count.store(count.max(1), Ordering::Relaxed);
+        l.bytes.store(bytes.max(0), Ordering::Relaxed);
     }
 
     /// Whether the disk is full: the reserve is given back and writes other than deletes
@@ -435,7 +474,12 @@ fn writer_loop(
     jobs: mpsc::Receiver<Job>,
     on_commit: CommitHook,
     space: Arc<Space>,
+    limits: Arc<EventLimits>,
 ) {
+    let mut pruning = Pruning {
+        limits,
+        unpruned: 0,
+    };
     let mut commits: u64 = 0;
     // Set by commits (they may have freed pages), cleared once the free list is small.
     let mut may_vacuum = true;
@@ -474,7 +518,7 @@ fn writer_loop(
                 continue;
             }
         }
-        let disk_full = run_batch(&conn, batch, &on_commit, commits);
+        let disk_full = run_batch(&conn, batch, &on_commit, commits, &mut pruning);
         if disk_full && reclaims {
             // A delete found no room even with the reserve held: give it back so the
             // client's retry can run.
@@ -512,10 +556,17 @@ fn refuse_unless_reclaiming(batch: Vec<Job>) -> Vec<Job> {
 
 /// Runs `batch` in one transaction, each job in its own savepoint, and commits. Returns
 /// whether a job or the commit failed for a full disk.
-fn run_batch(conn: &Connection, batch: Vec<Job>, on_commit: &CommitHook, commits: u64) -> bool {
+fn run_batch(
+    conn: &Connection,
+    batch: Vec<Job>,
+    on_commit: &CommitHook,
+    commits: u64,
+    pruning: &mut Pruning,
+) -> bool {
     let mut tx = Tx {
         conn,
         events: Vec::new(),
+        event_bytes: 0,
     };
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         tracing::error!(error = %e, "could not begin a write transaction");
@@ -566,9 +617,15 @@ fn run_batch(conn: &Connection, batch: Vec<Job>, on_commit: &CommitHook, commits
         }
         return disk_full || is_full(&e);
     }
-    if commits.is_multiple_of(PRUNE_EVERY) {
-        if let Err(e) = events::prune(conn, EVENT_RETENTION) {
-            tracing::warn!(error = %e, "pruning old events failed");
+    pruning.unpruned = pruning.unpruned.saturating_add(tx.event_bytes);
+    let keep_bytes = pruning.limits.bytes.load(Ordering::Relaxed).max(0);
+    // By count now and then; by size as soon as an eighth of the cap arrived since the last
+    // prune, so a burst of large events is cut back within the batch that makes it.
+    if commits.is_multiple_of(PRUNE_EVERY) || pruning.unpruned > keep_bytes / 8 {
+        let keep = pruning.limits.count.load(Ordering::Relaxed).max(1);
+        match events::prune(conn, keep, keep_bytes) {
+            Ok(_) => pruning.unpruned = 0,
+            Err(e) => tracing::warn!(error = %e, "pruning old events failed"),
         }
     }
     match conn.execute_batch("COMMIT") {
@@ -714,6 +771,44 @@ mod tests {
         let store = Store::open(&dir.path().join("meta.db"), Arc::new(|_: &[Event]| {}))
             .expect("open the store");
         (dir, store)
+    }
+
+    #[tokio::test]
+    async fn the_event_log_is_cut_back_by_bytes_keeping_the_newest_whatever_its_size() {
+        let (_dir, store) = open();
+        store.set_event_limits(1_000_000, 20_000);
+        let big = "x".repeat(1_000);
+        for i in 0..200 {
+            let body = big.clone();
+            store
+                .write(move |tx| {
+                    tx.emit_untyped("default", "/test", serde_json::json!({"i": i, "b": body}))
+                })
+                .await
+                .expect("write");
+            // Never more than the cap plus what one batch added since the last prune.
+            let stored = store.read(events::bytes).expect("bytes");
+            assert!(
+                stored <= 20_000 + 20_000 / 8 + 1_100,
+                "{stored} bytes after {i}"
+            );
+        }
+        let (count, last) = store
+            .read(|c| Ok((events::count(c)?, events::last_seq(c)?)))
+            .expect("count");
+        assert!(count < 30, "{count} events of ~1 KB kept under a 20 KB cap");
+        assert_eq!(last, 200, "seqs go on");
+        // One event over the whole cap: it is the newest, so it stays, alone.
+        let huge = "y".repeat(50_000);
+        store
+            .write(move |tx| tx.emit_untyped("default", "/test", serde_json::json!({"b": huge})))
+            .await
+            .expect("write");
+        let left = store
+            .read(|c| events::list_since(c, 0, 1_000))
+            .expect("list");
+        assert_eq!(left.len(), 1, "only the newest stays");
+        assert_eq!(left[0].seq, 201);
     }
 
     fn add_namespace(tx: &mut Tx<'_>, name: &str) -> Result<()> {
