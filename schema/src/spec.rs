@@ -19,8 +19,8 @@ mod tests;
 use std::collections::HashMap;
 
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxCapabilitiesBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder,
-    RootBuilder, Spec, SpecBuilder,
+    LinuxBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
+    SpecBuilder,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -69,7 +69,9 @@ pub struct SpecOptions {
     pub nano_cpus: Option<u64>,
     /// Every capability, every device allowed, no masked paths, writable /sys.
     pub privileged: bool,
-    /// Capabilities added to the default set (`NET_ADMIN` or `CAP_NET_ADMIN`; `ALL`).
+    /// Capabilities added to the default set (`NET_ADMIN` or `CAP_NET_ADMIN`; `ALL`). A
+    /// non-root user holds only these (effective, permitted and ambient); root holds the
+    /// whole set.
     pub cap_add: Vec<String>,
     /// Capabilities dropped from it (`ALL` drops every one before `cap_add`).
     pub cap_drop: Vec<String>,
@@ -135,6 +137,9 @@ pub enum SpecError {
 ///   `/proc/sys`, ...): hardening the seed lacked and runc supports. Nothing else from
 ///   `Spec::default()` is kept (no cgroup namespace, no explicit `linux.devices`; runc adds
 ///   its standard device nodes and allow-rules after the seed's deny-all rule itself).
+/// - capabilities: the seed's fourteen in bounding, and in effective and permitted for
+///   root only; inheritable and ambient empty unless a non-root user is given `cap_add`
+///   (see `privileges::capability_sets`). The seed's ambient set let `-u 1000` keep them all.
 /// - No `platform` object: runtime-spec 1.0 removed it and oci-spec 0.8 has no such field.
 pub fn build(
     id: &str,
@@ -192,7 +197,7 @@ pub fn build(
         None => user::root(),
     };
 
-    let caps = privileges::capabilities(opts)?;
+    let caps = privileges::capability_sets(opts, user.uid())?;
     let process = ProcessBuilder::default()
         .terminal(opts.tty)
         .user(user)
@@ -200,15 +205,7 @@ pub fn build(
         .env(env)
         .cwd(cwd)
         .no_new_privileges(true)
-        .capabilities(
-            LinuxCapabilitiesBuilder::default()
-                .bounding(caps.clone())
-                .effective(caps.clone())
-                .inheritable(caps.clone())
-                .permitted(caps.clone())
-                .ambient(caps)
-                .build()?,
-        )
+        .capabilities(caps)
         .rlimits(vec![PosixRlimitBuilder::default()
             .typ(PosixRlimitType::RlimitNofile)
             .hard(1024u64)

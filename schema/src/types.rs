@@ -81,7 +81,8 @@ pub struct ContainerInput {
     pub image: String,
     #[serde(default)]
     pub runtime: Option<Runtime>,
-    /// An OCI runtime spec; absent: built from the image and `spec_options`.
+    /// An OCI runtime spec; absent: built from the image and `spec_options`. One with a
+    /// `process` must ask for a new mount namespace in `linux.namespaces`.
     #[serde(default)]
     #[schemars(with = "Option<crate::openrpc::OciObject>")]
     pub spec: Option<Box<RawValue>>,

@@ -554,3 +554,108 @@ fn without_the_plugins_a_networked_run_is_refused_naming_the_package() {
         "a plain run needs no plugins: {out:?}"
     );
 }
+
+/// `iptables-save` lines (every table) that contain `needle`.
+fn saved_rules(needle: &str) -> Vec<String> {
+    let out = Command::new("iptables-save")
+        .output()
+        .expect("iptables-save");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Issue 30: 127.214.0.0/24 became a network (its bridge got a loopback address and its
+/// masquerade rules outlived it). Special-purpose subnets and a gateway at the network or
+/// broadcast address are `invalid_argument` naming the field and the rule; a network that
+/// carried a published port leaves no rule naming its subnet once deleted.
+#[test]
+fn special_purpose_subnets_and_edge_gateways_are_refused_and_a_deleted_network_leaves_no_rule() {
+    let (_net, d) = daemon(37);
+    for (subnet, gateway, needle) in [
+        ("127.214.0.0/24", None, "127.0.0.0/8 (loopback)"),
+        ("0.0.0.0/8", None, "0.0.0.0/8"),
+        ("169.254.7.0/24", None, "169.254.0.0/16 (link-local)"),
+        ("224.1.0.0/16", None, "224.0.0.0/4 (multicast)"),
+        ("240.0.0.0/8", None, "240.0.0.0/4"),
+        ("255.255.255.0/24", None, "255.255.255.255"),
+        (
+            "10.211.137.0/24",
+            Some("10.211.137.0"),
+            "the subnet's network address",
+        ),
+        (
+            "10.211.137.0/24",
+            Some("10.211.137.255"),
+            "the subnet's broadcast address",
+        ),
+    ] {
+        let mut params = json!({"name": "special", "subnet": subnet});
+        if let Some(g) = gateway {
+            params["gateway"] = json!(g);
+        }
+        let err = d
+            .rpc("networks.create", params.clone())
+            .expect_err("refused");
+        assert_eq!(err["data"]["kind"], "invalid_argument", "{params}: {err}");
+        let msg = berth_tests::message(&err);
+        let field = if gateway.is_some() {
+            "gateway"
+        } else {
+            "subnet"
+        };
+        assert!(
+            msg.contains(field) && msg.contains(needle),
+            "{params}: {msg}"
+        );
+    }
+    let listed = d.rpc_ok("networks.list", json!({}));
+    assert!(!listed.to_string().contains("special"), "{listed}");
+
+    // A normal network with a published port: nothing names its subnet after it is gone.
+    let prefix = "10.211.137.";
+    let created = d.rpc_ok(
+        "networks.create",
+        json!({"name": "edge", "subnet": "10.211.137.0/24", "gateway": "10.211.137.254"}),
+    )["network"]
+        .clone();
+    let bridge = created["bridge"].as_str().expect("bridge").to_owned();
+    let _own = NetCleanup {
+        bridges: vec![bridge.clone()],
+        prefix: prefix.to_owned(),
+    };
+    assert!(
+        saved_rules(prefix).is_empty(),
+        "rules named {prefix} before the test: {:#?}",
+        saved_rules(prefix)
+    );
+    let id = unique_id("edge");
+    let _c = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    let (r, port) = (web_rootfs("edge"), free_port());
+    let published = format!("{port}:80");
+    let out = run_httpd(&d, &r, &id, &["--network", "edge", "-p", &published]);
+    assert!(out.status.success(), "{out:?}");
+    until("the published port answers", || {
+        get(port).as_deref() == Some("edge")
+    });
+    assert!(
+        !saved_rules(prefix).is_empty(),
+        "a running task's masquerade rules name {prefix}, or this check proves nothing"
+    );
+    d.rpc_ok("tasks.delete", json!({"container_id": id, "force": true}));
+    assert_released(&d, &bridge, prefix);
+    d.rpc_ok("networks.delete", json!({"name": "edge"}));
+    assert_eq!(saved_rules(prefix), Vec::<String>::new());
+    let gone = Command::new("ip")
+        .args(["link", "show", &bridge])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("ip");
+    assert!(!gone.success(), "the bridge {bridge} went with its network");
+}

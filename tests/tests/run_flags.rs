@@ -6,6 +6,8 @@
 
 mod tasks_support;
 
+use std::os::unix::fs::MetadataExt;
+
 use berth_tests::{unique_id, TestDaemon};
 use serde_json::{json, Value};
 use tasks_support::{assert_clean, berth_out, stdout, Cleanup, Rootfs};
@@ -234,4 +236,129 @@ fn exec_runs_as_the_user_asked_for_by_id_or_by_name() {
     );
     remove(&d, &id);
     assert_clean(&d, &[id]);
+}
+
+/// The `Cap*:` lines of /proc/self/status printed by a task, as numbers by set name.
+fn cap_sets(out: &str) -> std::collections::HashMap<String, u64> {
+    out.lines()
+        .filter_map(|l| {
+            let (name, hex) = l.split_once(':')?;
+            let name = name.strip_prefix("Cap")?;
+            Some((name.to_owned(), u64::from_str_radix(hex.trim(), 16).ok()?))
+        })
+        .collect()
+}
+
+/// Issue 31: the seed put its default capabilities in the ambient set too, so `-u 1000`
+/// kept them all across execve (CapEff a80425fb) and could chown a root-owned file. Now a
+/// non-root user holds none unless `--cap-add` names it (then exactly that, via ambient),
+/// and root still gets the seed's fourteen, plus what `--cap-add` names.
+#[test]
+fn a_non_root_user_holds_no_capability_unless_cap_add_names_it() {
+    const SEEDS_FOURTEEN: u64 = 0xa804_25fb;
+    const NET_ADMIN: u64 = 1 << 12;
+    const NET_BIND_SERVICE: u64 = 1 << 10;
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let passwd = rootfs.path().join("etc/passwd");
+    std::fs::write(&passwd, "root:x:0:0::/:/bin/sh\n").expect("passwd");
+    let ids: Vec<String> = ["uid", "root", "netadmin", "uidadd", "exec"]
+        .iter()
+        .map(|p| unique_id(p))
+        .collect();
+    let _c = Cleanup {
+        d: &d,
+        ids: ids.clone(),
+    };
+    let r = rootfs.arg();
+    let probe = "grep Cap /proc/self/status; chown 1000 /etc/passwd 2>/dev/null && echo chowned; \
+                 exit 0";
+    let run = |flags: &[&str], id: &str| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--rootfs", &r, id, "sh", "-c", probe]);
+        let out = berth_out(&d, &args, b"");
+        assert!(out.status.success(), "{flags:?}: {out:?}");
+        let text = stdout(&out);
+        let owner = std::fs::metadata(&passwd).expect("passwd").uid();
+        assert_eq!(
+            owner != 0,
+            text.contains("chowned"),
+            "{flags:?}: owner {owner}, output\n{text}"
+        );
+        std::os::unix::fs::chown(&passwd, Some(0), Some(0)).expect("chown back");
+        (cap_sets(&text), text)
+    };
+
+    let (sets, text) = run(&["-u", "1000:1000"], &ids[0]);
+    for set in ["Inh", "Prm", "Eff", "Amb"] {
+        assert_eq!(sets.get(set), Some(&0), "-u 1000: Cap{set} in\n{text}");
+    }
+    assert_eq!(sets.get("Bnd"), Some(&SEEDS_FOURTEEN), "{text}");
+    assert!(
+        !text.contains("chowned"),
+        "-u 1000 chowned /etc/passwd:\n{text}"
+    );
+
+    let (sets, text) = run(&[], &ids[1]);
+    for (set, want) in [
+        ("Bnd", SEEDS_FOURTEEN),
+        ("Prm", SEEDS_FOURTEEN),
+        ("Eff", SEEDS_FOURTEEN),
+        ("Inh", 0),
+        ("Amb", 0),
+    ] {
+        assert_eq!(sets.get(set), Some(&want), "root: Cap{set} in\n{text}");
+    }
+    assert!(text.contains("chowned"), "root keeps CAP_CHOWN:\n{text}");
+
+    let (sets, text) = run(&["--cap-add", "NET_ADMIN"], &ids[2]);
+    for set in ["Bnd", "Prm", "Eff"] {
+        assert_eq!(
+            sets.get(set),
+            Some(&(SEEDS_FOURTEEN | NET_ADMIN)),
+            "root --cap-add NET_ADMIN: Cap{set} in\n{text}"
+        );
+    }
+
+    let (sets, text) = run(&["-u", "1000", "--cap-add", "NET_BIND_SERVICE"], &ids[3]);
+    for set in ["Inh", "Prm", "Eff", "Amb"] {
+        assert_eq!(
+            sets.get(set),
+            Some(&NET_BIND_SERVICE),
+            "-u 1000 --cap-add NET_BIND_SERVICE: Cap{set} in\n{text}"
+        );
+    }
+    assert!(!text.contains("chowned"), "{text}");
+
+    // An exec as another user in a root container reuses its sets: none survive execve.
+    let out = berth_out(
+        &d,
+        &["run", "-d", "--rootfs", &r, &ids[4], "sleep", "600"],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = berth_out(
+        &d,
+        &[
+            "t",
+            "exec",
+            "--exec-id",
+            "caps",
+            "-u",
+            "1000",
+            &ids[4],
+            "sh",
+            "-c",
+            probe,
+        ],
+        b"",
+    );
+    let text = stdout(&out);
+    let sets = cap_sets(&text);
+    for set in ["Inh", "Prm", "Eff", "Amb"] {
+        assert_eq!(sets.get(set), Some(&0), "exec -u 1000: Cap{set} in\n{text}");
+    }
+    assert!(!text.contains("chowned"), "{text}");
+    remove(&d, &ids[4]);
+    assert_clean(&d, &ids);
 }

@@ -26,6 +26,9 @@ use super::{check_id, check_labels, Error, Result};
 use crate::runtime::cni::{self, Cni, NetConf};
 use crate::store::{self, networks::Attachment, Store};
 
+mod subnet;
+use subnet::{overlaps, parse_cidr};
+
 /// The subnets networks get when they name none: 10.90.N.0/24.
 const AUTO_SUBNET_BASE: [u8; 2] = [10, 90];
 /// Longest network name (bridge names are derived, never the name itself).
@@ -64,36 +67,6 @@ pub struct Networks {
 
 fn invalid(msg: String) -> Error {
     Error::InvalidArgument(msg)
-}
-
-/// `a.b.c.d/len` as (network address, prefix length).
-fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8)> {
-    let bad = || invalid(format!("subnet \"{s}\" is not an IPv4 CIDR (10.90.1.0/24)"));
-    let (addr, len) = s.split_once('/').ok_or_else(bad)?;
-    let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
-    let len: u8 = len.parse().map_err(|_| bad())?;
-    if !(8..=30).contains(&len) {
-        return Err(invalid(format!(
-            "subnet \"{s}\": the prefix length is 8 to 30"
-        )));
-    }
-    let mask = u32::MAX << (32 - len);
-    if u32::from(addr) & !mask != 0 {
-        return Err(invalid(format!(
-            "subnet \"{s}\" has host bits set; the network is {}/{len}",
-            Ipv4Addr::from(u32::from(addr) & mask)
-        )));
-    }
-    Ok((addr, len))
-}
-
-fn contains((net, len): (Ipv4Addr, u8), ip: Ipv4Addr) -> bool {
-    let mask = u32::MAX << (32 - len);
-    u32::from(ip) & mask == u32::from(net)
-}
-
-fn overlaps(a: (Ipv4Addr, u8), b: (Ipv4Addr, u8)) -> bool {
-    contains(a, b.0) || contains(b, a.0)
 }
 
 /// The bridge of a network other than berth0: `br-` and 12 hex digits of a hash of its
@@ -200,18 +173,7 @@ impl Networks {
                     Error::ResourceExhausted("every 10.90.N.0/24 subnet is taken".into())
                 })?,
         };
-        let gateway: Ipv4Addr = match gateway {
-            Some(g) => g
-                .parse()
-                .map_err(|_| invalid(format!("gateway \"{g}\" is not an IPv4 address")))?,
-            None => Ipv4Addr::from(u32::from(subnet.0) + 1),
-        };
-        if !contains(subnet, gateway) || gateway == subnet.0 {
-            return Err(invalid(format!(
-                "gateway {gateway} is not a host address of {}/{}",
-                subnet.0, subnet.1
-            )));
-        }
+        let gateway = subnet::gateway(subnet, gateway)?;
         let n = Network {
             name: name.to_owned(),
             bridge: match name {
@@ -641,23 +603,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subnets_are_checked_and_compared() {
-        assert_eq!(
-            parse_cidr("10.90.1.0/24").ok(),
-            Some((Ipv4Addr::new(10, 90, 1, 0), 24))
-        );
-        for bad in [
-            "10.90.1.1/24",
-            "10.90.1.0",
-            "10.90.1.0/31",
-            "x/24",
-            "10.90.1.0/7",
-        ] {
-            assert!(parse_cidr(bad).is_err(), "{bad}");
-        }
-        let a = parse_cidr("10.89.0.0/16").expect("a");
-        assert!(overlaps(a, parse_cidr("10.89.3.0/24").expect("b")));
-        assert!(!overlaps(a, parse_cidr("10.90.0.0/24").expect("c")));
+    fn bridge_names_fit_an_interface_name() {
         assert!(bridge_name("a-long-network-name").len() <= 15);
     }
 

@@ -4,9 +4,9 @@
 //! the caller resolves host paths (a device's numbers, the init binary) and passes them in.
 
 use oci_spec::runtime::{
-    Capabilities, Capability, LinuxCpuBuilder, LinuxDevice, LinuxDeviceBuilder, LinuxDeviceCgroup,
-    LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder, LinuxResources,
-    LinuxResourcesBuilder, Mount, MountBuilder,
+    Capabilities, Capability, LinuxCapabilities, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
+    LinuxDevice, LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
+    LinuxMemoryBuilder, LinuxResources, LinuxResourcesBuilder, Mount, MountBuilder,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -123,6 +123,47 @@ pub(super) fn capabilities(opts: &SpecOptions) -> Result<Capabilities, SpecError
         }
     }
     Ok(caps)
+}
+
+/// The process's five capability sets for a process running as `uid` (podman's rules):
+///
+/// - bounding: [`capabilities`], whoever the user is;
+/// - root: effective and permitted are the same set; inheritable and ambient are empty;
+/// - any other user: effective, permitted, inheritable and ambient hold only what `cap_add`
+///   names (all of them with `ALL`), so `-u 1000` alone ends with CapEff 0 and
+///   `-u 1000 --cap-add NET_BIND_SERVICE` keeps exactly that one across execve.
+///
+/// The seed put its whole default set in every set, ambient included, and ambient
+/// capabilities survive execve for a non-root user: `-u 1000` kept CAP_CHOWN,
+/// CAP_DAC_OVERRIDE, CAP_SETUID and the rest, so it dropped no privilege (issue 31).
+/// `privileged` fills the bounding set only; it grants a non-root user nothing.
+pub(super) fn capability_sets(
+    opts: &SpecOptions,
+    uid: u32,
+) -> Result<LinuxCapabilities, SpecError> {
+    let bounding = capabilities(opts)?;
+    let (granted, inherited) = if uid == 0 {
+        (bounding.clone(), Capabilities::new())
+    } else {
+        let mut added = Capabilities::new();
+        for name in &opts.cap_add {
+            if name.eq_ignore_ascii_case("ALL") {
+                for c in ALL_CAPABILITIES {
+                    added.insert(capability(c)?);
+                }
+            } else {
+                added.insert(capability(name)?);
+            }
+        }
+        (added.clone(), added)
+    };
+    Ok(LinuxCapabilitiesBuilder::default()
+        .bounding(bounding)
+        .effective(granted.clone())
+        .permitted(granted)
+        .inheritable(inherited.clone())
+        .ambient(inherited)
+        .build()?)
 }
 
 fn device_type(d: &DeviceOption) -> Result<LinuxDeviceType, SpecError> {

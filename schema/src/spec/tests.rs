@@ -95,9 +95,19 @@ fn process_defaults_match_the_seed() {
     );
 }
 
-#[test]
-fn all_five_capability_sets_hold_exactly_the_seeds_fourteen() {
-    let mut expected = vec![
+fn cap_set(caps: &Value, set: &str) -> Vec<String> {
+    let mut got: Vec<String> = caps[set]
+        .as_array()
+        .expect("a capability list")
+        .iter()
+        .map(|c| c.as_str().expect("a capability name").to_owned())
+        .collect();
+    got.sort_unstable();
+    got
+}
+
+fn seeds_fourteen() -> Vec<String> {
+    let mut expected: Vec<String> = [
         "CAP_CHOWN",
         "CAP_DAC_OVERRIDE",
         "CAP_FSETID",
@@ -112,8 +122,17 @@ fn all_five_capability_sets_hold_exactly_the_seeds_fourteen() {
         "CAP_SYS_CHROOT",
         "CAP_KILL",
         "CAP_AUDIT_WRITE",
-    ];
+    ]
+    .map(str::to_owned)
+    .to_vec();
     expected.sort_unstable();
+    expected
+}
+
+/// Root holds the seed's fourteen in bounding, effective and permitted; the seed's
+/// inheritable and ambient copies are gone (ambient kept them for non-root users).
+#[test]
+fn root_gets_the_seeds_fourteen_without_inheritable_or_ambient() {
     let caps = &defaults()["process"]["capabilities"];
     assert_eq!(
         object_keys(caps),
@@ -125,21 +144,45 @@ fn all_five_capability_sets_hold_exactly_the_seeds_fourteen() {
             "permitted"
         ]
     );
-    for set in [
-        "ambient",
-        "bounding",
-        "effective",
-        "inheritable",
-        "permitted",
-    ] {
-        let mut got: Vec<&str> = caps[set]
-            .as_array()
-            .expect("a capability list")
-            .iter()
-            .map(|c| c.as_str().expect("a capability name"))
-            .collect();
-        got.sort_unstable();
-        assert_eq!(got, expected, "capability set {set}");
+    for set in ["bounding", "effective", "permitted"] {
+        assert_eq!(cap_set(caps, set), seeds_fourteen(), "capability set {set}");
+    }
+    for set in ["ambient", "inheritable"] {
+        assert_eq!(
+            cap_set(caps, set),
+            Vec::<String>::new(),
+            "capability set {set}"
+        );
+    }
+}
+
+/// A non-root user keeps the bounding set (for file capabilities) but is granted only what
+/// `cap_add` names, through ambient, as podman does; `privileged` grants it nothing more.
+#[test]
+fn a_non_root_user_is_granted_only_what_cap_add_names() {
+    let opts = |v: Value| -> SpecOptions { serde_json::from_value(v).expect("options") };
+    let plain = spec_json(Some(&busybox()), &opts(json!({"user": "1000:1000"})));
+    let caps = &plain["process"]["capabilities"];
+    assert_eq!(cap_set(caps, "bounding"), seeds_fourteen());
+    for set in ["effective", "permitted", "inheritable", "ambient"] {
+        assert_eq!(
+            cap_set(caps, set),
+            Vec::<String>::new(),
+            "capability set {set}"
+        );
+    }
+    let added = spec_json(
+        Some(&busybox()),
+        &opts(json!({"user": "1000", "cap_add": ["net_admin", "CAP_CHOWN"], "privileged": true})),
+    );
+    let caps = &added["process"]["capabilities"];
+    assert_eq!(cap_set(caps, "bounding").len(), ALL_CAPABILITIES.len());
+    for set in ["effective", "permitted", "inheritable", "ambient"] {
+        assert_eq!(
+            cap_set(caps, set),
+            ["CAP_CHOWN", "CAP_NET_ADMIN"],
+            "capability set {set}"
+        );
     }
 }
 

@@ -13,6 +13,7 @@ mod update;
 mod update_fuzz;
 
 use spec::{check_spec, default_spec, image_spec};
+pub(crate) use spec::{unshares_mounts, NO_MOUNT_NAMESPACE};
 use update::{apply_update, parse_mask_path};
 
 use super::{check_id, check_labels, Error, Result};

@@ -11,6 +11,9 @@ use crate::service::{Error, Result};
 /// Most bytes of the image's /etc/passwd or /etc/group read to resolve USER.
 const MAX_ETC_FILE: u64 = 1 << 20;
 
+/// A spec given whole (`containers.create`, `containers.update`): an object, not too deep,
+/// and, if it has a `process` (a task could run it), with a mount namespace of its own.
+/// A spec without `process` is stored as metadata only, as containerd stores any spec.
 pub(super) fn check_spec(owner: &str, spec: &RawValue) -> Result<()> {
     if !spec.get().starts_with('{') {
         return Err(Error::InvalidArgument(format!(
@@ -24,7 +27,31 @@ pub(super) fn check_spec(owner: &str, spec: &RawValue) -> Result<()> {
              (an OCI runtime spec needs fewer than 10)"
         )));
     }
+    let value: Value = serde_json::from_str(spec.get())
+        .map_err(|e| Error::InvalidArgument(format!("{owner}: spec is not JSON: {e}")))?;
+    if value.get("process").is_some() && !unshares_mounts(&value) {
+        return Err(Error::InvalidArgument(format!(
+            "{owner}: {NO_MOUNT_NAMESPACE}"
+        )));
+    }
     Ok(())
+}
+
+/// Why a spec must unshare mounts: berth mounts the container's rootfs in the bundle and
+/// runc bind-mounts it and mounts /proc, /dev and the spec's mounts below it in the
+/// namespace the task runs in. Without a new one that is the host's (or the one joined
+/// by path), where those mounts outlive the task (issue 30).
+pub(crate) const NO_MOUNT_NAMESPACE: &str = "spec.linux.namespaces has no new mount namespace \
+     ({\"type\": \"mount\"} without a path): berth mounts the rootfs for runc, and without \
+     one the rootfs, /proc and /dev mounts would be made in the host's mount namespace and \
+     left there after the task";
+
+/// Whether `spec.linux.namespaces` asks for a new mount namespace (no `path` to join).
+pub(crate) fn unshares_mounts(spec: &Value) -> bool {
+    spec["linux"]["namespaces"].as_array().is_some_and(|all| {
+        all.iter()
+            .any(|n| n["type"] == "mount" && n.get("path").is_none_or(|p| p == ""))
+    })
 }
 
 /// How deep a stored spec may nest. It is stored as text and decoded later (by tasks, by
@@ -133,8 +160,29 @@ mod depth_tests {
         let raw = serde_json::value::RawValue::from_string(deep).expect("serde holds 101 levels");
         let err = check_spec("container \"x\"", &raw).expect_err("too deep");
         assert!(err.to_string().contains("at most 64"), "{err}");
-        let ok = serde_json::value::RawValue::from_string(r#"{"process":{"args":["sh"]}}"#.into())
-            .expect("raw");
+        let ok = serde_json::value::RawValue::from_string(
+            r#"{"process":{"args":["sh"]},"linux":{"namespaces":[{"type":"mount"}]}}"#.into(),
+        )
+        .expect("raw");
         check_spec("container \"x\"", &ok).expect("a real spec's depth");
+    }
+
+    #[test]
+    fn a_runnable_spec_needs_a_new_mount_namespace() {
+        let check = |text: &str| {
+            let raw = serde_json::value::RawValue::from_string(text.into()).expect("raw");
+            check_spec("container \"x\"", &raw)
+        };
+        for refused in [
+            r#"{"process":{}}"#,
+            r#"{"process":{},"linux":{"namespaces":[{"type":"pid"}]}}"#,
+            r#"{"process":{},"linux":{"namespaces":[{"type":"mount","path":"/proc/1/ns/mnt"}]}}"#,
+        ] {
+            let err = check(refused).expect_err(refused).to_string();
+            assert!(err.contains("spec.linux.namespaces"), "{refused}: {err}");
+        }
+        check(r#"{"process":{},"linux":{"namespaces":[{"type":"mount","path":""}]}}"#)
+            .expect("an empty path is a new namespace");
+        check(r#"{"ociVersion":"1.0.2"}"#).expect("no process: metadata");
     }
 }

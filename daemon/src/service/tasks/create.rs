@@ -296,6 +296,13 @@ fn prepare_spec(
     mounted: bool,
 ) -> Result<()> {
     let owner = format!("container \"{id}\" in namespace \"{ns}\"");
+    // Stored before containers.create refused such specs: nothing is mounted for it.
+    if !crate::service::containers::unshares_mounts(spec) {
+        return Err(Error::FailedPrecondition(format!(
+            "{owner}: {}",
+            crate::service::containers::NO_MOUNT_NAMESPACE
+        )));
+    }
     let obj = spec
         .as_object_mut()
         .ok_or_else(|| Error::FailedPrecondition(format!("{owner}: spec is not an object")))?;
