@@ -1,17 +1,17 @@
 //! Running the daemon: directories, the root lock, the store, the socket, and orderly shutdown.
 
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
 
 use crate::api::{self, server::Limits};
 use crate::app::{App, Paths};
 use crate::config::{Config, ConfigError};
 use crate::keeper::Keeper;
+use crate::lock::{self, DirLock, LockError};
 use crate::runtime::reaper::{Reaper, ReaperError};
 use crate::service::events::EventBus;
 use crate::service::gc::GcTrigger;
@@ -25,8 +25,13 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("another berthd is already running on root {0} (it holds {0}/berthd.lock)")]
-    Locked(PathBuf),
+    #[error("another berthd is already running on root {0} ({1}it holds {0}/berthd.lock)")]
+    Locked(PathBuf, String),
+    #[error(
+        "another berthd is already running on state dir {0} ({1}it holds {0}/berthd.lock); \
+         give each berthd its own --state"
+    )]
+    StateLocked(PathBuf, String),
     #[error("locking {path}: {source}")]
     Lock {
         path: PathBuf,
@@ -53,6 +58,8 @@ pub enum DaemonError {
     Recover(crate::service::Error),
     #[error(transparent)]
     App(#[from] crate::app::AppError),
+    #[error(transparent)]
+    Preflight(#[from] crate::preflight::PreflightError),
 }
 
 /// Everything `berthd` is told on its command line.
@@ -62,10 +69,9 @@ pub struct Options {
     pub state: PathBuf,
     pub socket: PathBuf,
     pub config: Config,
+    /// `--reset-store`: start over with an empty database (see [`crate::preflight`]).
+    pub reset_store: bool,
 }
-
-/// The exclusive hold on a root directory; released when dropped (or when the process dies).
-pub struct RootLock(#[allow(dead_code)] Flock<File>);
 
 fn mkdir(path: &Path, mode: u32) -> Result<(), DaemonError> {
     let dir_err = |source| DaemonError::Dir {
@@ -76,27 +82,28 @@ fn mkdir(path: &Path, mode: u32) -> Result<(), DaemonError> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(dir_err)
 }
 
-/// Takes the root's lock file, failing at once if another daemon holds it.
-pub fn lock_root(root: &Path) -> Result<RootLock, DaemonError> {
-    let path = root.join("berthd.lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|source| DaemonError::Lock {
-            path: path.clone(),
-            source,
-        })?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(RootLock(lock)),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(DaemonError::Locked(root.to_owned())),
-        Err((_, e)) => Err(DaemonError::Lock {
-            path,
-            source: e.into(),
-        }),
-    }
+/// Takes the root's lock file (see [`lock::take`]: a live holder is refused at once, a
+/// dying one waited for).
+pub fn lock_root(root: &Path) -> Result<DirLock, DaemonError> {
+    lock::take(root).map_err(|e| match e {
+        LockError::Held { holder, .. } => DaemonError::Locked(root.to_owned(), pid_of(holder)),
+        LockError::Io { path, source } => DaemonError::Lock { path, source },
+    })
+}
+
+/// Takes the state dir's lock: two daemons on one state dir would share its keeper, its
+/// runc root and its bundles, and each would remove the other's tasks as unknown.
+fn lock_state(state: &Path) -> Result<DirLock, DaemonError> {
+    lock::take(state).map_err(|e| match e {
+        LockError::Held { holder, .. } => {
+            DaemonError::StateLocked(state.to_owned(), pid_of(holder))
+        }
+        LockError::Io { path, source } => DaemonError::Lock { path, source },
+    })
+}
+
+fn pid_of(holder: Option<i32>) -> String {
+    holder.map(|p| format!("pid {p}, ")).unwrap_or_default()
 }
 
 /// Binds the socket with mode 0660, owner root and the configured group. A stale socket file
@@ -166,16 +173,19 @@ pub async fn run(
         .unwrap_or_else(|| opts.socket.clone());
     crate::layout::secure(&opts.root, &opts.state, &socket_path, gid)?;
     let _lock = lock_root(&opts.root)?;
+    let _state_lock = lock_state(&opts.state)?;
     // Before any work on the root: a daemon that would fail to bind must not reconcile.
     if inherited.is_none() {
         check_socket_free(&opts.socket)?;
     }
+    let db = opts.root.join("meta.db");
+    let checked = crate::preflight::check(&opts.root, &db, opts.reset_store)?;
     let bus = EventBus::default();
     let publisher = bus.clone();
     let gc_trigger = GcTrigger::default();
     let deletes = gc_trigger.clone();
     let store = Store::open(
-        &opts.root.join("meta.db"),
+        &db,
         Arc::new(move |events| {
             publisher.publish(events);
             deletes.on_commit(events);
@@ -211,7 +221,7 @@ pub async fn run(
     }
     // After recovery (live tasks' rootfs mounts are back, so their directories are kept)
     // and before serving.
-    app.gc.start().await;
+    app.gc.start(checked).await;
     let direct = api::direct::Direct {
         containers: app.containers.clone(),
         stall: std::time::Duration::from_secs(opts.config.request_timeout_secs.max(1)),

@@ -30,6 +30,11 @@ struct Args {
     /// text (for people) or json (one object per line, for journald and log shippers).
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
+    /// Start over with an empty store when the database is missing, empty or damaged (a
+    /// damaged one is set aside as meta.db.reset-<time>); the garbage collector then
+    /// deletes every blob and snapshot directory. Refused on a sound database.
+    #[arg(long)]
+    reset_store: bool,
     /// Print berthd(8), the man page (roff), and exit (for `make install`).
     #[arg(long, hide = true)]
     man: bool,
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
         root: args.root,
         state: args.state,
         config,
+        reset_store: args.reset_store,
     };
     // Taken (and its variables cleared) while berthd still has one thread.
     let inherited = match berthd::systemd::listener() {

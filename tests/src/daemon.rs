@@ -167,6 +167,16 @@ impl TestDaemon {
     /// Starts the daemon again on the same dirs (after `stop` or `kill9`) and waits until
     /// its socket accepts.
     pub fn restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// [`TestDaemon::restart`] with `args` added to berthd's command line.
+    pub fn restart_with(&mut self, args: &[&str]) {
+        self.spawn(args);
+        self.wait_until_accepting();
+    }
+
+    fn spawn(&mut self, args: &[&str]) {
         assert!(
             self.child.is_none(),
             "restart of a daemon that is still running"
@@ -178,13 +188,13 @@ impl TestDaemon {
             .expect("open berthd.log");
         let child = self
             .command()
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", TestDaemon::binary().display()));
         self.child = Some(child);
-        self.wait_until_accepting();
     }
 
     fn wait_until_accepting(&mut self) {
@@ -241,6 +251,22 @@ impl TestDaemon {
             .take()
             .expect("kill of a daemon that is not running");
         kill_group(&mut child);
+    }
+
+    /// SIGKILLs the daemon's process group and starts the next daemon at once, before the
+    /// killed one is reaped or has even finished dying (an operator's `kill -9 PID;
+    /// berthd ...`), then reaps it; waits until the new one accepts.
+    pub fn kill9_and_restart_at_once(&mut self) {
+        let mut old = self
+            .child
+            .take()
+            .expect("kill of a daemon that is not running");
+        signal_group(old.id(), libc::SIGKILL);
+        self.spawn(&[]);
+        // Reaped before the new one is awaited: until then the dying one's socket may
+        // still accept a connection.
+        old.wait().expect("reap the killed berthd");
+        self.wait_until_accepting();
     }
 
     /// Runs another `berthd` with this daemon's root and config but its own state dir and

@@ -138,3 +138,88 @@ fn every_command_in_the_readme_works_as_written() {
     assert!(out("ps -a").contains("web"), "{outputs:?}");
     assert_clean(&d, &["demo".into(), "web".into()]);
 }
+
+/// The README's Configuration block as written: every indented line of that section.
+fn readme_config() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let text = std::fs::read_to_string(path).expect("README.md");
+    let start = text
+        .find("\n## Configuration")
+        .expect("the README has a Configuration section");
+    let section = &text[start + 1..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let mut toml = String::new();
+    for line in section.lines() {
+        if let Some(l) = line.strip_prefix("    ") {
+            toml.push_str(l);
+            toml.push('\n');
+        } else if line.trim().is_empty() {
+            toml.push('\n');
+        }
+    }
+    assert!(
+        toml.contains("socket_group") && toml.contains("[runtimes.runc]"),
+        "the block lost its settings: {toml}"
+    );
+    toml
+}
+
+/// The gid of group `name`, from /etc/group.
+fn gid_of(name: &str) -> Option<u32> {
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next() == Some(name))
+            .then(|| f.nth(1).and_then(|g| g.parse().ok()))
+            .flatten()
+    })
+}
+
+/// Copied literally, the Configuration block starts berthd and is in force. Its
+/// `socket_group = "berth"` names a group that an operator creates (the README says so, as
+/// for `make install SOCKET_GROUP=berth`); the test does the same when it is missing, since
+/// a gid in the README would mean nothing on another host.
+#[test]
+fn the_readme_configuration_block_starts_berthd_as_written() {
+    use std::os::unix::fs::MetadataExt;
+    let toml = readme_config();
+    if gid_of("berth").is_none() {
+        let out = output_within(
+            Command::new("groupadd").args(["--system", "berth"]),
+            b"",
+            Duration::from_secs(30),
+        );
+        // Another test may have made it meanwhile; what matters is that it exists now.
+        assert!(
+            gid_of("berth").is_some(),
+            "groupadd --system berth: {out:?}"
+        );
+    }
+    let gid = gid_of("berth").expect("group berth");
+    let d = TestDaemon::start_with(&toml);
+    let meta = std::fs::metadata(d.socket()).expect("the socket");
+    assert_eq!(meta.gid(), gid, "socket_group is in force");
+    d.rpc_ok("system.version", json!({}));
+    let rootfs = Rootfs::new();
+    let out = tasks_support::berth_out(
+        &d,
+        // `--network none`: the block's default_network would make a host bridge.
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--rootfs",
+            &rootfs.arg(),
+            "cfg",
+            "echo",
+            "hi",
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "a task runs under [runtimes.runc]: {out:?}"
+    );
+    assert_eq!(tasks_support::stdout(&out), "hi\n");
+}

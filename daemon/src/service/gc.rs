@@ -20,6 +20,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,6 +77,10 @@ pub struct Gc {
     snapshots: Snapshots,
     content: ContentStore,
     trigger: GcTrigger,
+    /// Whether the database passed its start-up checks ([`crate::preflight`]): until
+    /// [`Gc::start`] says so, GC deletes nothing, since a database that lost its rows would
+    /// call everything garbage.
+    store_checked: Arc<AtomicBool>,
 }
 
 /// What a run may remove.
@@ -107,13 +112,20 @@ impl Gc {
             snapshots,
             content,
             trigger,
+            store_checked: Arc::default(),
         }
     }
 
     /// Sweeps what a crash may have left, then starts the automatic collector on the
     /// current runtime; it lives as long as the runtime. Call it before serving: the first
-    /// sweep then never races a client's requests.
-    pub async fn start(&self) {
+    /// sweep then never races a client's requests. `store_checked`: whether the database
+    /// passed its start-up checks; if not, neither this nor `gc.run` deletes anything.
+    pub async fn start(&self, store_checked: bool) {
+        self.store_checked.store(store_checked, Ordering::Release);
+        if !store_checked {
+            tracing::warn!("the database was not checked at start-up: gc deletes nothing");
+            return;
+        }
         self.collect_logged().await;
         let gc = self.clone();
         tokio::spawn(async move {
@@ -157,6 +169,13 @@ impl Gc {
     }
 
     async fn collect(&self, scope: Scope) -> Result<Removed> {
+        if !self.store_checked.load(Ordering::Acquire) {
+            return Err(Error::FailedPrecondition(
+                "gc deletes nothing: the metadata database did not pass its integrity check \
+                 at this start (it ran out of time); restart berthd to check it again"
+                    .into(),
+            ));
+        }
         let gc_lock = self.snapshots.gc_lock.write().await;
         let now = store::now();
         let n = now.clone();

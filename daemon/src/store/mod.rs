@@ -15,6 +15,7 @@
 //!
 //! Reads use a per-thread read-only connection (WAL lets them run beside the writer).
 
+pub mod check;
 pub mod containers;
 pub mod containers_json;
 pub mod content;
