@@ -197,6 +197,32 @@ pub async fn serve(
             }
             Ok(()) => None,
         };
+        // A newcomer that has already sent something may take the slot of the oldest
+        // connection that has not completed a request; a silent one may not (see `slots`).
+        let full = || {
+            let msg = format!(
+                "too many connections: berthd serves at most {} at once, and each has \
+                 completed a request",
+                limits.max_connections
+            );
+            (ErrorKind::ResourceExhausted, msg)
+        };
+        let mut b = [0u8; 1];
+        let speaking = refused.is_none() && stream.try_peek_first(&mut b).is_some();
+        let refused = match refused {
+            Some(r) => Some(r),
+            None => match slots.admit(speaking) {
+                Admission::Admitted { slot, evicted } => {
+                    if evicted {
+                        tracing::debug!("all slots taken: evicted the oldest unproven connection");
+                    }
+                    conns.spawn(serve_conn(stream, slot));
+                    continue;
+                }
+                Admission::Full if speaking => Some(full()),
+                Admission::Full => None,
+            },
+        };
         if let Some((kind, msg)) = refused {
             // Refusals neither take a slot nor wait long; past MAX_REFUSALS at once they are
             // answered without waiting at all.
@@ -211,32 +237,11 @@ pub async fn serve(
             }
             continue;
         }
-        // A newcomer that has already sent something may take the slot of the oldest
-        // connection that has not completed a request; a silent one may not (see `slots`).
-        let mut b = [0u8; 1];
-        let speaking = stream.try_peek_first(&mut b).is_some();
-        match slots.admit(speaking) {
-            Admission::Admitted { slot, evicted } => {
-                if evicted {
-                    tracing::debug!("all slots taken: evicted the oldest unproven connection");
-                }
-                conns.spawn(serve_conn(stream, slot));
-                continue;
-            }
-            Admission::Full => {}
-        }
-        // Full, and the newcomer silent so far: it waits (as a refusal does, holding no slot)
-        // for its first byte, then tries again, evicting if it must.
-        let full = (
-            ErrorKind::ResourceExhausted,
-            format!(
-                "too many connections: berthd serves at most {} at once, and each has \
-                 completed a request",
-                limits.max_connections
-            ),
-        );
+        // Full, and the newcomer silent so far: it waits in the lobby (holding no slot) for
+        // its first byte, then tries again, evicting if it must.
         let waiting = lobby.enter();
-        let (slots, serve_conn) = (slots.clone(), serve_conn.clone());
+        let (slots, serve_conn, refusals) = (slots.clone(), serve_conn.clone(), refusals.clone());
+        let (kind, msg) = full();
         conns.spawn(async move {
             // Kicked out of the lobby, it is judged by what it has sent by now: a newcomer
             // whose request arrived while it waited for its turn to run is not refused.
@@ -252,7 +257,10 @@ pub async fn serve(
                     return serve_conn(stream, slot).await;
                 }
             }
-            answer_refusal(stream, first, full.0, &full.1).await;
+            match refusals.try_acquire_owned() {
+                Ok(_permit) => answer_refusal(stream, first, kind, &msg).await,
+                Err(_) => refuse_now(stream, kind, &msg),
+            }
         });
     }
     drop(listener);
