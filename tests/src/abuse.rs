@@ -5,6 +5,9 @@
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -265,6 +268,93 @@ impl WsReader {
                 Ok(0) => return Err("end of stream".into()),
                 Err(e) => return Err(e.to_string()),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+/// Silent connections that reconnect as soon as berthd drops them (issue 30 item 5's
+/// attack): `n` are kept open, each one berthd closes, refuses or evicts is opened again at
+/// once. Runs on its own thread until dropped.
+pub struct Churn {
+    stop: Arc<AtomicBool>,
+    reconnects: Arc<AtomicU64>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Churn {
+    pub fn start(socket: &Path, n: usize) -> Churn {
+        let stop = Arc::new(AtomicBool::new(false));
+        let reconnects = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (socket, stop, reconnects) = (socket.to_owned(), stop.clone(), reconnects.clone());
+            thread::spawn(move || churn(&socket, n, &stop, &reconnects))
+        };
+        Churn {
+            stop,
+            reconnects,
+            thread: Some(thread),
+        }
+    }
+
+    /// Connections opened again after berthd ended them.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Churn {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Keeps `n` silent connections to `socket` open until `stop`, counting reconnects.
+pub fn churn(socket: &Path, n: usize, stop: &AtomicBool, reconnects: &AtomicU64) {
+    let open = || {
+        let s = UnixStream::connect(socket).ok()?;
+        s.set_nonblocking(true).ok()?;
+        Some(s)
+    };
+    let mut conns: Vec<Option<UnixStream>> = (0..n).map(|_| open()).collect();
+    let mut sink = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        for c in conns.iter_mut().filter(|c| c.is_none()) {
+            *c = open();
+        }
+        let mut fds: Vec<libc::pollfd> = conns
+            .iter()
+            .flatten()
+            .map(|s| libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(s),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: poll reads and writes `fds.len()` pollfd entries of the live vector.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
+        // `fds` follows the open connections in order.
+        let mut polled = fds.iter();
+        for c in conns.iter_mut() {
+            let Some(s) = c else { continue };
+            if polled.next().is_none_or(|p| p.revents == 0) {
+                continue;
+            }
+            // An answer (a refusal) is read and dropped; the end of the stream reconnects.
+            let ended = loop {
+                match s.read(&mut sink) {
+                    Ok(0) => break true,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break false,
+                    Err(_) => break true,
+                }
+            };
+            if ended {
+                *c = open();
+                reconnects.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

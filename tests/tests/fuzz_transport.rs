@@ -290,3 +290,142 @@ fn fuzz_transport_malformed_requests_never_crash_or_fail_internally() {
         eprintln!("fuzz {name}: {tried} inputs, 0 failures (seed {seed})");
     }
 }
+
+/// Every request method, registered or not, then heads with one framing or byte mutation:
+/// each gets one well-formed HTTP response below 500 and then the end of the connection;
+/// a HEAD response has no body, any other carries exactly its content-length; mutated
+/// framing (both Transfer-Encoding and Content-Length, a second or malformed length, a
+/// control byte) is 400 or 501.
+#[test]
+fn fuzz_transport_every_method_and_mutated_heads_get_one_valid_http_answer() {
+    let d = TestDaemon::start();
+    let seed = env_u64("BERTH_FUZZ_SEED").unwrap_or(0x6265_7274_685f_667a);
+    let cases = env_u64("BERTH_FUZZ_CASES").unwrap_or(256);
+    let mut rng = XorShift(seed | 1);
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"system.version"}"#;
+    let methods = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "PROPFIND",
+        "BREW", "get", "M-SEARCH",
+    ];
+    for method in methods {
+        let req = format!(
+            "{method} /_ping HTTP/1.1\r\nHost: berth\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let (status, _) = one_response(d.socket(), req.as_bytes(), method == "HEAD");
+        assert!(status < 500, "{method}: {status}");
+        assert_eq!(status == 200, method == "POST", "{method}: {status}");
+    }
+    let mut tried = 0;
+    for _ in 0..cases {
+        let (req, framing) = mutated_head(&mut rng, body);
+        let (status, _) = one_response(d.socket(), &req, false);
+        assert!(status < 500, "{status} for {}", show(&req));
+        if framing {
+            assert!(matches!(status, 400 | 501), "{status} for {}", show(&req));
+        }
+        tried += 1;
+    }
+    let v = d.rpc("system.version", json!({}));
+    assert!(v.is_ok(), "system.version after the run: {v:?}");
+    eprintln!(
+        "fuzz transport-methods: {} methods, {tried} mutated heads, 0 failures (seed {seed})",
+        methods.len()
+    );
+}
+
+/// A POST of `body` with one mutation of its head; `true` when the mutation breaks its
+/// framing or puts a control byte in it (so it must be refused).
+fn mutated_head(rng: &mut XorShift, body: &str) -> (Vec<u8>, bool) {
+    let n = body.len();
+    let mut headers = vec![
+        "Host: berth".to_owned(),
+        "Content-Type: application/json".to_owned(),
+        format!("Content-Length: {n}"),
+        "Connection: close".to_owned(),
+    ];
+    let framing = match rng.below(7) {
+        0 => {
+            headers.push("Transfer-Encoding: chunked".to_owned());
+            true
+        }
+        1 => {
+            headers.push(format!("Content-Length: {}", n + 1 + rng.below(100)));
+            true
+        }
+        2 => {
+            let digits = n.to_string();
+            let bad = [
+                format!("+{n}"),
+                format!("-{n}"),
+                format!("0x{n:x}"),
+                String::new(),
+                format!("{} {}", &digits[..1], &digits[1..]),
+            ];
+            headers[2] = format!("Content-Length: {}", bad[rng.below(bad.len())]);
+            true
+        }
+        3 | 4 => {
+            let line = rng.below(headers.len());
+            let ctl = [0u8, 1, 8, 0x0b, 0x0c, 0x1b, 0x7f, b'\r'][rng.below(8)] as char;
+            let h = &mut headers[line];
+            let at = (1 + rng.below(h.len() - 1)).min(h.len() - 1);
+            h.insert(at, ctl);
+            true
+        }
+        5 => {
+            let line = rng.below(headers.len());
+            headers[line] = headers[line].replacen(':', " :", 1);
+            true
+        }
+        _ => false,
+    };
+    let req = format!("POST / HTTP/1.1\r\n{}\r\n\r\n{body}", headers.join("\r\n"));
+    (req.into_bytes(), framing)
+}
+
+/// Sends `req` and reads until berthd closes: exactly one response, whose status is
+/// returned; its body is empty for HEAD and as long as its content-length otherwise.
+fn one_response(socket: &Path, req: &[u8], head: bool) -> (u16, String) {
+    let mut s = UnixStream::connect(socket).expect("connect");
+    s.set_read_timeout(Some(REPLY_WAIT)).expect("timeout");
+    let _ = s.write_all(req);
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !got.is_empty() => break,
+            Err(e) => panic!("{} not answered and closed: {e}", show(req)),
+        }
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let (head_text, rest) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response to {}: {text:?}", show(req)));
+    let status: u16 = head_text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {head_text:?} for {}", show(req)));
+    let length: usize = head_text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map_or(0, |(_, v)| v.trim().parse().expect("a content-length"));
+    let chunked = head_text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    if head {
+        assert!(rest.is_empty(), "a HEAD response with a body: {text:?}");
+    } else if !chunked {
+        assert_eq!(
+            rest.len(),
+            length,
+            "one response of {length} bytes: {text:?}"
+        );
+    }
+    (status, rest.to_owned())
+}

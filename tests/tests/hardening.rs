@@ -1,7 +1,8 @@
 //! Issue #9: berthd under hostile clients. Replies, batches, subscribers and requests are
 //! bounded in bytes and time; refused peers hold no slot and read their answer; a
-//! well-behaved client is served promptly beside 1,000 stalled connections; berthd raises
-//! its open-file limit and never spins on accept.
+//! well-behaved client is served promptly beside 1,000 stalled connections, and within 1 s
+//! while silent connections churn past max_connections (issue 30); berthd raises its
+//! open-file limit and never spins on accept.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use berth_tests::abuse::{
     batch, big_labels, http_exchange, post, raise_own_nofile, silent_ws_subscriber, stall,
-    stall_many, time_version, vm_kib, Stall, WsReader, VERSION_LINE,
+    stall_many, time_version, vm_kib, Churn, Stall, WsReader, VERSION_LINE,
 };
 use berth_tests::process::output_within;
 use berth_tests::{container, expect_error, message, Ndjson, RecvError, TestDaemon, CLIENT_LIMIT};
@@ -539,4 +540,92 @@ fn replies_nobody_reads_stay_within_the_memory_budget() {
         lists > 0 && over_budget > 0,
         "{lists} lists, {over_budget} refusals"
     );
+}
+
+/// Kills a child process when dropped, so a failed assertion leaves no churner behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_fresh_client_is_served_within_1s_while_silent_connections_churn_past_max_connections() {
+    assert!(raise_own_nofile() > 400, "the test needs 400 descriptors");
+    let d = TestDaemon::start_with("max_connections = 64\nsocket_group = 65534\n");
+    for dir in [d.dir(), d.socket().parent().expect("socket dir")] {
+        Command::new("chmod")
+            .arg("755")
+            .arg(dir)
+            .status()
+            .expect("chmod");
+    }
+    // Churners as root, and as an unprivileged member of the socket's group (berth-abuse's
+    // churn mode run as nobody): together three times max_connections, each reconnecting
+    // as soon as berthd drops it.
+    let abuse = TestDaemon::binary().with_file_name("berth-abuse");
+    let churn_secs = 15;
+    let nobody = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&abuse)
+        .arg("churn")
+        .arg(d.socket())
+        .args(["96", &churn_secs.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn berth-abuse churn as nobody");
+    let mut nobody = KillOnDrop(nobody);
+    let root = Churn::start(d.socket(), 96);
+    let deadline = Instant::now() + CLIENT_LIMIT;
+    while root.reconnects() < 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the churn never got going: {} reconnects",
+            root.reconnects()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    let mut times = Vec::new();
+    while started.elapsed() < Duration::from_secs(5) {
+        let t = time_version(d.socket(), Duration::from_secs(1))
+            .unwrap_or_else(|e| panic!("probe {} beside the churn: {e}", times.len()));
+        assert!(t < Duration::from_secs(1), "probe {}: {t:?}", times.len());
+        times.push(t);
+        thread::sleep(Duration::from_millis(50));
+    }
+    let root_reconnects = root.reconnects();
+    drop(root);
+    let out = output_of(&mut nobody.0);
+    let nobody_reconnects: u64 = out
+        .trim()
+        .strip_prefix("reconnects ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("berth-abuse churn as nobody said {out:?}"));
+    times.sort();
+    eprintln!(
+        "{} fresh clients beside 192 churning connections (max_connections 64): median {:?}, \
+         slowest {:?}; reconnects: root {root_reconnects}, nobody {nobody_reconnects}",
+        times.len(),
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+    assert!(
+        nobody_reconnects > 0,
+        "the unprivileged churner was never dropped"
+    );
+    assert!(times.len() >= 20, "{times:?}");
+}
+
+/// The stdout of a child once it has exited.
+fn output_of(child: &mut std::process::Child) -> String {
+    let mut out = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = std::io::Read::read_to_string(&mut o, &mut out);
+    }
+    let _ = child.wait();
+    out
 }

@@ -2,10 +2,16 @@
 //! NDJSON via socat, WebSocket frames written by hand through socat.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
-use berth_tests::{container, unique_id, TestDaemon};
+use berth_tests::ws::{client_frame, parse_frame, upgrade_request, OP_TEXT};
+use berth_tests::{container, expect_error, message, unique_id, Ndjson, TestDaemon};
 use serde_json::{json, Value};
+
+/// How long berthd may take to answer and close a refused request.
+const CLOSE_LIMIT: Duration = Duration::from_secs(5);
 
 fn request(id: Value, method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
@@ -215,4 +221,311 @@ fn websocket_subscription_receives_event_notifications() {
             break;
         }
     }
+}
+
+/// Writes `request` on a fresh connection and reads until berthd closes it; panics unless it
+/// closes within `limit`. A reset after the answer counts as the end.
+fn exchange_until_closed(d: &TestDaemon, request: &[u8], limit: Duration) -> String {
+    let mut s = UnixStream::connect(d.socket()).expect("connect");
+    // berthd may answer and close before reading all of a request it refuses.
+    let _ = s.write_all(request);
+    s.set_read_timeout(Some(limit)).expect("timeout");
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset && !got.is_empty() => break,
+            Err(e) => panic!(
+                "not closed after {:?} ({e}); got {:?}",
+                started.elapsed(),
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Asserts exactly one response, a 400 with an `invalid_argument` JSON body, and nothing
+/// after it (the connection was closed, so nothing smuggled behind the request ran).
+#[track_caller]
+fn assert_one_400(answer: &str, what: &str) {
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{what}: {answer:?}");
+    assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{what}: {answer:?}");
+    assert!(answer.contains("connection: close"), "{what}: {answer:?}");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(
+        body["error"]["data"]["kind"],
+        json!("invalid_argument"),
+        "{what}: {body}"
+    );
+}
+
+/// A POST of `body` with `headers` (each ending in CRLF) in place of its framing.
+fn post_with(headers: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST / HTTP/1.1\r\nHost: berth\r\ncontent-type: application/json\r\n{headers}\r\n{body}"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn http_request_smuggling_with_both_transfer_encoding_and_content_length_gets_400_and_close() {
+    let d = TestDaemon::start();
+    let id = unique_id("smuggled");
+    let smuggled = request(
+        json!(2),
+        "containers.create",
+        json!({"container": container(&id)}),
+    )
+    .to_string();
+    let inner = String::from_utf8(post_with(
+        &format!("content-length: {}\r\n", smuggled.len()),
+        &smuggled,
+    ))
+    .expect("utf-8");
+    // A chunked reader sees an empty body and then a second request; a length reader sees
+    // one body. Either order of the two headers.
+    let body = format!("0\r\n\r\n{inner}");
+    for headers in [
+        format!(
+            "transfer-encoding: chunked\r\ncontent-length: {}\r\n",
+            body.len()
+        ),
+        format!(
+            "content-length: {}\r\ntransfer-encoding: chunked\r\n",
+            body.len()
+        ),
+    ] {
+        let answer = exchange_until_closed(&d, &post_with(&headers, &body), CLOSE_LIMIT);
+        assert_one_400(&answer, &headers);
+        assert!(answer.contains("ambiguous"), "{answer}");
+    }
+    expect_error(d.rpc("containers.get", json!({"id": id})), "not_found");
+}
+
+#[test]
+fn http_malformed_or_conflicting_content_length_gets_400_and_close() {
+    let d = TestDaemon::start();
+    let call = request(json!(1), "system.version", json!({})).to_string();
+    let n = call.len();
+    let digits = n.to_string();
+    let spaced = format!("{} {}", &digits[..1], &digits[1..]);
+    let mut cases: Vec<String> = [
+        format!("+{n}"),
+        "-1".into(),
+        "0x10".into(),
+        "".into(),
+        spaced,
+    ]
+    .iter()
+    .map(|v| format!("content-length: {v}\r\n"))
+    .collect();
+    cases.push(format!(
+        "content-length: {n}\r\ncontent-length: {}\r\n",
+        n + 1
+    ));
+    cases.push(format!("content-length: {n}\r\ncontent-length: 0\r\n"));
+    for headers in &cases {
+        let answer = exchange_until_closed(&d, &post_with(headers, &call), CLOSE_LIMIT);
+        assert_one_400(&answer, headers);
+        assert!(answer.contains("Content-Length"), "{headers:?}: {answer}");
+    }
+    // Trailing whitespace around a value is not part of it (RFC 9110 section 5.5).
+    let (status, reply) = berth_tests::abuse::http_exchange(
+        d.socket(),
+        &post_with(&format!("content-length: {n} \r\n"), &call),
+        CLOSE_LIMIT,
+    )
+    .expect("an answer");
+    assert_eq!(
+        (status, &reply["result"]["api_version"]),
+        (200, &json!("v1")),
+        "{reply}"
+    );
+}
+
+#[test]
+fn http_control_bytes_in_header_names_or_values_get_400_and_close() {
+    let d = TestDaemon::start();
+    let call = request(json!(1), "system.version", json!({})).to_string();
+    let length = format!("content-length: {}\r\n", call.len());
+    for header in [
+        "x-a: a\0b\r\n",
+        "x-a: a\x01b\r\n",
+        "x-a: a\x1bb\r\n",
+        "x-a: a\x7fb\r\n",
+        "x-a: a\rb\r\n",
+        "x\0a: b\r\n",
+        "x-a : b\r\n",
+        "x-a: b\r\n folded\r\n",
+    ] {
+        let answer = exchange_until_closed(
+            &d,
+            &post_with(&format!("{header}{length}"), &call),
+            CLOSE_LIMIT,
+        );
+        assert_one_400(&answer, &format!("{header:?}"));
+    }
+    // A horizontal tab inside a value is allowed.
+    let (status, reply) = berth_tests::abuse::http_exchange(
+        d.socket(),
+        &post_with(&format!("x-a: a\tb\r\n{length}"), &call),
+        CLOSE_LIMIT,
+    )
+    .expect("an answer");
+    assert_eq!(
+        (status, &reply["result"]["api_version"]),
+        (200, &json!("v1")),
+        "{reply}"
+    );
+}
+
+#[test]
+fn http_head_and_other_methods_get_valid_responses_and_head_gets_no_body() {
+    let d = TestDaemon::start();
+    let call = request(json!(1), "system.version", json!({})).to_string();
+    let then_post = String::from_utf8(berth_tests::abuse::post(&call)).expect("utf-8");
+    for method in [
+        "HEAD", "GET", "PUT", "DELETE", "PATCH", "TRACE", "CONNECT", "OPTIONS", "BREW",
+    ] {
+        // Keep-alive: the POST behind it must be answered next, so a body sent after a HEAD
+        // answer (where HTTP forbids one) would show up in front of the POST's status line.
+        let req = format!("{method} /_ping HTTP/1.1\r\nHost: berth\r\n\r\n{then_post}");
+        let mut s = UnixStream::connect(d.socket()).expect("connect");
+        s.write_all(req.as_bytes()).expect("send");
+        s.set_read_timeout(Some(CLOSE_LIMIT)).expect("timeout");
+        let head = read_head(&mut s);
+        let expected = if method == "OPTIONS" { 204 } else { 405 };
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {expected} ")),
+            "{method}: {head:?}"
+        );
+        assert!(
+            head.to_ascii_lowercase().contains("\r\nallow: post\r\n"),
+            "{method}: {head:?}"
+        );
+        let length: usize =
+            header(&head, "content-length").map_or(0, |v| v.parse().expect("length"));
+        if method != "HEAD" && method != "OPTIONS" {
+            let mut body = vec![0u8; length];
+            s.read_exact(&mut body).expect("the 405 body");
+            let body: Value = serde_json::from_slice(&body).expect("a JSON body");
+            assert_eq!(
+                body["error"]["data"]["kind"],
+                json!("invalid_argument"),
+                "{body}"
+            );
+            assert!(message(&body["error"]).contains(method), "{body}");
+        }
+        let (status, reply) = berth_tests::abuse::read_http_response(&mut s)
+            .unwrap_or_else(|| panic!("{method}: the POST behind it was not answered"));
+        assert_eq!(
+            (status, &reply["result"]["api_version"]),
+            (200, &json!("v1")),
+            "{method}: the next response is the POST's: {reply}"
+        );
+    }
+}
+
+/// Reads one response head (up to the blank line) byte by byte.
+fn read_head(s: &mut UnixStream) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            other => panic!(
+                "head cut short ({other:?}): {:?}",
+                String::from_utf8_lossy(&head)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+#[test]
+fn ndjson_lines_that_are_not_objects_are_answered_at_once_with_invalid_request() {
+    let d = TestDaemon::start();
+    for line in ["null", "42", "\"x\"", "true", "false", "-1", "0", "\t\"x\""] {
+        let started = Instant::now();
+        let mut conn = Ndjson::connect(d.socket()).expect("connect");
+        conn.send_raw(format!("{line}\n").as_bytes()).expect("send");
+        let reply = conn
+            .recv(Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("{line:?}: no reply line ({e:?})"));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{line:?} answered after {:?}",
+            started.elapsed()
+        );
+        assert_eq!(reply["error"]["code"], json!(-32600), "{line:?}: {reply}");
+        assert!(reply["id"].is_null(), "{line:?}: {reply}");
+        // The connection still serves requests.
+        let v = conn.call("system.version", json!({}));
+        assert!(v.is_ok(), "{line:?}: {v:?}");
+    }
+    // Whitespace (blank lines included) before a request is not HTTP either.
+    let mut conn = Ndjson::connect(d.socket()).expect("connect");
+    let line = request(json!(7), "system.version", json!({})).to_string();
+    conn.send_raw(format!("\n  {line}\n").as_bytes())
+        .expect("send");
+    let reply = conn.recv(Duration::from_secs(2)).expect("a reply");
+    assert_eq!(reply["id"], json!(7), "{reply}");
+}
+
+#[test]
+fn unmasked_websocket_frames_close_the_connection() {
+    let d = TestDaemon::start();
+    let mut s = UnixStream::connect(d.socket()).expect("connect");
+    s.write_all(upgrade_request().as_bytes()).expect("upgrade");
+    s.set_read_timeout(Some(CLOSE_LIMIT)).expect("timeout");
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // A masked call is served...
+    let call = request(json!(1), "system.version", json!({})).to_string();
+    s.write_all(&client_frame(OP_TEXT, call.as_bytes(), [1, 2, 3, 4]))
+        .expect("masked frame");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let reply = loop {
+        if let Some((frame, _)) = parse_frame(&got) {
+            break frame;
+        }
+        let n = s.read(&mut chunk).expect("a reply to the masked frame");
+        assert!(n > 0, "closed before replying to a masked frame");
+        got.extend_from_slice(&chunk[..n]);
+    };
+    let reply: Value = serde_json::from_slice(&reply.payload).expect("JSON");
+    assert_eq!(reply["result"]["api_version"], json!("v1"), "{reply}");
+    // ...the same call unmasked (RFC 6455 section 5.1) ends the connection, unanswered.
+    let call = request(json!(2), "system.version", json!({})).to_string();
+    let mut frame = vec![0x80 | OP_TEXT, call.len() as u8];
+    frame.extend_from_slice(call.as_bytes());
+    s.write_all(&frame).expect("unmasked frame");
+    let started = Instant::now();
+    let mut after = Vec::new();
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => after.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("still open after {:?}: {e}", started.elapsed()),
+        }
+    }
+    let text = String::from_utf8_lossy(&after);
+    assert!(
+        !text.contains("api_version"),
+        "the unmasked call was served: {text:?}"
+    );
 }

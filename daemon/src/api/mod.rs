@@ -9,6 +9,7 @@ mod http;
 mod methods;
 pub mod ndjson;
 pub mod server;
+mod slots;
 mod unknown;
 mod unsubscribe;
 

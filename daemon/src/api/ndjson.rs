@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::budget::{Charge, UNCHARGED_REQUEST};
 use super::envelope::{error_reply, parse_error, Dispatcher, Reply, Transport};
+use super::slots::Slot;
 use crate::service::containers::Piece;
 
 /// Replies and notifications queued for the writer before the reader waits.
@@ -34,6 +35,17 @@ pub struct LineLimits {
     pub notification_bytes: usize,
 }
 
+/// Whether a connection whose first byte is `b` speaks NDJSON: `b` can begin a JSON value
+/// (an object or batch, but also `null`, `42`, `"x"`, which are answered -32600 at once) or
+/// is whitespace before one. HTTP request lines begin with a method token, and every method
+/// in use is uppercase; JSON's `true`, `false` and `null` are lowercase.
+pub fn starts_json(b: u8) -> bool {
+    matches!(
+        b,
+        b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n' | b' ' | b'\t' | b'\r' | b'\n'
+    )
+}
+
 /// One queued line and the bytes it holds until written.
 enum Held {
     Budget(#[allow(dead_code)] Charge),
@@ -48,6 +60,7 @@ pub async fn serve(
     dispatcher: Dispatcher,
     limits: LineLimits,
     mut closing: watch::Receiver<bool>,
+    slot: &Slot,
 ) {
     let (read, mut write) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::channel::<(Reply, Held)>(OUTBOX);
@@ -64,6 +77,7 @@ pub async fn serve(
     let mut reader = BufReader::new(read);
     let mut buf = Vec::new();
     let mut forwarders: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    let mut proven = false;
     loop {
         if buf.capacity() > KEEP_LINE_CAPACITY {
             buf = Vec::new();
@@ -93,6 +107,14 @@ pub async fn serve(
         };
         if line.trim().is_empty() {
             continue;
+        }
+        // A complete non-blank line proves the connection (it is no longer evicted for a newcomer);
+        // one evicted first ends here, before running anything.
+        if !proven {
+            if !slot.proven() {
+                break;
+            }
+            proven = true;
         }
         let answer = dispatcher.handle(line, Transport::Ndjson).await;
         drop(charge);

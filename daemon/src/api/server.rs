@@ -1,12 +1,14 @@
 //! The one unix socket: accepts connections, checks the peer at once, and routes each
-//! connection by its first byte: `{` or `[` speaks newline-delimited JSON, anything else is
-//! HTTP/1.1 (plain POSTs served by berth's envelope, or a WebSocket upgrade served by
-//! jsonrpsee).
+//! connection by its first byte: a byte that can begin a JSON value (`{ [ " - 0-9 t f n` or
+//! whitespace) speaks newline-delimited JSON, anything else is HTTP/1.1 (whose methods begin
+//! with an uppercase letter): plain POSTs served by berth's envelope, or a WebSocket upgrade
+//! served by jsonrpsee.
 //!
 //! Every connection runs in its own task, so a slow or idle client never blocks another. A
-//! peer that is refused (credentials, or no free slot) never takes a slot: it gets its
-//! answer and a graceful close. Connections that stay silent, or leave a request half-sent,
-//! are closed after the idle and request timeouts.
+//! peer that is refused (credentials, or no slot) never takes a slot: it gets its answer and
+//! a graceful close. When the slots run out, the oldest connection that has not completed a
+//! request gives its slot to the newcomer (see `slots`). Connections that stay silent, or
+//! leave a request half-sent, are closed after the idle and request timeouts.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use super::budget::Budget;
 use super::envelope::{error_reply, Dispatcher};
 use super::http::{self, HttpLimits};
 use super::ndjson::{self, LineLimits};
+use super::slots::{Admission, Lobby, Slot, Slots};
 use super::unknown::UnknownMethod;
 use super::unsubscribe::UnsubscribeByName;
 use crate::service::Peer;
@@ -38,6 +41,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const REFUSAL_PEEK: Duration = Duration::from_secs(2);
 /// Refusals answered at once; beyond this a refused connection is just closed.
 const MAX_REFUSALS: usize = 64;
+/// Silent newcomers that may wait for their first byte while every slot is taken.
+const LOBBY: usize = 64;
 /// Notifications one NDJSON connection may have queued for its socket, in bytes.
 pub const NOTIFICATION_BYTES: usize = 4 << 20;
 /// WebSocket messages queued per connection (replies and notifications; notifications are
@@ -105,11 +110,80 @@ pub async fn serve(
         batch_turns: Arc::new(Semaphore::new(batch_turns())),
         peer: None,
     };
-    let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let slots = Slots::new(limits.max_connections as usize);
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
+    let lobby = Lobby::new(LOBBY);
     let mut accept_errors = AcceptErrors::default();
     let (closing_tx, closing) = watch::channel(false);
     let mut conns = JoinSet::new();
+    // Serves one admitted connection in the protocol its first byte names. An evicted
+    // connection ends where it is: it has not completed a request, so no call of its runs.
+    // Each transport's future is boxed when its connection turns out to use it: inline,
+    // every connection's task was as large as all three state machines together (an idle
+    // connection 6.0 KB instead of 2.0 KB).
+    let serve_conn = {
+        let (ws, methods, stop_handle) = (ws.clone(), methods.clone(), stop_handle.clone());
+        let (dispatcher, limits, closing) = (dispatcher.clone(), limits.clone(), closing.clone());
+        move |stream: UnixStream, slot: Slot, peer: Option<Peer>| {
+            let svc = ws.clone().build(methods.clone(), stop_handle.clone());
+            // jsonrpsee hands the upgrade request's extensions to every WebSocket call.
+            let svc = tower::ServiceExt::map_request(svc, move |mut req: HttpRequest<_>| {
+                if let Some(p) = peer {
+                    req.extensions_mut().insert(p);
+                }
+                req
+            });
+            let stopped = stop_handle.clone().shutdown();
+            let mut dispatcher = dispatcher.clone();
+            dispatcher.peer = peer;
+            let limits = limits.clone();
+            let closing = closing.clone();
+            async move {
+                let serve = async {
+                    let Some(first) = first_byte(&stream, limits.idle_timeout).await else {
+                        return;
+                    };
+                    if ndjson::starts_json(first) {
+                        let line = LineLimits {
+                            max_line: limits.max_request_bytes as usize,
+                            idle: limits.idle_timeout,
+                            request: limits.request_timeout,
+                            notification_bytes: NOTIFICATION_BYTES,
+                        };
+                        Box::pin(ndjson::serve(stream, dispatcher, line, closing, &slot)).await;
+                        return;
+                    }
+                    let mut stream = stream;
+                    let http_limits = HttpLimits {
+                        max_body: limits.max_request_bytes as usize,
+                        idle: limits.idle_timeout,
+                        request: limits.request_timeout,
+                    };
+                    let served = Box::pin(http::serve(
+                        &mut stream,
+                        &dispatcher,
+                        http_limits,
+                        closing,
+                        &slot,
+                    ))
+                    .await;
+                    if let Some((head_len, bytes)) = served {
+                        let io = http::Replay::new(bytes, head_len, stream);
+                        if let Err(e) =
+                            Box::pin(serve_with_graceful_shutdown(io, svc, stopped)).await
+                        {
+                            tracing::debug!(error = %e, "websocket connection ended");
+                        }
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    () = slot.evicted() => {}
+                    () = serve => {}
+                }
+            }
+        }
+    };
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -133,20 +207,32 @@ pub async fn serve(
             }
             Ok(peer) => (Some(peer), None),
         };
-        let slot = if refused.is_none() {
-            slots.clone().try_acquire_owned().ok()
-        } else {
-            None
+        // A newcomer that has already sent something may take the slot of the oldest
+        // connection that has not completed a request; a silent one may not (see `slots`).
+        let full = || {
+            let msg = format!(
+                "too many connections: berthd serves at most {} at once, and each has \
+                 completed a request",
+                limits.max_connections
+            );
+            (ErrorKind::ResourceExhausted, msg)
         };
-        let refused = refused.or_else(|| {
-            slot.is_none().then(|| {
-                let msg = format!(
-                    "too many connections: berthd serves at most {} at once",
-                    limits.max_connections
-                );
-                (ErrorKind::ResourceExhausted, msg)
-            })
-        });
+        let mut b = [0u8; 1];
+        let speaking = refused.is_none() && stream.try_peek_first(&mut b).is_some();
+        let refused = match refused {
+            Some(r) => Some(r),
+            None => match slots.admit(speaking) {
+                Admission::Admitted { slot, evicted } => {
+                    if evicted {
+                        tracing::debug!("all slots taken: evicted the oldest unproven connection");
+                    }
+                    conns.spawn(serve_conn(stream, slot, peer));
+                    continue;
+                }
+                Admission::Full if speaking => Some(full()),
+                Admission::Full => None,
+            },
+        };
         if let Some((kind, msg)) = refused {
             // Refusals neither take a slot nor wait long; past MAX_REFUSALS at once they are
             // answered without waiting at all.
@@ -161,50 +247,29 @@ pub async fn serve(
             }
             continue;
         }
-        let svc = ws.clone().build(methods.clone(), stop_handle.clone());
-        // jsonrpsee hands the upgrade request's extensions to every call on the WebSocket.
-        let svc = tower::ServiceExt::map_request(svc, move |mut req: HttpRequest<_>| {
-            if let Some(p) = peer {
-                req.extensions_mut().insert(p);
-            }
-            req
-        });
-        let stopped = stop_handle.clone().shutdown();
-        let mut dispatcher = dispatcher.clone();
-        dispatcher.peer = peer;
-        let limits = limits.clone();
-        let closing = closing.clone();
-        // Each transport's future is boxed when its connection turns out to use it: inline,
-        // every connection's task was as large as all three state machines together (an idle
-        // connection 6.0 KB instead of 2.0 KB).
+        // Full, and the newcomer silent so far: it waits in the lobby (holding no slot) for
+        // its first byte, then tries again, evicting if it must.
+        let waiting = lobby.enter();
+        let (slots, serve_conn, refusals) = (slots.clone(), serve_conn.clone(), refusals.clone());
+        let (kind, msg) = full();
         conns.spawn(async move {
-            let _slot = slot;
-            let Some(first) = first_byte(&stream, limits.idle_timeout).await else {
-                return;
+            // Kicked out of the lobby, it is judged by what it has sent by now: a newcomer
+            // whose request arrived while it waited for its turn to run is not refused.
+            let mut b = [0u8; 1];
+            let first = tokio::select! {
+                biased;
+                first = first_byte(&stream, REFUSAL_PEEK) => first,
+                () = waiting.kicked() => stream.try_peek_first(&mut b),
             };
-            if first == b'{' || first == b'[' {
-                let line = LineLimits {
-                    max_line: limits.max_request_bytes as usize,
-                    idle: limits.idle_timeout,
-                    request: limits.request_timeout,
-                    notification_bytes: NOTIFICATION_BYTES,
-                };
-                Box::pin(ndjson::serve(stream, dispatcher, line, closing)).await;
-                return;
-            }
-            let mut stream = stream;
-            let http_limits = HttpLimits {
-                max_body: limits.max_request_bytes as usize,
-                idle: limits.idle_timeout,
-                request: limits.request_timeout,
-            };
-            let served =
-                Box::pin(http::serve(&mut stream, &dispatcher, http_limits, closing)).await;
-            if let Some(head) = served {
-                let io = http::Replay::new(head, stream);
-                if let Err(e) = Box::pin(serve_with_graceful_shutdown(io, svc, stopped)).await {
-                    tracing::debug!(error = %e, "websocket connection ended");
+            drop(waiting);
+            if first.is_some() {
+                if let Admission::Admitted { slot, .. } = slots.admit(true) {
+                    return serve_conn(stream, slot, peer).await;
                 }
+            }
+            match refusals.try_acquire_owned() {
+                Ok(_permit) => answer_refusal(stream, first, kind, &msg).await,
+                Err(_) => refuse_now(stream, kind, &msg),
             }
         });
     }
@@ -326,7 +391,9 @@ fn in_group(pid: i32, gid: u32) -> bool {
 /// is discarded before closing (so the peer reads the answer rather than a reset).
 fn refuse_now(stream: UnixStream, kind: ErrorKind, msg: &str) {
     let mut b = [0u8; 1];
-    let ndjson = matches!(stream.try_peek_first(&mut b), Some(b'{' | b'['));
+    let ndjson = stream
+        .try_peek_first(&mut b)
+        .is_some_and(ndjson::starts_json);
     let out = if ndjson {
         format!("{}\n", error_reply(kind, msg)).into_bytes()
     } else {
@@ -359,9 +426,14 @@ impl PeekFirst for UnixStream {
 
 /// Answers a refused connection in its own protocol (NDJSON if its first byte says so,
 /// else HTTP), then closes it gracefully so the peer reads the answer instead of a reset.
-async fn refuse(mut stream: UnixStream, kind: ErrorKind, msg: &str) {
-    let ndjson = matches!(first_byte(&stream, REFUSAL_PEEK).await, Some(b'{' | b'['));
-    let out = if ndjson {
+async fn refuse(stream: UnixStream, kind: ErrorKind, msg: &str) {
+    let first = first_byte(&stream, REFUSAL_PEEK).await;
+    answer_refusal(stream, first, kind, msg).await;
+}
+
+/// [`refuse`] once the first byte is known (`None`: the peer said nothing in time).
+async fn answer_refusal(mut stream: UnixStream, first: Option<u8>, kind: ErrorKind, msg: &str) {
+    let out = if first.is_some_and(ndjson::starts_json) {
         format!("{}\n", error_reply(kind, msg)).into_bytes()
     } else {
         http::refusal(kind, msg)

@@ -2,6 +2,10 @@
 //! root and socket, default limits) while a well-behaved client calls `system.version`
 //! every 20 ms, then prints berthd's peak RSS, the slowest well-behaved reply and how many
 //! `-32603` (internal) answers the probes got. Usage: `berth-abuse` (root; release build).
+//!
+//! `berth-abuse churn SOCKET N SECONDS` only runs the churn attack (N silent connections
+//! that reconnect as soon as they are dropped) for SECONDS and prints its reconnect count:
+//! the hardening tests run it as an unprivileged socket-group member.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -13,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use berth_tests::abuse::{
-    batch, big_labels, http_exchange, internal_errors, post, raise_own_nofile,
-    silent_ws_subscriber, stall_many, time_version, vm_kib, WsReader,
+    batch, big_labels, churn, http_exchange, internal_errors, post, raise_own_nofile,
+    silent_ws_subscriber, stall_many, time_version, vm_kib, Churn, WsReader,
 };
 use berth_tests::{container, TestDaemon};
 use serde_json::{json, Value};
@@ -56,7 +60,62 @@ fn ndjson_exchange(socket: &Path, line: &str) -> Result<Value> {
     Ok(serde_json::from_slice(&got[..end]).unwrap_or(Value::Null))
 }
 
+/// `berth-abuse churn SOCKET N SECONDS`.
+fn churn_only(args: &[String]) -> Result<()> {
+    let [socket, n, seconds] = args else {
+        bail!("usage: berth-abuse churn SOCKET CONNECTIONS SECONDS");
+    };
+    let (n, seconds): (usize, u64) = (n.parse()?, seconds.parse()?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let reconnects = Arc::new(AtomicU64::new(0));
+    let timer = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_secs(seconds));
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    churn(Path::new(socket), n, &stop, &reconnects);
+    let _ = timer.join();
+    println!("reconnects {}", reconnects.load(Ordering::Relaxed));
+    Ok(())
+}
+
+/// Probe 6: 1,050 silent connections that reconnect as soon as they are dropped, beside
+/// fresh clients; returns how many of the fresh clients were not served within 1 s.
+fn churn_probe(socket: &Path) -> u64 {
+    let attack = Churn::start(socket, 1050);
+    let warm = Instant::now() + Duration::from_secs(10);
+    while attack.reconnects() < 100 && Instant::now() < warm {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    let (mut served, mut failed, mut slowest) = (0u64, 0u64, Duration::ZERO);
+    while started.elapsed() < Duration::from_secs(10) {
+        match time_version(socket, Duration::from_secs(1)) {
+            Ok(t) if t < Duration::from_secs(1) => {
+                served += 1;
+                slowest = slowest.max(t);
+            }
+            _ => failed += 1,
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    println!(
+        "  fresh clients over {:?}: {served} served within 1 s (slowest {:.1} ms), {failed} not; \
+         the attack reconnected {} times",
+        started.elapsed(),
+        slowest.as_secs_f64() * 1000.0,
+        attack.reconnects()
+    );
+    failed
+}
+
 fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("churn") {
+        return churn_only(&args[1..]);
+    }
     raise_own_nofile();
     let d = TestDaemon::start();
     let socket: PathBuf = d.socket().to_owned();
@@ -69,7 +128,7 @@ fn main() -> Result<()> {
     let slowest_us = Arc::new(AtomicU64::new(0));
     // The probe running now, and the slowest well-behaved reply seen during each.
     let phase = Arc::new(AtomicUsize::new(0));
-    let per_phase: Arc<[AtomicU64; 6]> = Arc::new(Default::default());
+    let per_phase: Arc<[AtomicU64; 7]> = Arc::new(Default::default());
     let failures = Arc::new(AtomicU64::new(0));
     let calls = Arc::new(AtomicU64::new(0));
     let client = {
@@ -87,7 +146,7 @@ fn main() -> Result<()> {
                     Ok(t) => {
                         let us = t.as_micros() as u64;
                         slowest.fetch_max(us, Ordering::Relaxed);
-                        per_phase[phase.load(Ordering::Relaxed).min(5)]
+                        per_phase[phase.load(Ordering::Relaxed).min(6)]
                             .fetch_max(us, Ordering::Relaxed);
                     }
                     Err(_) => {
@@ -200,6 +259,10 @@ fn main() -> Result<()> {
     tally.saw("NDJSON 20 MB line", &reply);
     drop(stalled);
 
+    phase.store(6, Ordering::Relaxed);
+    println!("probe 6: 1,050 silent connections that reconnect as soon as they are dropped");
+    let churn_failures = churn_probe(&socket);
+
     stop.store(true, Ordering::Relaxed);
     let _ = client.join();
     let _ = sampler.join();
@@ -225,6 +288,9 @@ fn main() -> Result<()> {
     println!("-32603 answers: {}", tally.internal);
     if failed > 0 {
         bail!("{failed} well-behaved calls failed");
+    }
+    if churn_failures > 0 {
+        bail!("{churn_failures} fresh clients were not served within 1 s beside the churn");
     }
     Ok(())
 }
