@@ -171,9 +171,10 @@ pub async fn run(
         .and_then(|l| l.local_addr().ok())
         .and_then(|a| a.as_pathname().map(Path::to_owned))
         .unwrap_or_else(|| opts.socket.clone());
-    crate::layout::secure(&opts.root, &opts.state, &socket_path, gid)?;
+    crate::layout::create(&opts.root, &opts.state, &socket_path, gid)?;
     let _lock = lock_root(&opts.root)?;
     let _state_lock = lock_state(&opts.state)?;
+    crate::layout::secure(&opts.root, &opts.state, &socket_path, gid)?;
     // Before any work on the root: a daemon that would fail to bind must not reconcile.
     if inherited.is_none() {
         check_socket_free(&opts.socket)?;

@@ -33,13 +33,57 @@ pub struct LayoutError {
 /// What berth keeps directly under its root dir.
 pub const ROOT_DIRS: &[&str] = &["content", "snapshots", "logs", "uploads"];
 /// What berth keeps directly under its state dir.
-pub const STATE_DIRS: &[&str] = &["tasks", "runc", "keeper", "cni", "netns"];
+pub const STATE_DIRS: &[&str] = &["tasks", "runc", "cni", "netns"];
+/// What the keeper makes under the state dir (0700), only tightened here: whether it exists
+/// tells start-up whether anything outlived the last berthd.
+const STATE_DIRS_TIGHTENED: &[&str] = &["keeper"];
 
 /// Files in root or state that show the directory is berth's own.
 const MARKERS: &[&str] = &["berthd.lock", "meta.db", "keeper", "tasks", "runc"];
 
+/// Creates root and state if they are missing, with their modes, and nothing else: what
+/// the root and state locks need before [`secure`] may change anything.
+pub fn create(
+    root: &Path,
+    state: &Path,
+    socket: &Path,
+    gid: Option<u32>,
+) -> Result<(), LayoutError> {
+    for top in [root, state] {
+        let (mode, _) = top_mode(top, socket, gid);
+        if !top.exists() {
+            if let Some(parent) = top.parent() {
+                fs::create_dir_all(parent).map_err(|source| LayoutError {
+                    path: parent.to_owned(),
+                    source,
+                })?;
+            }
+            match mkdir(top, mode) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                    return Err(LayoutError {
+                        path: top.to_owned(),
+                        source: e,
+                    })
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The mode (and group) of root or state: 0700, unless the socket lies below it.
+fn top_mode(top: &Path, socket: &Path, gid: Option<u32>) -> (u32, Option<u32>) {
+    match (socket.starts_with(top), gid) {
+        (true, Some(g)) => (0o710, Some(g)),
+        (true, None) => (0o711, None),
+        (false, _) => (0o700, None),
+    }
+}
+
 /// Creates root, state and the directories berth keeps in them with their modes, and
-/// tightens any that an older berthd left open.
+/// tightens any that an older berthd left open. Called with the root and state locks
+/// held, so a daemon that is refused changes nothing.
 pub fn secure(
     root: &Path,
     state: &Path,
@@ -51,15 +95,17 @@ pub fn secure(
         move |source| LayoutError { path, source }
     };
     for (top, children) in [(root, ROOT_DIRS), (state, STATE_DIRS)] {
-        let (mode, group) = match (socket.starts_with(top), gid) {
-            (true, Some(g)) => (0o710, Some(g)),
-            (true, None) => (0o711, None),
-            (false, _) => (0o700, None),
-        };
+        let (mode, group) = top_mode(top, socket, gid);
         top_dir(top, mode, group).map_err(at(top))?;
         for name in children {
             let dir = top.join(name);
             private_dir(&dir).map_err(at(&dir))?;
+        }
+    }
+    for name in STATE_DIRS_TIGHTENED {
+        let dir = state.join(name);
+        if dir.is_dir() {
+            tighten(&dir, 0o700).map_err(at(&dir))?;
         }
     }
     Ok(())

@@ -84,7 +84,9 @@ struct Keeper {
 fn run(state: &Path) -> io::Result<()> {
     let dir = dir(state);
     let exits_dir = dir.join("exits");
-    fs::create_dir_all(&exits_dir)?;
+    // Root's alone, as everything under the state dir (see crate::layout).
+    std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&exits_dir)?;
     let _lock = take_lock(&dir)?;
     fs::write(dir.join("pid"), std::process::id().to_string())?;
     // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag and touches no memory of ours.
