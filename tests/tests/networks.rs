@@ -659,3 +659,77 @@ fn special_purpose_subnets_and_edge_gateways_are_refused_and_a_deleted_network_l
         .expect("ip");
     assert!(!gone.success(), "the bridge {bridge} went with its network");
 }
+
+/// `berth rm -f db && berth network rm net` (issue 31, item 16): the network's delete comes
+/// while db's teardown (CNI DEL), which runs after `rm -f` answered, may still hold its
+/// attachment; an ended task no longer blocks the delete. Three rounds, as the issue saw
+/// it fail 3 of 3; nothing of the network is left after each.
+#[test]
+fn rm_f_then_network_rm_at_once_deletes_the_network() {
+    let (mut net, d) = daemon(8);
+    let _other = NetCleanup {
+        bridges: Vec::new(),
+        prefix: "10.211.108.".into(),
+    };
+    let r = Rootfs::new();
+    let root = r.arg();
+    let bin = TestDaemon::binary().parent().expect("dir").to_owned();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for round in 0..3 {
+        let (name, db) = (unique_id("rmnet"), unique_id("db"));
+        let _cleanup = Cleanup {
+            d: &d,
+            ids: vec![db.clone()],
+        };
+        let out = berth_out(
+            &d,
+            &["network", "create", &name, "--subnet", "10.211.108.0/24"],
+            b"",
+        );
+        assert!(out.status.success(), "{out:?}");
+        let created = d.rpc_ok("networks.get", json!({"name": name}))["network"].clone();
+        let bridge = created["bridge"].as_str().expect("bridge").to_owned();
+        net.bridges.push(bridge.clone());
+        let args = ["run", "-d", "--network", &name, "--rootfs", &root, &db];
+        let out = berth_out(&d, &[&args[..], &["sleep", "1000"]].concat(), b"");
+        assert!(out.status.success(), "{out:?}");
+        // One shell line, as typed: berth on PATH, the daemon's socket in BERTH_SOCKET.
+        let out = berth_tests::process::output_within(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("berth rm -f {db} && berth network rm {name}"))
+                .env("PATH", &path)
+                .env("BERTH_SOCKET", d.socket()),
+            b"",
+            Duration::from_secs(60),
+        );
+        assert!(
+            out.status.success(),
+            "round {round}: `berth rm -f {db} && berth network rm {name}`: {out:?}"
+        );
+        let gone = d
+            .rpc("networks.get", json!({"name": name}))
+            .expect_err("deleted");
+        assert_eq!(gone["data"]["kind"], "not_found", "{gone}");
+        let bridge_left = Command::new("ip")
+            .args(["link", "show", &bridge])
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("ip");
+        assert!(!bridge_left.success(), "the bridge {bridge} went");
+        until("no rule names the network's subnet", || {
+            ["nat", "filter"]
+                .iter()
+                .all(|t| rules(t, "10.211.108.").is_empty())
+        });
+        let pins = d.state().join("netns/default");
+        until("no netns pin is left", || {
+            std::fs::read_dir(&pins).map_or(true, |mut d| d.next().is_none())
+        });
+    }
+}

@@ -216,7 +216,11 @@ impl Networks {
     }
 
     /// Deletes a network no task is on, its bridge, hosts file and address reservations.
+    /// A task that has ended does not count: `berth rm -f db && berth network rm net`
+    /// finds db's attachment still there, its release (CNI DEL) running after the deletes
+    /// answered; it is finished here first (or waited for, under the task's lock).
     pub async fn delete(&self, name: &str) -> Result<()> {
+        self.release_ended_on(name).await;
         let name2 = name.to_owned();
         let n = self
             .store
@@ -349,6 +353,36 @@ impl Networks {
     /// Safe to call more than once; a failed DEL is logged, the row still goes (DEL of
     /// what is gone is what plugins must tolerate).
     pub async fn detach(&self, ns: &str, id: &str) {
+        self.detach_if(ns, id, |_| true).await;
+    }
+
+    /// Releases the attachments on `network` of tasks that have ended (exited, deleted, or
+    /// gone) and whose teardown has not released them yet.
+    async fn release_ended_on(&self, network: &str) {
+        let Ok(all) = self.store.read(store::networks::all) else {
+            return;
+        };
+        for a in all.into_iter().filter(|a| a.network == network) {
+            let (ns, id) = (a.namespace, a.container_id);
+            let ended =
+                |s: &Self| {
+                    s.store
+                        .read(|c| match store::tasks::get_any(c, &ns, &id, "") {
+                            Ok(row) => Ok(row.status == schema::TaskStatus::Deleting
+                                || row.exit_status.is_some()),
+                            Err(store::StoreError::NotFound(_)) => Ok(true),
+                            Err(e) => Err(e),
+                        })
+                        .unwrap_or(false)
+                };
+            if ended(self) {
+                self.detach_if(&ns, &id, ended).await;
+            }
+        }
+    }
+
+    /// [`Networks::detach`] if `still` holds once the task's lock is taken.
+    async fn detach_if(&self, ns: &str, id: &str, still: impl Fn(&Self) -> bool) {
         let attached = |s: &Self| {
             s.store
                 .read(|c| store::networks::attachment_of(c, ns, id))
@@ -363,7 +397,7 @@ impl Networks {
         }
         let lock = self.lock_of(ns, id);
         let one = lock.lock().await;
-        if let Some(a) = attached(self) {
+        if let Some(a) = attached(self).filter(|_| still(self)) {
             self.release(ns, id, a).await;
         }
         drop(one);
