@@ -227,3 +227,56 @@ fn next_tick(seen: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
+
+/// Issue 31, item 17. A signal forwarded after berthd's idle timeout (here 1 s) still
+/// reaches the task: the client no longer keeps an idle connection for signals, which
+/// berthd closed, silently dropping the next one. And SIGTERM ends `berth attach` at once
+/// (`timeout 3 berth attach web`) with 143, as a client the signal killed would, after
+/// forwarding it: the task, a PID 1 without a handler for it, runs on.
+#[test]
+fn attach_forwards_signals_after_the_idle_timeout_and_sigterm_ends_it_with_143() {
+    let d = TestDaemon::start_with("idle_timeout_secs = 1\n");
+    let rootfs = Rootfs::new();
+    let id = unique_id("sigs");
+    let _c = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    let r = rootfs.arg();
+    let script = "trap 'echo got-usr1-$((n+=1))' USR1; while true; do echo tick; sleep 0.2; done";
+    let out = berth_out(
+        &d,
+        &["run", "-d", "--rootfs", &r, &id, "sh", "-c", script],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let mut a = PtyClient::spawn(&d, &["attach", &id]);
+    let pid = a.child.id() as libc::pid_t;
+    let signal = |sig| {
+        // SAFETY: kill(2) on the pid of our own child, which we have not reaped yet.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {sig}");
+    };
+    // Live output shows once attach is set up (its signals are taken from then on).
+    a.expect("tick");
+    signal(libc::SIGUSR1);
+    a.expect("got-usr1-1");
+    // Idle longer than berthd's idle timeout: a connection kept since the last signal is
+    // closed by now.
+    std::thread::sleep(Duration::from_millis(2500));
+    signal(libc::SIGUSR1);
+    a.expect("got-usr1-2");
+    let sent = Instant::now();
+    signal(libc::SIGTERM);
+    assert_eq!(
+        a.status(),
+        Some(143),
+        "SIGTERM ends berth attach; {:?}",
+        a.seen
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "promptly: {:?}",
+        sent.elapsed()
+    );
+    assert!(running(&d, &id), "the task runs on");
+}

@@ -100,6 +100,8 @@ enum Outcome {
     /// The task's output ended (it exited).
     Ended,
     Detached,
+    /// The client got SIGTERM or SIGHUP (forwarded to the task, which may ignore it).
+    Signalled(libc::c_int),
     Failed(anyhow::Error),
 }
 
@@ -153,7 +155,13 @@ pub fn run(ctx: &Ctx, args: AttachArgs) -> anyhow::Result<i32> {
         TerminalMode::Keys
     };
     let terminal = session::Terminal::enter(mode);
-    session::signal_thread(ctx, target.clone(), tty, signals);
+    let leave: session::Leave = {
+        let tx = tx.clone();
+        Box::new(move |sig| {
+            let _ = tx.send(Outcome::Signalled(sig));
+        })
+    };
+    session::signal_thread(ctx, target.clone(), tty, signals, Some(leave));
     if tty {
         if let Some((w, h)) = session::window_size() {
             let _ = client.call(
@@ -170,6 +178,8 @@ pub fn run(ctx: &Ctx, args: AttachArgs) -> anyhow::Result<i32> {
             eprintln!("berth: detached from {id}; it keeps running");
             Ok(0)
         }
+        // As a client the signal killed would report it (143 for SIGTERM).
+        Outcome::Signalled(sig) => Ok(128 + sig),
         Outcome::Failed(e) => Err(e),
         Outcome::Ended => {
             let exit = client.call("tasks.wait", json!({ "container_id": id }))?;

@@ -225,31 +225,46 @@ pub fn block_signals() -> libc::sigset_t {
     }
 }
 
-pub fn signal_thread(ctx: &Ctx, target: Target, tty: bool, set: libc::sigset_t) {
+/// Called after SIGTERM or SIGHUP was forwarded, for a session that ends on them.
+pub type Leave = Box<dyn Fn(libc::c_int) + Send>;
+
+/// Forwards the signals of `set` to the task (SIGWINCH resizes its terminal); with
+/// `leave`, SIGTERM and SIGHUP also end the session (`berth attach`: `timeout 3 berth
+/// attach web` must end even when the task ignores the signal, as a PID 1 does).
+pub fn signal_thread(
+    ctx: &Ctx,
+    target: Target,
+    tty: bool,
+    set: libc::sigset_t,
+    leave: Option<Leave>,
+) {
     let (socket, ns) = (ctx.socket.clone(), ctx.namespace.clone());
-    std::thread::spawn(move || {
-        // Connected at the first signal: most sessions never see one.
-        let mut client: Option<Client> = None;
-        loop {
-            let mut sig: libc::c_int = 0;
-            // SAFETY: `set` is an initialised sigset and `sig` a writable int.
-            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
-                return;
-            }
-            if client.is_none() {
-                client = Client::connect(&socket, &ns).ok();
-            }
-            let Some(client) = client.as_mut() else {
-                continue;
-            };
+    std::thread::spawn(move || loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` is an initialised sigset and `sig` a writable int.
+        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+            return;
+        }
+        // A connection per signal: signals are rare, and a kept one is closed by berthd's
+        // idle timeout (60 s), which silently lost the next signal.
+        let sent = Client::connect(&socket, &ns).and_then(|mut client| {
             if sig == libc::SIGWINCH {
                 if let (true, Some((w, h))) = (tty, window_size()) {
                     let p = target.params(json!({ "width": w, "height": h }));
-                    let _ = client.call("tasks.resize_pty", p);
+                    client.call("tasks.resize_pty", p)?;
                 }
-                continue;
+                return Ok(());
             }
-            let _ = client.call("tasks.kill", target.params(json!({ "signal": sig })));
+            client
+                .call("tasks.kill", target.params(json!({ "signal": sig })))
+                .map(drop)
+        });
+        if let Err(e) = sent {
+            eprintln!("berth: signal {sig} was not forwarded: {e}\r");
+        }
+        if let (Some(leave), libc::SIGTERM | libc::SIGHUP) = (&leave, sig) {
+            leave(sig);
+            return;
         }
     });
 }
@@ -398,7 +413,7 @@ pub fn attach_detachable(
         (false, false) => None,
     };
     let raw = mode.and_then(Terminal::enter);
-    signal_thread(ctx, target.clone(), tty, set);
+    signal_thread(ctx, target.clone(), tty, set, None);
     start(client)?;
     if tty {
         if let Some((w, h)) = window_size() {
