@@ -96,7 +96,8 @@ macro_rules! params {
 params!(
     /// `images.upload_begin`: an import whose archive the client streams (berth extension).
     ImageUploadBeginParams {
-        /// Names the imported image (the archive must hold exactly one).
+        /// Names the imported image (the archive must hold exactly one), in its normalised
+        /// form as `images.tag` stores it (`busybox` -> `docker.io/library/busybox:latest`).
         #[serde(default)]
         name: Option<String>,
         /// `os/arch[/variant]` of a multi-platform image to import (default: the host's).
@@ -156,7 +157,8 @@ params!(
     /// `images.import`: a tar on the daemon's filesystem.
     ImageImportParams {
         path: String,
-        /// Names the imported image (the archive must hold exactly one).
+        /// Names the imported image (the archive must hold exactly one), in its normalised
+        /// form as `images.tag` stores it (`busybox` -> `docker.io/library/busybox:latest`).
         #[serde(default)]
         name: Option<String>,
         /// `os/arch[/variant]` of a multi-platform image to import (default: the host's).

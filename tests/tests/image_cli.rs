@@ -26,7 +26,8 @@ fn berth_imports_lists_inspects_and_removes_images() {
         ],
     );
     assert!(ok, "{err}");
-    assert!(out.starts_with("cli:1 sha256:"), "{out}");
+    // --name is normalised as tag and pull name images (issue 31).
+    assert!(out.starts_with("docker.io/library/cli:1 sha256:"), "{out}");
     let (ok, out, _) = berth(&d, &["i", "ls"]);
     assert!(ok && out.contains("cli:1") && out.contains("REF"), "{out}");
     let (ok, out, _) = berth(&d, &["i", "inspect", "cli:1"]);
@@ -374,7 +375,8 @@ fn an_oci_layout_written_by_umoci_imports_by_digest_or_by_name() {
         ],
     );
     assert!(ok, "{err}");
-    assert!(out.starts_with("tools/umoci:v1 "), "{out}");
+    // Normalised, as tag and pull name it: `tools/umoci:v1` is docker.io's.
+    assert!(out.starts_with("docker.io/tools/umoci:v1 "), "{out}");
     let got = d.rpc_ok("images.get", json!({"name": "tools/umoci:v1"}));
     assert_eq!(got["config"]["config"]["Cmd"], json!(["/bin/sh"]));
 }
@@ -449,4 +451,69 @@ fn images_rm_is_refused_while_containers_use_the_image_unless_forced() {
     for id in ["web", "db"] {
         d.rpc_ok("containers.delete", json!({"id": id}));
     }
+}
+
+/// Names are normalised one way everywhere (issue 31, item 15): `import --name busybox`
+/// stores what `tag ... busybox` and pull store, docker.io/library/busybox:latest. An OCI
+/// archive whose ref.name is a bare tag (`latest`, as umoci writes) names nothing, as in
+/// containerd: it imports as import-<digest>, said on stderr. What the README tells users to
+/// run, `skopeo copy ... docker-archive:busybox.tar:busybox:latest`, writes RepoTags, and
+/// that archive imports as docker.io/library/busybox:latest, as the README says.
+#[test]
+fn import_names_are_normalised_as_tag_and_pull_normalise_them() {
+    let d = TestDaemon::start();
+    let parts = ImageParts::new(vec![busybox_layer()], json!({"Cmd": ["sh"]}));
+    let bare = d.dir().join("bare.tar");
+    std::fs::write(&bare, oci_image("latest", &parts)).expect("write");
+    let bare = bare.to_str().expect("utf8");
+
+    let (ok, out, err) = berth(&d, &["images", "import", "--name", "busybox", bare]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("docker.io/library/busybox:latest "),
+        "{out}"
+    );
+    let (ok, _, err) = berth(&d, &["images", "tag", "busybox", "other"]);
+    assert!(ok, "{err}");
+    let names: Vec<String> = d.rpc_ok("images.list", json!({}))["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|i| i["name"].as_str().expect("name").to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "docker.io/library/busybox:latest",
+            "docker.io/library/other:latest"
+        ],
+        "import --name and tag store the same form"
+    );
+
+    let (ok, out, err) = berth(&d, &["images", "import", bare]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("import-"),
+        "a bare tag names nothing: {out}"
+    );
+    assert!(err.contains("import-"), "and berth says so: {err}");
+
+    let docker = d.dir().join("busybox.tar");
+    let out = Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("oci-archive:{bare}"))
+        .arg(format!(
+            "docker-archive:{}:busybox:latest",
+            docker.display()
+        ))
+        .output()
+        .expect("skopeo (install-deps installs it)");
+    assert!(out.status.success(), "skopeo: {out:?}");
+    assert!(berth(&d, &["images", "rm", "busybox"]).0);
+    let (ok, out, err) = berth(&d, &["images", "import", docker.to_str().expect("utf8")]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with("docker.io/library/busybox:latest "),
+        "{out}"
+    );
 }

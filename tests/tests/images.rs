@@ -308,7 +308,7 @@ fn an_index_resolves_to_the_host_platform_and_docker_save_uses_repo_tags() {
         json!({"name": "renamed:2"}),
     )
     .expect("named import");
-    assert_eq!(res["images"][0]["name"], "renamed:2");
+    assert_eq!(res["images"][0]["name"], "docker.io/library/renamed:2");
     // Layers are shared: busybox's chain id snapshot exists once.
     let snaps = d.rpc_ok(
         "snapshots.list",

@@ -14,7 +14,8 @@ use crate::output::{labels_cell, Table};
 pub enum Command {
     /// Import an OCI image-layout tar or a `docker save` tar
     Import {
-        /// Name the image (the archive must hold one)
+        /// Name the image (the archive must hold one); normalised as pull and tag do:
+        /// busybox is stored as docker.io/library/busybox:latest
         #[arg(long)]
         name: Option<String>,
         /// Unpack into this snapshotter

@@ -147,7 +147,9 @@ impl Images {
                     targets.len()
                 )));
             }
-            targets[0].0 = vec![n];
+            // Normalised as `images.tag` and the archive's own names are: `--name busybox`
+            // stores docker.io/library/busybox:latest (a name that is no reference stays).
+            targets[0].0 = vec![full_reference(&n).unwrap_or(n)];
         }
         let mut pending = Vec::new();
         for (names, target) in targets {
