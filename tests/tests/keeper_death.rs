@@ -52,11 +52,16 @@ fn gate() -> tempfile::TempDir {
 
 /// Waits for the keeper berthd runs now, other than `old`, with no call to berthd.
 fn successor(d: &TestDaemon, old: i32) -> i32 {
+    let t0 = Instant::now();
     let mut new = None;
     until("a new keeper starts by itself", || {
         new = d.keeper_pid().filter(|p| *p != old);
         new.is_some()
     });
+    eprintln!(
+        "a new keeper runs {:?} after the old one died",
+        t0.elapsed()
+    );
     new.expect("a keeper")
 }
 

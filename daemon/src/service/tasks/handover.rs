@@ -19,9 +19,8 @@ use crate::store;
 /// How long berthd waits before it tries again to start a keeper that would not start.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Watches for the keeper's death for as long as berthd runs.
-pub(super) fn start(inner: &Arc<Inner>) {
-    let mut deaths = inner.keeper.deaths();
+/// Watches for the keeper's death (as `deaths` reports it) for as long as berthd runs.
+pub(super) fn start(inner: &Arc<Inner>, mut deaths: tokio::sync::watch::Receiver<u64>) {
     let inner = Arc::clone(inner);
     tokio::spawn(async move {
         while deaths.changed().await.is_ok() {

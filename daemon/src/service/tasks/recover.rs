@@ -39,6 +39,8 @@ pub(super) async fn recover(inner: &Arc<Inner>, host_restarted: bool) -> Result<
         std::fs::create_dir_all(inner.state.join(dir))
             .map_err(|e| Error::failure(format!("creating {dir} under the state dir"), &e))?;
     }
+    // Taken before the keeper is reached: a death during recovery is acted on after it.
+    let deaths = inner.keeper.deaths();
     let stored = inner
         .keeper
         .connect()
@@ -154,7 +156,7 @@ pub(super) async fn recover(inner: &Arc<Inner>, host_restarted: bool) -> Result<
     if let Some(orphans) = inner.keeper.orphans() {
         tokio::spawn(record_orphans(Arc::clone(inner), orphans));
     }
-    handover::start(inner);
+    handover::start(inner, deaths);
     Ok(())
 }
 
