@@ -117,9 +117,29 @@ fn tasks_of_a_killed_keeper_report_their_real_exit_statuses() {
         let log = d.rpc_ok("containers.logs", json!({"id": trapped}));
         log["entries"][0]["text"] == "ready"
     });
+    // A detached exec process, which the keeper parented as it did the inits.
+    let exec = json!({"container_id": killed, "exec_id": "x7",
+        "process": {"args": ["sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.05; done; exit 7"],
+                    "cwd": "/", "env": ["PATH=/bin"]}});
+    d.rpc_ok("tasks.exec", exec);
+    d.rpc_ok(
+        "tasks.start",
+        json!({"container_id": killed, "exec_id": "x7"}),
+    );
     let old = d.keeper_pid().expect("a keeper");
     d.kill_keeper();
     successor(&d, old);
+    // The exec's /tmp is the rootfs directory's (no snapshot under --rootfs).
+    std::fs::write(rootfs.path().join("tmp/go"), "").expect("let the exec end");
+    let x7 = d.rpc_ok(
+        "tasks.wait",
+        json!({"container_id": killed, "exec_id": "x7"}),
+    );
+    assert_eq!(
+        (&x7["exit_status"], &x7["exit_reason"]),
+        (&json!(7), &json!("exited")),
+        "{x7}"
+    );
     std::fs::write(gate.path().join("go"), "").expect("open the gate");
     kill(&d, &killed, libc::SIGKILL);
     kill(&d, &trapped, libc::SIGTERM);
@@ -154,7 +174,7 @@ fn tasks_of_a_killed_keeper_report_their_real_exit_statuses() {
         .iter()
         .map(|e| &e["event"]["exit_status"])
         .collect();
-    assert_eq!(statuses.len(), 3, "{events}");
+    assert_eq!(statuses.len(), 4, "the inits' and the exec's: {events}");
     assert!(!statuses.contains(&&json!(255)), "{events}");
     for id in [&exits, &killed, &trapped] {
         d.rpc_ok("tasks.delete", json!({"container_id": id}));
