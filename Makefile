@@ -1,15 +1,20 @@
 # berth: the two commands a new machine needs are `make daemon` and `make test`.
-.PHONY: deps daemon test lint bench bench-peer crash crash-short fuzz abuse install install-files \
+.PHONY: deps daemon busybox-image test lint bench bench-peer crash crash-short fuzz abuse install install-files \
 	uninstall deb
 
 deps:
 	./scripts/install-deps.sh
 
-# Builds and runs berthd with its defaults: root /var/lib/berth, state /run/berth,
-# socket /run/berth/berthd.sock. Run as root.
+# Builds berthd, berth-keeper and the berth client, and runs berthd with its defaults: root
+# /var/lib/berth, state /run/berth, socket /run/berth/berthd.sock. Run as root.
 daemon: deps
-	cargo build --release -p berthd
+	cargo build --release -p berthd -p berth
 	./target/release/berthd
+
+# A busybox image (./busybox.tar, busybox:latest) and root filesystem (./rootfs) from the
+# host's busybox-static, for machines with no registry (README "Using it").
+busybox-image: deps
+	./scripts/busybox-image.sh .
 
 # The whole suite: unit tests and integration tests against the real daemon, runc and socket.
 test: deps

@@ -194,6 +194,16 @@ params!(ImageListParams {
     filters: Vec<String>,
 });
 params!(ImageNameParams { name: String });
+params!(
+    /// `images.delete`: removes a name; refused while containers use it unless `force`.
+    ImageDeleteParams {
+        name: String,
+        /// Remove the name even while containers use it (docker's `rmi -f`): they keep their
+        /// snapshots; the image's content is collected once nothing else holds it.
+        #[serde(default)]
+        force: bool,
+    }
+);
 params!(ContentDigestParams { digest: String });
 params!(ContentListParams {
     /// containerd's filter grammar (`labels."app"==web`, `id~=^db`); what matches any one is kept.

@@ -262,9 +262,10 @@ methods! {
          docker's manifest.json, as `images.export_data` notifications, the last with end. \
          WebSocket and NDJSON only.", [NotFound, FailedPrecondition],
         notifies "images.export_data" (ExportChunk) until "images.export_cancel";
-    ImagesDelete "images.delete" (ImageNameParams) -> Empty,
+    ImagesDelete "images.delete" (ImageDeleteParams) -> Empty,
         "Deletes an image name (its unreferenced content is collected shortly after, in the \
-         background).", [NotFound];
+         background). Refused (`failed_precondition`, naming them) while containers of the \
+         namespace use the image, unless `force`.", [NotFound, FailedPrecondition];
 
     ContentsList "content.list" (ContentListParams) -> ContentList,
         "Blobs in the content store.", [];

@@ -400,3 +400,53 @@ fn list_commands_honour_json_and_ages_are_relative() {
     let row = out.lines().nth(1).expect("a blob row");
     assert!(row.contains(" ago"), "AGE is relative: {row}");
 }
+
+/// Docker refuses `rmi` of an image containers use (issue 31, item 18): `berth images rm`
+/// names them and fails with `failed_precondition`, whichever spelling of the name the
+/// containers and the command use; `-f` removes the name anyway; an unused image goes.
+#[test]
+fn images_rm_is_refused_while_containers_use_the_image_unless_forced() {
+    let d = TestDaemon::start();
+    let parts = ImageParts::new(vec![busybox_layer()], json!({"Cmd": ["sh"]}));
+    let file = d.dir().join("bb.tar");
+    std::fs::write(&file, oci_image("docker.io/library/busybox:latest", &parts)).expect("write");
+    let file = file.to_str().expect("utf8");
+    assert!(berth(&d, &["images", "import", file]).0);
+    assert!(berth(&d, &["images", "import", "--name", "spare:1", file]).0);
+    for (id, image) in [
+        ("web", "busybox"),
+        ("db", "docker.io/library/busybox:latest"),
+    ] {
+        d.rpc_ok(
+            "containers.create",
+            json!({"container": {"id": id, "image": image}}),
+        );
+    }
+    let (ok, _, err) = berth(&d, &["images", "rm", "busybox"]);
+    assert!(!ok, "removed an image two containers use");
+    assert!(
+        err.contains("failed_precondition") && err.contains("\"web\"") && err.contains("\"db\""),
+        "{err}"
+    );
+    let refused = d
+        .rpc(
+            "images.delete",
+            json!({"name": "docker.io/library/busybox:latest"}),
+        )
+        .expect_err("in use");
+    assert_eq!(refused["data"]["kind"], "failed_precondition", "{refused}");
+    assert!(
+        berth(&d, &["images", "inspect", "busybox"]).0,
+        "still there"
+    );
+    // An image no container names goes without -f.
+    let (ok, _, err) = berth(&d, &["images", "rm", "spare:1"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = berth(&d, &["images", "rm", "-f", "busybox"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "busybox\n");
+    assert!(!berth(&d, &["images", "inspect", "busybox"]).0, "gone");
+    for id in ["web", "db"] {
+        d.rpc_ok("containers.delete", json!({"id": id}));
+    }
+}

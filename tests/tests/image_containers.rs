@@ -269,7 +269,8 @@ fn gc_removes_only_what_nothing_references() {
         "leases.add_resource",
         json!({"id": "l1", "resource": {"id": cfg, "type": "content"}}),
     );
-    d.rpc_ok("images.delete", json!({"name": "one:1"}));
+    // Forced: "keeper" still names one:1 (an unforced delete is refused while it does).
+    d.rpc_ok("images.delete", json!({"name": "one:1", "force": true}));
     d.rpc_ok("containers.delete", json!({"id": "keeper"}));
     let r = d.rpc_ok("gc.run", json!({}));
     assert_eq!(

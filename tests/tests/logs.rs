@@ -421,3 +421,71 @@ fn logs_follow_over_websocket_sends_batches_then_the_end() {
     remove(&d, &id);
     assert_clean(&d, &[id]);
 }
+
+/// berthd restarts under `berth logs -f` (issue 31, item 7): the follower reconnects, as
+/// `berth events` does, and resumes after the last entry it printed. The task counts to
+/// 50, waits at a gate, and counts on while berthd is down and after it is back, so the
+/// follower's whole output must be exactly 0..COUNT: no line twice, none missing.
+#[test]
+fn logs_follow_resumes_across_a_berthd_restart_with_no_gap_and_no_duplicate() {
+    const COUNT: u32 = 300;
+    let (mut d, rootfs, gate) = (TestDaemon::start(), Rootfs::new(), gate());
+    let id = unique_id("counter");
+    let volume = format!("{}:/data", gate.path().display());
+    let script = format!(
+        "i=0; while [ $i -lt 50 ]; do echo $i; i=$((i+1)); done; {WAIT_FOR_GATE}; \
+         while [ $i -lt {COUNT} ]; do echo $i; i=$((i+1)); sleep 0.01; done"
+    );
+    run_detached(&d, &rootfs, &["-v", &volume], &id, &["sh", "-c", &script]);
+    let err = d.dir().join("logs-follow.err");
+    // Through sh, since Pipe gives the child the test's stderr.
+    let berth_bin = TestDaemon::binary().with_file_name("berth");
+    let mut follow = Pipe::spawn(std::process::Command::new("sh").arg("-c").arg(format!(
+        "exec {} --socket {} logs -f {id} 2>{}",
+        berth_bin.display(),
+        d.socket().display(),
+        err.display()
+    )));
+    let mut seen = Vec::new();
+    while seen.len() < 50 {
+        let line = follow
+            .read_line(LIMIT)
+            .expect("the follower prints the count");
+        seen.push(line);
+    }
+    d.stop();
+    // The task counts on while berthd is down (into the pipe the keeper holds open), and
+    // after it is back.
+    open_gate(gate.path());
+    d.restart();
+    let _c = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    while let Some(line) = follow.read_line(LIMIT) {
+        seen.push(line);
+    }
+    assert!(
+        follow.at_eof(LIMIT),
+        "logs -f ends once the task's output does"
+    );
+    let want: Vec<String> = (0..COUNT).map(|i| i.to_string()).collect();
+    if seen != want {
+        let dup: Vec<&String> = seen
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| seen[..*i].contains(l))
+            .map(|(_, l)| l)
+            .collect();
+        let missing: Vec<&String> = want.iter().filter(|l| !seen.contains(l)).collect();
+        panic!(
+            "the follower's output is not 0..{COUNT}: duplicates {dup:?}, missing {missing:?}; \
+             stderr: {}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+    }
+    let said = std::fs::read_to_string(&err).expect("stderr");
+    assert!(said.contains("lost berthd; reconnecting"), "{said}");
+    assert!(said.contains("reconnected to berthd"), "{said}");
+    assert_eq!(wait(&d, &id)["exit_status"], 0);
+}

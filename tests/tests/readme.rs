@@ -3,7 +3,9 @@
 //! PATH and BERTH_SOCKET pointing at a test daemon, from a directory holding the
 //! `busybox.tar` the README's skopeo line would fetch (built here: tests never reach the
 //! network) and a `./rootfs`. The keys a person would type go to the two interactive
-//! lines. A README edit that breaks a command fails here.
+//! lines. A README edit that breaks a command fails here. Also: the READMEs link nothing
+//! outside the repository, `make daemon` builds the client too, and the no-registry path
+//! (`scripts/busybox-image.sh`) makes an image and a rootfs that run.
 
 #[path = "../src/images.rs"]
 mod images;
@@ -222,4 +224,120 @@ fn the_readme_configuration_block_starts_berthd_as_written() {
         "a task runs under [runtimes.runc]: {out:?}"
     );
     assert_eq!(tasks_support::stdout(&out), "hi\n");
+}
+
+/// The repository's root, where the README, the Makefile and scripts/ live.
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).to_owned()
+}
+
+/// Every relative link and backticked path in the READMEs names a file of the repository:
+/// a clone has nothing beside it (the README once sent readers to `../shared/API.md`).
+#[test]
+fn the_readmes_link_only_files_inside_the_repository() {
+    for doc in ["README.md", "schema/README.md"] {
+        let path = repo().join(doc);
+        let text = std::fs::read_to_string(&path).expect("readme");
+        let dir = path.parent().expect("dir").to_owned();
+        assert!(
+            !text.contains("../"),
+            "{doc} names a path outside the repository"
+        );
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("](") {
+            let tail = &rest[at + 2..];
+            let end = tail.find(')').expect("a closed link");
+            let target = &tail[..end];
+            if !target.contains("://") && !target.starts_with('#') {
+                let file = target.split('#').next().unwrap_or(target);
+                assert!(
+                    dir.join(file).exists(),
+                    "{doc} links {target}, which is not in the repository"
+                );
+            }
+            rest = &tail[end..];
+        }
+    }
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
+    assert!(
+        readme.contains("(schema/API.md)") && repo().join("schema/API.md").exists(),
+        "the README links the contract document the repository carries"
+    );
+}
+
+/// The README's set-up command builds the client its next lines run, not berthd alone.
+#[test]
+fn make_daemon_builds_berth_too() {
+    let out = output_within(
+        Command::new("make")
+            .args(["-n", "daemon"])
+            .current_dir(repo()),
+        b"",
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "make -n daemon: {out:?}");
+    let plan = String::from_utf8_lossy(&out.stdout);
+    let build = plan
+        .lines()
+        .find(|l| l.starts_with("cargo build"))
+        .unwrap_or_else(|| panic!("make daemon builds nothing: {plan}"));
+    let words: Vec<&str> = build.split_whitespace().collect();
+    for package in ["berthd", "berth"] {
+        assert!(
+            words.windows(2).any(|w| w == ["-p", package]),
+            "make daemon does not build {package}: {build}"
+        );
+    }
+}
+
+/// The README's path for machines with no registry: `scripts/busybox-image.sh DIR` (what
+/// `make busybox-image` runs) makes, from the host's busybox, a docker archive berth
+/// imports under the name the README promises and a root filesystem `--rootfs` runs.
+#[test]
+fn the_busybox_image_script_makes_an_image_and_a_rootfs_that_run() {
+    let d = TestDaemon::start();
+    let _c = Cleanup {
+        d: &d,
+        ids: vec!["bbx".into()],
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("bbx-image-")
+        .tempdir_in("/tmp")
+        .expect("dir");
+    let script = repo().join("scripts/busybox-image.sh");
+    let out = output_within(
+        Command::new("sh").arg(&script).arg(dir.path()),
+        b"",
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}: {out:?}", script.display());
+    let tar = dir.path().join("busybox.tar").display().to_string();
+    let rootfs = dir.path().join("rootfs").display().to_string();
+    let berth = |args: &[&str]| {
+        let out = tasks_support::berth_out(&d, args, b"");
+        assert!(out.status.success(), "berth {args:?}: {out:?}");
+        tasks_support::stdout(&out)
+    };
+    let imported = berth(&["images", "import", &tar]);
+    assert!(
+        imported.starts_with("docker.io/library/busybox:latest "),
+        "{imported}"
+    );
+    assert_eq!(
+        berth(&[
+            "run",
+            "--rm",
+            "busybox",
+            "bbx",
+            "sh",
+            "-c",
+            "echo hi; wc -l </etc/passwd"
+        ]),
+        "hi\n1\n"
+    );
+    assert_eq!(
+        berth(&["run", "--rm", "--rootfs", &rootfs, "bbx", "echo", "hi"]),
+        "hi\n"
+    );
+    assert_clean(&d, &["bbx".into()]);
 }

@@ -362,3 +362,32 @@ fn a_non_root_user_holds_no_capability_unless_cap_add_names_it() {
     remove(&d, &ids[4]);
     assert_clean(&d, &ids);
 }
+
+/// Docker users type `run --rm -it IMAGE ...` (issue 31, item 18): `-i` is accepted, and
+/// the shell reads what is typed, with a terminal; a flag berth lacks is named as unknown
+/// before IMAGE, not blamed on coming after it.
+#[test]
+fn run_accepts_docker_s_it_and_names_an_unknown_flag() {
+    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let id = unique_id("it");
+    let _c = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    let r = rootfs.arg();
+    let out = berth_out(
+        &d,
+        &["run", "--rm", "-it", "--rootfs", &r, &id, "sh"],
+        b"[ -t 0 ] && echo typed-on-a-tty; exit 3\n",
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(stdout(&out).contains("typed-on-a-tty"), "{out:?}");
+    let out = berth_out(&d, &["run", "--rm", "-x", "--rootfs", &r, &id, "true"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        err.contains("unknown flag \"-x\"") && err.contains("before IMAGE"),
+        "{err}"
+    );
+    assert_clean(&d, &[id]);
+}

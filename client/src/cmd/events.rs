@@ -132,12 +132,12 @@ fn follow(
     }
 }
 
-const BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(100);
-const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+pub(super) const BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+pub(super) const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Whether `e` means the connection to berthd is gone (or the subscription was dropped for
 /// falling behind): worth reconnecting, unlike a refused request.
-fn gone(e: &crate::rpc::RpcError) -> bool {
+pub(super) fn gone(e: &crate::rpc::RpcError) -> bool {
     use crate::rpc::RpcError;
     match e {
         RpcError::Connect { .. } | RpcError::Io { .. } | RpcError::Closed { .. } => true,

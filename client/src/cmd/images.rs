@@ -98,6 +98,9 @@ pub enum Command {
     /// Remove images
     #[command(visible_aliases = ["remove", "delete"])]
     Rm {
+        /// Remove the names even while containers use them (they keep their snapshots)
+        #[arg(short, long)]
+        force: bool,
         /// Image names (references)
         #[arg(required = true)]
         names: Vec<String>,
@@ -195,10 +198,14 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
             crate::output::print_json(&result)?;
             Ok(())
         }
-        Command::Rm { names } => {
+        Command::Rm { force, names } => {
             let mut client = ctx.connect()?;
             for_each_reporting(&names, "removals", |n| {
-                client.call("images.delete", json!({ "name": n }))?;
+                let mut params = json!({ "name": n });
+                if force {
+                    params["force"] = json!(true);
+                }
+                client.call("images.delete", params)?;
                 println!("{n}");
                 Ok(())
             })

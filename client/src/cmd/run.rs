@@ -20,6 +20,10 @@ pub struct RunArgs {
     /// Start the task and return at once, without attaching
     #[arg(short, long)]
     pub detach: bool,
+    /// Keep stdin attached (docker's -i). An attached run always forwards stdin to the
+    /// task, so this only lets docker's `-it` mean what it means there
+    #[arg(short, long)]
+    pub interactive: bool,
     /// Read environment variables from a file (one KEY=VALUE a line)
     #[arg(long, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
@@ -67,8 +71,8 @@ fn split_words(args: &RunArgs) -> anyhow::Result<(String, String, Vec<String>)> 
     // flag before IMAGE would otherwise become the image or the id (`-p 8080:80`).
     if let Some(flag) = args.words.first().filter(|w| w.starts_with('-')) {
         anyhow::bail!(
-            "unknown flag {flag:?} for `berth run` (flags after IMAGE belong to the \
-             container's command; see `berth run --help`)"
+            "unknown flag {flag:?} for `berth run` (it comes before IMAGE, so it is not \
+             the container's); see `berth run --help`"
         );
     }
     let mut words = args.words.iter().cloned();
@@ -262,6 +266,21 @@ mod tests {
         assert_eq!(p["spec_options"]["args"], json!(["sh", "-c", "exit 3"]));
         assert_eq!(p["spec_options"]["env"], json!(["A=1"]));
         assert!(p["container"].get("spec").is_none());
+    }
+
+    #[test]
+    fn docker_s_it_is_a_terminal_with_stdin_and_an_unknown_flag_is_named() {
+        let args = parse(&["--rm", "-it", "busybox", "demo", "sh"]);
+        assert!(args.interactive && args.process.tty && args.rm);
+        let (image, id, command) = split_words(&args).expect("words");
+        assert_eq!((image.as_str(), id.as_str()), ("busybox", "demo"));
+        assert_eq!(command, ["sh"]);
+        let err = split_words(&parse(&["--rm", "-xt", "busybox", "demo"])).expect_err("-x");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("\"-xt\"") && msg.contains("before IMAGE"),
+            "{msg}"
+        );
     }
 
     #[test]

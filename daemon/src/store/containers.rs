@@ -194,6 +194,15 @@ pub fn snapshot_refs(conn: &Connection) -> Result<Vec<(String, String, String)>>
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// `(id, image)` of every container of `ns` that names an image, ordered by id.
+pub fn images_of(conn: &Connection, ns: &str) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, image FROM containers WHERE namespace = ?1 AND image <> '' ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![ns], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn count(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("SELECT count(*) FROM containers", [], |r| r.get(0))?)
 }

@@ -94,7 +94,7 @@ pub(super) fn register(m: &mut Module) {
         Ok(ImageReply { image })
     });
     method::<ImagesDelete, _, _>(m, |app, p| async move {
-        app.images.delete(p.namespace, p.name).await?;
+        app.images.delete(p.namespace, p.name, p.force).await?;
         Ok(Empty {})
     });
     method::<ContentsList, _, _>(m, |app, p| async move {

@@ -243,11 +243,28 @@ impl Images {
             .await?)
     }
 
-    pub async fn delete(&self, ns: String, name: String) -> Result<()> {
+    /// Removes image `name`; unless `force`, refused while a container of the namespace
+    /// uses it (docker's rule: its containers, running or not, would lose the image they
+    /// name). Checked in the delete's transaction, so a container created meanwhile counts.
+    pub async fn delete(&self, ns: String, name: String, force: bool) -> Result<()> {
         check_id("namespace", &ns)?;
         let name = self.get(&ns, &name).map(|i| i.name).unwrap_or(name);
         self.store
-            .write_reclaiming(move |tx| store::images::delete(tx, &ns, &name))
+            .write_reclaiming(move |tx| {
+                if !force {
+                    let users = users_of(tx.conn(), &ns, &name)?;
+                    if !users.is_empty() {
+                        return Err(store::StoreError::FailedPrecondition(format!(
+                            "image {name:?} is in use by container{} {} in namespace {ns:?}; \
+                             remove {} first, or force (berth images rm -f)",
+                            if users.len() == 1 { "" } else { "s" },
+                            quoted(&users),
+                            if users.len() == 1 { "it" } else { "them" },
+                        )));
+                    }
+                }
+                store::images::delete(tx, &ns, &name)
+            })
             .await?;
         Ok(())
     }
@@ -422,6 +439,37 @@ impl Images {
 }
 
 /// `name`'s full reference form when it parses as one and differs from `name`.
+/// The containers of `ns` whose image reference resolves (as [`Images::get`] resolves it:
+/// the exact name, else its normalised form) to image `name`.
+fn users_of(conn: &rusqlite::Connection, ns: &str, name: &str) -> store::Result<Vec<String>> {
+    let mut users = Vec::new();
+    for (id, image) in store::containers::images_of(conn, ns)? {
+        let resolved = if image == name {
+            true
+        } else {
+            match store::images::get(conn, ns, &image) {
+                Ok(_) => false,
+                Err(store::StoreError::NotFound(_)) => normalised(&image).as_deref() == Some(name),
+                Err(e) => return Err(e),
+            }
+        };
+        if resolved {
+            users.push(id);
+        }
+    }
+    Ok(users)
+}
+
+/// `"a", "b"`, at most a few names and a count of the rest.
+fn quoted(ids: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut out: Vec<String> = ids.iter().take(SHOWN).map(|i| format!("{i:?}")).collect();
+    if ids.len() > SHOWN {
+        out.push(format!("and {} more", ids.len() - SHOWN));
+    }
+    out.join(", ")
+}
+
 fn normalised(name: &str) -> Option<String> {
     let full = crate::registry::reference::Reference::parse(name)
         .ok()?
