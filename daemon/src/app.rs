@@ -122,7 +122,7 @@ impl App {
         let networks = Networks::new(
             store.clone(),
             Cni::new(config.cni_bin_dirs.clone(), &paths.state, reaper.clone()),
-            &paths.state,
+            (&paths.root, &paths.state),
             (config.network_subnet.clone(), config.network_bridge.clone()),
         );
         let tasks = Tasks::new(

@@ -10,6 +10,25 @@ use serde_json::{json, Value};
 use crate::tasks::ExitReason;
 use crate::types::{Event, Labels, Runtime};
 
+/// Most bytes (keys and values) of the labels one event carries: an event records that an
+/// object changed, not the whole object, so a few updates of an object with megabytes of
+/// labels cannot grow the event log by as much.
+pub const EVENT_LABEL_BYTES: usize = 16 << 10;
+
+/// The labels an event carries, and whether some were left out (see [`EVENT_LABEL_BYTES`]).
+pub fn event_labels(labels: &Labels) -> (Labels, bool) {
+    let mut kept = Labels::new();
+    let mut bytes = 0;
+    for (k, v) in labels {
+        bytes += k.len() + v.len();
+        if bytes > EVENT_LABEL_BYTES {
+            return (kept, true);
+        }
+        kept.insert(k.clone(), v.clone());
+    }
+    (kept, false)
+}
+
 /// A payload and the topic it is recorded under.
 pub trait Topic: Serialize {
     const TOPIC: &'static str;
@@ -41,7 +60,14 @@ macro_rules! topics {
 }
 
 topics! {
-    NamespaceCreate "/namespaces/create" { name: String, labels: Labels }
+    NamespaceCreate "/namespaces/create" {
+        name: String,
+        labels: Labels,
+        /// `labels` holds only the first labels (by key) up to 16 KiB: the object's are
+        /// more; read it for all of them. Absent when `labels` is complete.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        labels_truncated: bool,
+    }
     NamespaceDelete "/namespaces/delete" { name: String }
     ContainerCreate "/containers/create" { id: String, image: String, runtime: Runtime }
     ContainerUpdate "/containers/update" {
@@ -49,10 +75,28 @@ topics! {
         image: String,
         labels: Labels,
         snapshot_key: String,
+        /// `labels` holds only the first labels (by key) up to 16 KiB: the object's are
+        /// more; read it for all of them. Absent when `labels` is complete.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        labels_truncated: bool,
     }
     ContainerDelete "/containers/delete" { id: String }
-    ImageCreate "/images/create" { name: String, labels: Labels }
-    ImageUpdate "/images/update" { name: String, labels: Labels }
+    ImageCreate "/images/create" {
+        name: String,
+        labels: Labels,
+        /// `labels` holds only the first labels (by key) up to 16 KiB: the object's are
+        /// more; read it for all of them. Absent when `labels` is complete.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        labels_truncated: bool,
+    }
+    ImageUpdate "/images/update" {
+        name: String,
+        labels: Labels,
+        /// `labels` holds only the first labels (by key) up to 16 KiB: the object's are
+        /// more; read it for all of them. Absent when `labels` is complete.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        labels_truncated: bool,
+    }
     ImageDelete "/images/delete" { name: String }
     ContentDelete "/content/delete" { digest: String }
     SnapshotPrepare "/snapshot/prepare" {
@@ -130,5 +174,39 @@ impl JsonSchema for Event {
             "oneOf": branches,
         });
         Schema::try_from(schema).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod bounded_labels {
+    use super::*;
+
+    #[test]
+    fn an_event_carries_labels_up_to_its_bound_and_says_when_it_left_some_out() {
+        let small: Labels = [("a".to_owned(), "1".to_owned())].into_iter().collect();
+        assert_eq!(event_labels(&small), (small.clone(), false));
+        let big: Labels = (0..100)
+            .map(|i| (format!("k{i:03}"), "x".repeat(1000)))
+            .collect();
+        let (kept, truncated) = event_labels(&big);
+        assert!(truncated);
+        assert_eq!(kept.len(), 16, "16 of ~1 KiB each fit in 16 KiB");
+        assert!(kept.keys().all(|k| big.contains_key(k)));
+        let encoded = serde_json::to_value(ContainerUpdate {
+            id: "c".into(),
+            image: String::new(),
+            labels: kept,
+            snapshot_key: String::new(),
+            labels_truncated: true,
+        })
+        .expect("encode");
+        assert_eq!(encoded["labels_truncated"], true);
+        let complete = serde_json::to_value(ImageUpdate {
+            name: "i".into(),
+            labels: small,
+            labels_truncated: false,
+        })
+        .expect("encode");
+        assert!(complete.get("labels_truncated").is_none(), "{complete}");
     }
 }

@@ -188,6 +188,11 @@ pub struct TaskCreateParams {
     /// or not a client is connected (`run --rm -d`; berth extension).
     #[serde(default)]
     pub auto_remove: bool,
+    /// Delete the container (with its snapshot) if a crash of berthd cuts this create off
+    /// before it answers: start-up undoes such a create, and the client that would have
+    /// removed the container itself (`run --rm`) got no answer (berth extension).
+    #[serde(default)]
+    pub remove_if_cut_off: bool,
     /// Start the init too, in the same call (`runc run --detach`: one runc execution where
     /// create + start take two); the task answers `running` (berth extension).
     #[serde(default)]

@@ -9,6 +9,7 @@ pub mod api;
 pub mod check;
 pub mod figures;
 pub mod ledger;
+pub mod netscan;
 pub mod orphans;
 pub mod rng;
 pub mod workload;

@@ -174,3 +174,105 @@ fn a_full_disk_answers_resource_exhausted_and_deletes_reclaim_the_space() {
     );
     assert_eq!(file_len(&root.join("reserve")), 8 << 20);
 }
+
+/// Fills `d`'s root with containers carrying large labels until three creates are refused;
+/// returns the ids created.
+fn fill_with_containers(d: &TestDaemon) -> Vec<String> {
+    let mut created = Vec::new();
+    let mut refusals = 0;
+    for i in 0..400 {
+        let id = unique_id("fill");
+        let c = json!({"id": id, "spec": berth_tests::spec(), "labels": big_labels(i)});
+        match d.rpc("containers.create", json!({"container": c})) {
+            Ok(_) => created.push(id),
+            Err(e) => {
+                assert_eq!(kind(&e), "resource_exhausted", "never internal: {e}");
+                refusals += 1;
+                if refusals == 3 {
+                    return created;
+                }
+            }
+        }
+    }
+    panic!("the disk never filled ({} containers)", created.len());
+}
+
+/// Issue 31 item 6: on a root so small that the 8 MiB reserve is 40% of it, the reserve
+/// still comes back once everything is deleted, the WAL left by the episode is truncated,
+/// and imports are accepted again, also after a restart (which must not take the reserve
+/// only to give it back at once).
+#[test]
+fn a_small_root_takes_imports_again_after_everything_is_deleted() {
+    let mut d = TestDaemon::start_on_tmpfs(20);
+    let root = d.root().to_owned();
+    let wal = root.join("meta.db-wal");
+    let small = ImageParts::new(
+        vec![Layer::new().file("f", b"x", 0o644).finish()],
+        json!({"Cmd": ["sh"]}),
+    );
+    let archive = d.dir().join("small.tar");
+    std::fs::write(&archive, oci_image("small:1", &small)).expect("write archive");
+
+    let created = fill_with_containers(&d);
+    assert!(created.len() > 5, "only {} containers fit", created.len());
+    expect_error(
+        d.rpc("images.import", json!({"path": archive})),
+        "resource_exhausted",
+    );
+    for id in &created {
+        d.rpc_ok("containers.delete", json!({"id": id}));
+    }
+    d.rpc_ok("gc.run", json!({}));
+
+    let deadline = Instant::now() + PATIENCE;
+    let imported = loop {
+        match d.rpc("images.import", json!({"path": archive})) {
+            Ok(reply) => break reply["images"][0]["name"].clone(),
+            Err(e) => {
+                assert_eq!(kind(&e), "resource_exhausted", "never internal: {e}");
+                assert!(
+                    Instant::now() < deadline,
+                    "imports still refused after {PATIENCE:?} with {} bytes free, wal {} \
+                     bytes, reserve {} bytes: {e}",
+                    free_bytes(&root),
+                    file_len(&wal),
+                    file_len(&root.join("reserve"))
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!(
+        "after the episode: free {} bytes, wal {} bytes, reserve {} bytes",
+        free_bytes(&root),
+        file_len(&wal),
+        file_len(&root.join("reserve"))
+    );
+    assert_eq!(
+        file_len(&root.join("reserve")),
+        8 << 20,
+        "the reserve is held"
+    );
+    assert!(
+        file_len(&wal) < 1 << 20,
+        "the WAL was truncated after the episode: {} bytes",
+        file_len(&wal)
+    );
+
+    // A restart keeps the reserve and does not give it back.
+    d.stop();
+    let released_before = d.stderr().matches("released the space reserve").count();
+    d.restart();
+    d.rpc_ok("images.delete", json!({"name": imported}));
+    d.rpc_ok("images.import", json!({"path": archive}));
+    let c = json!({"id": unique_id("after"), "spec": berth_tests::spec()});
+    d.rpc_ok("containers.create", json!({"container": c}));
+    d.rpc_ok("gc.run", json!({}));
+    let log = d.stderr();
+    assert_eq!(
+        log.matches("released the space reserve").count(),
+        released_before,
+        "the restart did not release the reserve:\n{log}"
+    );
+    assert_eq!(file_len(&root.join("reserve")), 8 << 20);
+}

@@ -462,3 +462,35 @@ fn berth_events_since_until_prints_that_range_and_exits() {
     assert_eq!(next_ids(&mut f, 3), ["r2", "r3", "r4"]);
     assert!(f.at_eof(Duration::from_secs(10)), "it exits after --until");
 }
+
+#[test]
+fn an_update_of_a_container_with_large_labels_records_a_bounded_event_and_the_log_a_bounded_size() {
+    let d = TestDaemon::start();
+    let mut c = container("wide");
+    c["labels"] = berth_tests::abuse::big_labels(100, 3900, "");
+    d.rpc_ok("containers.create", json!({"container": c.clone()}));
+    for i in 0..40 {
+        c["labels"]["round"] = json!(i.to_string());
+        d.rpc_ok("containers.update", json!({"container": c}));
+    }
+    let updates = d.rpc_ok(
+        "events.list",
+        json!({"filters": [r#"topic=="/containers/update""#], "limit": 1000}),
+    )["events"]
+        .as_array()
+        .expect("events")
+        .clone();
+    assert!(!updates.is_empty());
+    for ev in &updates {
+        let size = ev.to_string().len();
+        // 390 KB of labels each: the event holds 16 KiB of them and says so.
+        assert!(size < 20 << 10, "an event of {size} bytes");
+        assert_eq!(ev["event"]["labels_truncated"], true, "{ev}");
+    }
+    // The object still has them all.
+    let got = d.rpc_ok("containers.get", json!({"id": "wide"}));
+    assert_eq!(
+        got["container"]["labels"].as_object().map(|l| l.len()),
+        Some(101)
+    );
+}

@@ -434,7 +434,9 @@ fn open_file_limit_is_raised_and_connections_beyond_it_are_refused_not_hung() {
 
 #[test]
 fn a_websocket_subscriber_that_never_reads_is_dropped_with_a_resume_seq_and_memory_stays_bounded() {
-    let d = TestDaemon::start();
+    // The ~430 MB of updates below must all stay in the event log for the resume to find
+    // them: the default events_max_bytes (64 MiB) would prune the resume point.
+    let d = TestDaemon::start_with("events_max_bytes = 1073741824\n");
     d.rpc_ok("containers.create", json!({"container": container("fat")}));
     let mut silent = silent_ws_subscriber(d.socket(), &[r#"topic=="/containers/update""#]);
     let before = vm_kib(d.pid(), "VmRSS");

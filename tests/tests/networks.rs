@@ -733,3 +733,123 @@ fn rm_f_then_network_rm_at_once_deletes_the_network() {
         });
     }
 }
+
+/// `ip ARGS`, which must succeed.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue 31 item 11: the bridge of a berthd whose root is gone (its test ended, or the
+/// root was wiped) is berth's own: a new berthd with the same bridge and subnet takes it
+/// over instead of refusing its berth0. A bridge berth did not make, with an address on
+/// the subnet asked for, is still refused by name.
+#[test]
+fn a_bridge_left_by_a_gone_root_is_taken_over_and_a_foreign_one_is_refused_by_name() {
+    let (mut net, first) = daemon(41);
+    let bridge = net.bridges[0].clone();
+    let r = web_rootfs("first\n");
+    let port = free_port();
+    let out = run_httpd(
+        &first,
+        &r,
+        &unique_id("old"),
+        &["-p", &format!("{port}:80")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    until("the first task answers", || {
+        get(port).as_deref() == Some("first\n")
+    });
+    // berthd, its tasks and its whole root are gone; its bridge and route stay.
+    drop(first);
+    ip(&["link", "show", &bridge]);
+
+    let second = TestDaemon::start_with(&format!(
+        "network_subnet = \"10.211.41.0/24\"\nnetwork_bridge = \"{bridge}\"\n"
+    ));
+    let r2 = web_rootfs("second\n");
+    let id = unique_id("new");
+    let port = free_port();
+    let out = run_httpd(&second, &r2, &id, &["-p", &format!("{port}:80")]);
+    let _cleanup = Cleanup {
+        d: &second,
+        ids: vec![id.clone()],
+    };
+    assert!(
+        out.status.success(),
+        "the old berth bridge is taken over: {out:?}"
+    );
+    until("the second task answers", || {
+        get(port).as_deref() == Some("second\n")
+    });
+
+    // A bridge berth did not make, up, with an address on the subnet asked for.
+    let foreign = format!("bf41-{}", std::process::id() % 100_000);
+    net.bridges.push(foreign.clone());
+    ip(&["link", "add", "name", &foreign, "type", "bridge"]);
+    ip(&["addr", "add", "10.211.141.1/24", "dev", &foreign]);
+    ip(&["link", "set", &foreign, "up"]);
+    let err = second
+        .rpc(
+            "networks.create",
+            json!({"name": unique_id("n"), "subnet": "10.211.141.0/24"}),
+        )
+        .expect_err("a foreign bridge's subnet is refused");
+    assert_eq!(err["data"]["kind"], "failed_precondition", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&foreign),
+        "the refusal names the foreign bridge: {err}"
+    );
+}
+
+/// Issue 31 item 5: berthd stores a task's attachment before CNI ADD and ADD's result
+/// after it, so a kill -9 in between leaves a row without a result. The DEL of `rm -f`
+/// after the restart must still remove the firewall plugin's `CNI-FORWARD` rules for the
+/// task's address (the plugin removes only the addresses of the `prevResult` it is given).
+/// The crash is reproduced exactly: berthd killed, the stored result emptied as that
+/// crash leaves it, berthd started again.
+#[test]
+fn rm_f_after_a_crash_before_the_cni_result_was_stored_leaves_no_firewall_rule() {
+    let (net, mut d) = daemon(42);
+    let bridge = net.bridges[0].clone();
+    let r = web_rootfs("cut\n");
+    let id = unique_id("cut");
+    let port = free_port();
+    let out = run_httpd(&d, &r, &id, &["-p", &format!("{port}:80")]);
+    // On failure before the restart, the daemon's guard deletes the task (runc's).
+    assert!(out.status.success(), "{out:?}");
+    until("the task answers", || get(port).as_deref() == Some("cut\n"));
+    let task = d.rpc_ok("tasks.get", json!({"container_id": id}))["process"].clone();
+    let ip = task["network"]["ip"].as_str().expect("ip").to_owned();
+    assert!(
+        !rules("filter", &format!("{ip}/32")).is_empty(),
+        "the firewall plugin's rules name {ip}"
+    );
+
+    d.kill9();
+    let db = rusqlite::Connection::open(d.root().join("meta.db")).expect("open meta.db");
+    let changed = db
+        .execute(
+            "UPDATE attachments SET result = '', ip = '' WHERE container_id = ?1",
+            [&id],
+        )
+        .expect("empty the stored result");
+    assert_eq!(changed, 1, "the task's attachment row");
+    drop(db);
+    d.restart();
+    let cleanup = Cleanup {
+        d: &d,
+        ids: vec![id.clone()],
+    };
+    d.rpc_ok("tasks.delete", json!({"container_id": id, "force": true}));
+    d.rpc_ok("containers.delete", json!({"id": id}));
+    assert_released(&d, &bridge, &net.prefix);
+    drop(cleanup);
+}

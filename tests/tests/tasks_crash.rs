@@ -277,19 +277,23 @@ impl NonBlock for std::fs::OpenOptions {
     }
 }
 
-/// Only the keeper's own death may lose a status, and then it says so.
+/// Only the keeper's own death may lose a status, and then it says so: a keeper started
+/// by an earlier berthd (killed since) leaves its orphans to no berthd (the berthd that
+/// started it reaps them, see keeper_death.rs).
 #[test]
 fn the_keepers_death_is_reported_as_a_lost_status_never_a_silent_255() {
-    let (d, rootfs) = (TestDaemon::start(), Rootfs::new());
+    let (mut d, rootfs) = (TestDaemon::start(), Rootfs::new());
     let id = unique_id("lost");
+    run_d(&d, &rootfs, None, &id, &["sleep", "1000"]);
+    d.kill9();
+    d.restart();
     let _cleanup = Cleanup {
         d: &d,
         ids: vec![id.clone()],
     };
-    run_d(&d, &rootfs, None, &id, &["sleep", "1000"]);
     d.kill_keeper();
     // The task outlives its keeper (runc put it in a session of its own); when it ends,
-    // nobody can reap it and learn its status.
+    // nobody here can reap it and learn its status.
     d.rpc_ok("tasks.kill", json!({"container_id": id, "signal": 9}));
     let got = wait(&d, &id, "");
     assert_eq!(
@@ -537,6 +541,39 @@ fn a_create_with_start_cut_off_by_a_crash_is_undone_and_its_init_killed() {
     d.rpc_ok("tasks.delete", json!({"container_id": id, "force": true}));
     d.rpc_ok("containers.delete", json!({"id": id}));
     assert_clean(&d, &[id]);
+}
+
+/// kill -9 of berthd while `berth run --rm` (attached, and `-d`) is inside its
+/// `tasks.create`: the intent to remove came with the create, so start-up removes the
+/// container along with the undone task, and nothing is left.
+#[test]
+fn a_run_rm_cut_off_by_a_crash_leaves_no_container() {
+    let tools = tempfile::tempdir().expect("dir");
+    let (mut d, mark) = daemon_with_runtime(tools.path(), "run", 3, "");
+    let rootfs = Rootfs::new();
+    let r = rootfs.arg();
+    let mut ids = Vec::new();
+    for detach in [false, true] {
+        let id = unique_id(if detach { "cut-rm-d" } else { "cut-rm" });
+        let mut args = vec!["run", "--rm"];
+        if detach {
+            args.push("-d");
+        }
+        args.extend(["--rootfs", &r, "--runtime", "wrapped", &id, "sleep", "1000"]);
+        let _ = std::fs::remove_file(&mark);
+        // No Cleanup guard: the daemon restarts; TestDaemon's Drop removes what runc holds.
+        crash_during(&mut d, &mark, &args);
+        until("start-up removes the container", || {
+            d.rpc("containers.get", json!({"id": id}))
+                .is_err_and(|e| e["data"]["kind"] == "not_found")
+        });
+        let err = d
+            .rpc("tasks.get", json!({"container_id": id}))
+            .expect_err("undone");
+        assert_eq!(err["data"]["kind"], "not_found", "{err}");
+        ids.push(id);
+    }
+    assert_clean(&d, &ids);
 }
 
 /// kill -9 of berthd after runc started the task but before it was recorded: start-up

@@ -168,7 +168,7 @@ pub fn start(ctx: &Ctx, args: StartArgs) -> anyhow::Result<i32> {
         }
         let container = client.call("containers.get", json!({ "id": id }))?;
         let tty = terminal(&container["container"]["spec"]);
-        return super::run::run_task(ctx, &mut client, id, tty, None);
+        return super::run::run_task(ctx, &mut client, id, tty, None, false);
     }
     for_each_reporting(&args.ids, "starts", |id| {
         start_one(&mut client, id)?;

@@ -172,7 +172,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<i32> {
     let detach = args.detach.then_some(Detached {
         auto_remove: args.rm,
     });
-    let status = run_task(ctx, &mut client, &id, args.process.tty, detach);
+    let status = run_task(ctx, &mut client, &id, args.process.tty, detach, args.rm);
     if args.rm && (!args.detach || status.is_err()) {
         // Detached, berthd removes it once the task exits; a task that never started
         // (or a create that failed) would leave it, so the client does.
@@ -195,12 +195,14 @@ pub struct Detached {
 
 /// Creates and starts the task of container `id`; attached, waits for it and deletes
 /// the task (ctr's `run` and `tasks start`); detached, prints the id and returns.
+/// `remove_if_cut_off`: attached, the caller removes the container afterwards (`run --rm`).
 pub fn run_task(
     ctx: &Ctx,
     client: &mut crate::rpc::Client,
     id: &str,
     tty: bool,
     detach: Option<Detached>,
+    remove_if_cut_off: bool,
 ) -> anyhow::Result<i32> {
     if let Some(d) = detach {
         // Created and started in one call: one runc execution (`runc run --detach`).
@@ -216,6 +218,11 @@ pub fn run_task(
     let mut p = fifos.params();
     p["container_id"] = json!(id);
     p["terminal"] = json!(tty);
+    if remove_if_cut_off {
+        // This client removes the container once the task ends, or if the create fails;
+        // berthd does if a crash cuts the create off (this client then gets no answer).
+        p["remove_if_cut_off"] = json!(true);
+    }
     // Started by the create: what it writes first waits in the FIFOs (berthd and the keeper
     // hold their other ends) until the session below reads them, and its exit is kept for
     // the wait, so nothing is lost to the missing gap between create and start.

@@ -22,6 +22,9 @@ use crate::service::containers::{Piece, TextStream, STREAM_AHEAD, STREAM_CHUNK};
 /// Subscription notifications buffered per NDJSON subscription before the producer waits;
 /// the producer also bounds them in bytes (see `methods::events`).
 const SUBSCRIPTION_BUFFER: usize = 64;
+/// Subscriptions one connection may hold open at once (NDJSON; jsonrpsee bounds WebSocket's
+/// with the same number).
+pub const MAX_SUBSCRIPTIONS: usize = 16;
 
 /// Methods whose successful reply opens a stream of notifications.
 pub const SUBSCRIBE_METHODS: &[&str] = &["events.subscribe", "logs.subscribe", "images.export"];
@@ -52,6 +55,13 @@ pub struct Dispatcher {
     pub budget_wait: Duration,
     /// Who is on the other end of this connection (set per connection by the server).
     pub peer: Option<crate::service::Peer>,
+    /// Subscriptions this connection holds open (set by the transport before each message):
+    /// each may queue up to its own byte bound, so their number is bounded too.
+    pub subscriptions_open: usize,
+    /// The budget's share for notifications queued to subscribers, all connections
+    /// together (the rest is for requests and replies, so a fresh client is answered while
+    /// subscribers are stalled).
+    pub notifications: Budget,
 }
 
 pub type Subscriptions = Vec<mpsc::Receiver<Box<RawValue>>>;
@@ -283,6 +293,15 @@ impl Dispatcher {
             );
             return Ok(
                 id.map(|id| Reply::Text(domain_error(id, ErrorKind::FailedPrecondition, &msg)))
+            );
+        }
+        if subscribes && self.subscriptions_open + answer.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            let msg = format!(
+                "{method}: this connection has {MAX_SUBSCRIPTIONS} subscriptions open, the most \
+                 one connection may hold; end one (or open another connection) first"
+            );
+            return Ok(
+                id.map(|id| Reply::Text(domain_error(id, ErrorKind::ResourceExhausted, &msg)))
             );
         }
         let reply = if subscribes || is_unsubscribe(&self.methods, method) {

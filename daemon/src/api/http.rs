@@ -501,7 +501,9 @@ fn parse_head(head: &[u8]) -> Result<Head, BadHead> {
         }
         h.chunked = true;
     }
-    if http10 && !keep_alive {
+    // HTTP/1.0 has no transfer codings: such a message's framing is suspect, so the
+    // connection ends after it (RFC 9112 section 6.1).
+    if http10 && (!keep_alive || h.chunked) {
         h.close = true;
     }
     Ok(h)
@@ -832,6 +834,14 @@ mod tests {
         assert!(h.upgrade);
         let h = parse_head(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n").expect("head");
         assert!(h.close && h.chunked);
+        let h = parse_head(
+            b"POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
+        .expect("head");
+        assert!(
+            h.close,
+            "an HTTP/1.0 message with a transfer coding ends its connection"
+        );
         assert!(parse_head(b"POST / SPDY\r\n\r\n").is_err());
         assert!(parse_head(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n").is_err());
     }

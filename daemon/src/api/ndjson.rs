@@ -49,7 +49,11 @@ pub fn starts_json(b: u8) -> bool {
 /// One queued line and the bytes it holds until written.
 enum Held {
     Budget(#[allow(dead_code)] Charge),
-    Notification(#[allow(dead_code)] OwnedSemaphorePermit),
+    /// The connection's own share and the share of every subscriber's pool.
+    Notification(
+        #[allow(dead_code)] OwnedSemaphorePermit,
+        #[allow(dead_code)] Charge,
+    ),
     Nothing,
 }
 
@@ -57,16 +61,18 @@ enum Held {
 /// it idles, or the daemon shuts down (after the request in flight is answered).
 pub async fn serve(
     stream: UnixStream,
-    dispatcher: Dispatcher,
+    mut dispatcher: Dispatcher,
     limits: LineLimits,
     mut closing: watch::Receiver<bool>,
     slot: &Slot,
 ) {
     let (read, mut write) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::channel::<(Reply, Held)>(OUTBOX);
+    // A peer that takes nothing of a reply for the idle timeout is as gone as a silent one.
+    let stall = limits.idle;
     let writer = tokio::spawn(async move {
         while let Some((reply, held)) = out_rx.recv().await {
-            if !write_line(&mut write, reply).await {
+            if !write_line(&mut write, reply, stall).await {
                 break;
             }
             drop(held);
@@ -116,6 +122,7 @@ pub async fn serve(
             }
             proven = true;
         }
+        dispatcher.subscriptions_open = forwarders.len();
         let answer = dispatcher.handle(line, Transport::Ndjson).await;
         drop(charge);
         if let Some(reply) = answer.reply {
@@ -130,6 +137,7 @@ pub async fn serve(
         for mut rx in answer.subscriptions {
             let out = out_tx.clone();
             let bytes = notification_bytes.clone();
+            let pool = dispatcher.notifications.clone();
             forwarders.push(tokio::spawn(async move {
                 while let Some(note) = rx.recv().await {
                     let size = u32::try_from(note.get().len()).unwrap_or(u32::MAX);
@@ -138,8 +146,22 @@ pub async fn serve(
                     let Ok(permit) = bytes.clone().acquire_many_owned(size.max(1)).await else {
                         break;
                     };
+                    // Then the share of the pool all subscribers draw from: stalled
+                    // subscribers fill it at most, and a stalled connection is cut once a
+                    // write makes no progress for the idle timeout, giving its share back.
+                    let charge = loop {
+                        match pool.charge(size as usize, POOL_RETRY).await {
+                            Ok(c) => break c,
+                            Err(_) if out.is_closed() => return,
+                            Err(_) => {}
+                        }
+                    };
                     let note = Reply::Text(Box::<str>::from(note).into_string());
-                    if out.send((note, Held::Notification(permit))).await.is_err() {
+                    if out
+                        .send((note, Held::Notification(permit, charge)))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -157,15 +179,15 @@ pub async fn serve(
 
 /// Writes one reply and its newline; `false` when the connection is to end: the peer is
 /// gone, or a streamed reply broke off and cannot be completed.
-async fn write_line<W: AsyncWrite + Unpin>(write: &mut W, reply: Reply) -> bool {
+async fn write_line<W: AsyncWrite + Unpin>(write: &mut W, reply: Reply, stall: Duration) -> bool {
     let mut stream = match reply {
         Reply::Text(mut line) => {
             line.push('\n');
-            return write.write_all(line.as_bytes()).await.is_ok();
+            return write_progressing(write, line.as_bytes(), stall).await;
         }
         Reply::Stream(s) => s,
     };
-    if write.write_all(&stream.first).await.is_err() {
+    if !write_progressing(write, &stream.first, stall).await {
         return false;
     }
     drop(std::mem::take(&mut stream.first));
@@ -173,11 +195,34 @@ async fn write_line<W: AsyncWrite + Unpin>(write: &mut W, reply: Reply) -> bool 
         let Piece::Chunk(chunk) = piece else {
             return false;
         };
-        if write.write_all(&chunk).await.is_err() {
+        if !write_progressing(write, &chunk, stall).await {
             return false;
         }
     }
-    write.write_all(b"\n").await.is_ok()
+    write_progressing(write, b"\n", stall).await
+}
+
+/// How long a notification waits for the subscribers' pool before it looks again whether
+/// its connection is still there.
+const POOL_RETRY: Duration = Duration::from_secs(1);
+/// Bytes written per step of [`write_progressing`].
+const WRITE_STEP: usize = 64 << 10;
+
+/// Writes `bytes`, failing (so the connection ends) when a step of [`WRITE_STEP`] bytes is
+/// not taken within `stall`: a peer that stops reading holds its replies, notifications and
+/// budget shares for at most that long; one that reads slowly but steadily is served.
+async fn write_progressing<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    bytes: &[u8],
+    stall: Duration,
+) -> bool {
+    for step in bytes.chunks(WRITE_STEP) {
+        match tokio::time::timeout(stall, w.write_all(step)).await {
+            Ok(Ok(())) => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 enum LineError {

@@ -79,6 +79,7 @@ pub async fn serve(
         .max_response_body_size(limits.max_response_bytes)
         .set_batch_request_config(BatchRequestConfig::Limit(limits.max_batch))
         .set_message_buffer_capacity(WS_MESSAGE_BUFFER)
+        .max_subscriptions_per_connection(super::envelope::MAX_SUBSCRIPTIONS as u32)
         // A WebSocket that answers neither pings nor anything else is as idle as a silent
         // connection; one that answers pings stays, subscribed or not.
         .enable_ws_ping(
@@ -105,10 +106,12 @@ pub async fn serve(
         direct,
         max_batch: limits.max_batch as usize,
         max_response_bytes: limits.max_response_bytes as usize,
-        budget: Budget::new(limits.memory_budget_bytes),
+        budget: Budget::new(limits.memory_budget_bytes - limits.memory_budget_bytes / 4),
+        notifications: Budget::new(limits.memory_budget_bytes / 4),
         budget_wait: limits.request_timeout,
         batch_turns: Arc::new(Semaphore::new(batch_turns())),
         peer: None,
+        subscriptions_open: 0,
     };
     let slots = Slots::new(limits.max_connections as usize);
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));

@@ -6,11 +6,10 @@
 //! slot is taken, a newcomer that has sent its first bytes evicts the oldest unproven
 //! connection instead of being refused; a newcomer that is silent evicts nobody (it waits,
 //! holding no slot, up to 2 s for its first byte in a [`Lobby`], then tries again, else it
-//! is refused). So
-//! peers that connect and stay silent, however fast they reconnect, cannot lock out a client
-//! that sends its request: silent ones do not push each other out, so there is no eviction
-//! storm, and a client that speaks pushes out the longest-waiting silent peer; once it has
-//! completed its request it is never evicted. Only when every slot holds a proven connection
+//! is refused). So peers that connect and stay silent, however fast they reconnect, cannot
+//! lock out a client that sends its request: silent ones do not push each other out, so
+//! there is no eviction storm, and a client that speaks pushes out the longest-waiting silent
+//! peer; once it has completed its request it is never evicted. Only when every slot holds a proven connection
 //! is a newcomer refused (`resource_exhausted`), as before; idle proven connections still
 //! leave after `idle_timeout_secs`.
 //!
@@ -42,21 +41,6 @@ struct State {
     unproven: BTreeMap<u64, Arc<Eviction>>,
     /// Connections evicted since start-up.
     evicted: u64,
-}
-
-/// `pop_first`, only when `when` holds.
-trait PopFirstIf<K, V> {
-    fn pop_first_if(&mut self, when: bool) -> Option<(K, V)>;
-}
-
-impl<K: Ord, V> PopFirstIf<K, V> for BTreeMap<K, V> {
-    fn pop_first_if(&mut self, when: bool) -> Option<(K, V)> {
-        if when {
-            self.pop_first()
-        } else {
-            None
-        }
-    }
 }
 
 /// Tells an evicted connection to end.
@@ -104,7 +88,9 @@ impl Slots {
         let evicted = if st.live < self.max {
             st.live += 1;
             false
-        } else if let Some((_, victim)) = st.unproven.pop_first_if(may_evict) {
+        } else if !may_evict {
+            return Admission::Full;
+        } else if let Some((_, victim)) = st.unproven.pop_first() {
             // The victim's slot passes to the newcomer: `live` is unchanged, and the
             // victim, no longer in `unproven`, does not give it back again when it ends.
             victim.done.store(true, Ordering::Relaxed);

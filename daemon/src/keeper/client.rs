@@ -124,6 +124,8 @@ struct Inner {
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
     orphans_tx: mpsc::UnboundedSender<ExitRecord>,
     orphans_rx: Mutex<Option<mpsc::UnboundedReceiver<ExitRecord>>>,
+    /// Counts the connections that broke: each is a keeper that died.
+    deaths: tokio::sync::watch::Sender<u64>,
 }
 
 impl Keeper {
@@ -137,6 +139,7 @@ impl Keeper {
                 conn: tokio::sync::Mutex::new(None),
                 orphans_tx,
                 orphans_rx: Mutex::new(Some(orphans_rx)),
+                deaths: tokio::sync::watch::channel(0).0,
             }),
         }
     }
@@ -145,6 +148,18 @@ impl Keeper {
     /// down. Whoever takes this must store or discard each, then [`Keeper::ack`] it.
     pub fn orphans(&self) -> Option<mpsc::UnboundedReceiver<ExitRecord>> {
         lock(&self.inner.orphans_rx).take()
+    }
+
+    /// Changes each time the connection to a keeper breaks (the keeper died), for whoever
+    /// must start its successor at once and hand it what the dead one held.
+    pub fn deaths(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.deaths.subscribe()
+    }
+
+    /// Makes sure a keeper serves, starting a new one if the last died; what the new one
+    /// replays goes to [`Keeper::orphans`].
+    pub async fn ensure(&self) -> Result<(), KeeperError> {
+        self.conn().await.map(drop)
     }
 
     /// Connects to the keeper, starting one if none listens. Returns the exits it had
@@ -227,7 +242,11 @@ impl Keeper {
             }
         };
         let conn = Arc::new(conn);
-        tokio::spawn(read_loop(Arc::clone(&conn), self.inner.orphans_tx.clone()));
+        tokio::spawn(read_loop(
+            Arc::clone(&conn),
+            self.inner.orphans_tx.clone(),
+            self.inner.deaths.clone(),
+        ));
         tracing::info!(
             keeper = pid,
             stored = stored.len(),
@@ -436,7 +455,11 @@ impl Conn {
 
 /// Routes every message of the connection until it breaks; then every waiter learns the
 /// keeper is gone (its sender is dropped).
-async fn read_loop(conn: Arc<Conn>, orphans: mpsc::UnboundedSender<ExitRecord>) {
+async fn read_loop(
+    conn: Arc<Conn>,
+    orphans: mpsc::UnboundedSender<ExitRecord>,
+    deaths: tokio::sync::watch::Sender<u64>,
+) {
     while let Ok((reply, fds)) = conn.recv().await {
         let mut routes = lock(&conn.routes);
         match reply {
@@ -495,4 +518,6 @@ async fn read_loop(conn: Arc<Conn>, orphans: mpsc::UnboundedSender<ExitRecord>) 
     routes.pending.clear();
     routes.spawned.clear();
     routes.waiters.clear();
+    drop(routes);
+    deaths.send_modify(|n| *n += 1);
 }

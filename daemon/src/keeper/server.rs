@@ -70,6 +70,9 @@ struct Keeper {
     spawned: HashMap<i32, Spawn>,
     /// Processes berthd waits for, with what is held for them.
     targets: HashMap<Identity, Vec<(Held, OwnedFd)>>,
+    /// Processes this keeper holds descriptors for but does not parent (those of a keeper
+    /// that died, handed over by berthd): a pidfd tells when each is gone, not how.
+    adopted: HashMap<Identity, OwnedFd>,
     /// Output pipe readers of targets that exited, until the exit is acknowledged: what the
     /// process wrote last may still sit in the pipe for a berthd that restarts to log.
     lingering: HashMap<Identity, Vec<(Held, OwnedFd)>>,
@@ -105,6 +108,7 @@ fn run(state: &Path) -> io::Result<()> {
         client: None,
         spawned: HashMap::new(),
         targets: HashMap::new(),
+        adopted: HashMap::new(),
         lingering: HashMap::new(),
         recent: VecDeque::new(),
         seq: 0,
@@ -123,14 +127,22 @@ fn run(state: &Path) -> io::Result<()> {
             (false, Some(t)) if t.elapsed() >= IDLE_EXIT => break,
             (false, Some(_)) => {}
         }
-        let (sig_ready, listen_ready, client_ready) = {
+        let (sig_ready, listen_ready, client_ready, gone) = {
+            let adopted: Vec<(Identity, &OwnedFd)> =
+                keeper.adopted.iter().map(|(w, fd)| (*w, fd)).collect();
             let mut fds = vec![
                 PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
                 PollFd::new(listener.as_fd(), PollFlags::POLLIN),
             ];
-            if let Some(c) = &keeper.client {
-                fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
-            }
+            // The client's slot is always there (polling a missing one as the listener
+            // again), so the adopted processes' pidfds start at 3.
+            let client = keeper.client.as_ref().unwrap_or(&listener);
+            fds.push(PollFd::new(client.as_fd(), PollFlags::POLLIN));
+            fds.extend(
+                adopted
+                    .iter()
+                    .map(|(_, fd)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
+            );
             match poll(&mut fds, PollTimeout::from(500u16)) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
@@ -140,8 +152,22 @@ fn run(state: &Path) -> io::Result<()> {
                     .and_then(PollFd::revents)
                     .is_some_and(|r| !r.is_empty())
             };
-            (ready(0), ready(1), ready(2))
+            let gone: Vec<Identity> = adopted
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| ready(3 + i))
+                .map(|(_, (w, _))| *w)
+                .collect();
+            (
+                ready(0),
+                ready(1),
+                keeper.client.is_some() && ready(2),
+                gone,
+            )
         };
+        for who in gone {
+            keeper.adopted_gone(who);
+        }
         if sig_ready {
             while let Ok(Some(_)) = sigfd.read_signal() {}
         }
@@ -298,6 +324,9 @@ impl Keeper {
                 }
             }
             Request::Hold { who, held } => {
+                if !self.targets.contains_key(&who) {
+                    self.adopt(who);
+                }
                 if let Some(slots) = self.targets.get_mut(&who) {
                     slots.extend(held.into_iter().zip(fds));
                 }
@@ -375,9 +404,41 @@ impl Keeper {
         Ok(who)
     }
 
+    /// Takes on holding descriptors for `who`, a live process that is not this keeper's
+    /// child (its keeper died): watched through a pidfd whose identity was checked.
+    fn adopt(&mut self, who: Identity) {
+        if self.exits.contains_key(&who) || self.adopted.contains_key(&who) {
+            return;
+        }
+        if let Ok(Some(fd)) = crate::runtime::pidfd::open_checked(who) {
+            self.adopted.insert(who, fd);
+            self.targets.insert(who, Vec::new());
+        }
+    }
+
+    /// An adopted process has ended: its status is not ours to know (berthd reaps it, or
+    /// nobody can), but its output readers stay until berthd acknowledges the exit, as a
+    /// child's do.
+    fn adopted_gone(&mut self, who: Identity) {
+        self.adopted.remove(&who);
+        if let Some(slots) = self.targets.remove(&who) {
+            let readers: Vec<_> = slots
+                .into_iter()
+                .filter(|(h, _)| matches!(h, Held::StdoutReader | Held::StderrReader))
+                .collect();
+            if !readers.is_empty() {
+                self.lingering.insert(who, readers);
+            }
+        }
+    }
+
     fn watch(&mut self, who: Identity) -> Watch {
         if let Some(exit) = self.exits.get(&who) {
             return Watch::Exited { exit: exit.clone() };
+        }
+        if self.adopted.contains_key(&who) {
+            // Held, not parented: its exit will never come from here.
+            return Watch::Unknown;
         }
         if self.targets.contains_key(&who) {
             return Watch::Alive;
@@ -447,7 +508,8 @@ impl Keeper {
                         }
                     }
                 }
-            } else if self.targets.contains_key(&exit.who) {
+            } else if self.targets.contains_key(&exit.who) && !self.adopted.contains_key(&exit.who)
+            {
                 self.target_exited(exit);
             } else {
                 self.recent.push_back((self.seq, exit));

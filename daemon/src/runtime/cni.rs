@@ -284,16 +284,34 @@ impl Cni {
 impl Cni {
     /// Deletes host interface `name` (a network's bridge), if it exists.
     pub async fn remove_link(&self, name: &str) {
+        self.ip(&["link", "delete", name]).await;
+    }
+
+    /// Sets the alias (IFLA_IFALIAS) of host interface `name`: berth's marker on a bridge.
+    pub async fn set_alias(&self, name: &str, alias: &str) {
+        self.ip(&["link", "set", "dev", name, "alias", alias]).await;
+    }
+
+    /// Runs `ip ARGS` through the reaper; a failure is logged (the callers' work is
+    /// best-effort: a bridge left or unmarked costs nothing until a later start).
+    async fn ip(&self, args: &[&str]) {
         let mut cmd = Command::new("ip");
-        cmd.args(["link", "delete", name])
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        match self.reaper.launch(cmd).await {
-            Ok(launched) => {
-                let _ = tokio::time::timeout(PLUGIN_TIMEOUT, launched.wait()).await;
+        let status = match self.reaper.launch(cmd).await {
+            Ok(launched) => tokio::time::timeout(PLUGIN_TIMEOUT, launched.wait()).await,
+            Err(e) => {
+                tracing::warn!(?args, error = %e, "ip");
+                return;
             }
-            Err(e) => tracing::warn!(link = name, error = %e, "ip link delete"),
+        };
+        match status {
+            Ok(Ok(exit)) if exit.status == 0 => {}
+            other => {
+                tracing::debug!(?args, outcome = ?other.map(|r| r.map(|e| e.status)), "ip failed")
+            }
         }
     }
 }

@@ -10,17 +10,17 @@
 //! `waitpid` or tokio's `Child::wait` (tokio also reaps dropped children, which
 //! would steal exits from this reaper).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use nix::errno::Errno;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Errors of the reaper.
 #[derive(Debug, thiserror::Error)]
@@ -47,15 +47,28 @@ pub enum ReaperError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit {
     pub pid: i32,
+    /// When the process started (see [`crate::keeper::Identity`]), read before it was
+    /// reaped; 0 if `/proc` did not say.
+    pub start: u64,
     /// The exit code, or 128 + the signal number that killed the process (shell convention).
     pub status: i32,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
     pub at: SystemTime,
 }
+
+/// How many exits are kept for [`Reaper::claim`]: a task orphaned by its keeper's death
+/// may be reaped here before its monitor learns the keeper is gone.
+const RECENT_CAPACITY: usize = 1024;
 
 #[derive(Default)]
 struct State {
     next_subscriber: u64,
     subscribers: HashMap<u64, mpsc::UnboundedSender<Exit>>,
+    /// Waiters for the exit of one process, by pid and start time.
+    claims: HashMap<(i32, u64), oneshot::Sender<Exit>>,
+    /// The latest exits nobody claimed, newest last.
+    recent: VecDeque<Exit>,
     stopped: bool,
 }
 
@@ -146,6 +159,27 @@ impl Reaper {
         }
     }
 
+    /// The exit of the process `pid` that started at `start` (its identity), whenever it is
+    /// reaped here, also if that was before this call (among the last [`RECENT_CAPACITY`]
+    /// exits). Only a process re-parented to berthd is ever reaped here: the tasks of a
+    /// keeper that died while berthd ran. The receiver errs once the reaper stops.
+    pub fn claim(&self, pid: i32, start: u64) -> oneshot::Receiver<Exit> {
+        let (tx, rx) = oneshot::channel();
+        let mut state = lock(&self.shared.state);
+        if let Some(i) = state
+            .recent
+            .iter()
+            .rposition(|e| e.pid == pid && e.start == start)
+        {
+            if let Some(exit) = state.recent.remove(i) {
+                let _ = tx.send(exit);
+            }
+        } else if !state.stopped {
+            state.claims.insert((pid, start), tx);
+        }
+        rx
+    }
+
     /// Subscribes, then spawns `command` (never through tokio, whose `Child`
     /// would reap behind our back). The std `Child` is dropped without waiting.
     pub fn spawn(&self, command: &mut Command) -> Result<Launched, ReaperError> {
@@ -228,14 +262,27 @@ impl Drop for Subscription {
 fn reap_all(shared: &Shared) {
     let _guard = lock(&shared.spawn_lock);
     loop {
-        let exit = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => exit_of(pid, code),
-            Ok(WaitStatus::Signaled(pid, signal, _)) => exit_of(pid, 128 + signal as i32),
+        // Named first (WNOWAIT leaves it a zombie, so /proc still has its start time),
+        // then reaped.
+        let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        let pid = match waitid(Id::All, peek) {
+            Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _)) => pid,
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-            Ok(_) => continue,
-            Err(Errno::EINTR) => continue,
+            Ok(_) | Err(Errno::EINTR) => continue,
             Err(errno) => {
-                tracing::error!(%errno, "waitpid(-1) failed");
+                tracing::error!(%errno, "waitid(P_ALL) failed");
+                return;
+            }
+        };
+        let start = crate::keeper::proto::start_time(pid.as_raw()).unwrap_or(0);
+        let exit = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => exit_of(pid, start, code, None),
+            Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                exit_of(pid, start, 128 + signal as i32, Some(signal as i32))
+            }
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(errno) => {
+                tracing::error!(%errno, pid = pid.as_raw(), "waitpid failed");
                 return;
             }
         };
@@ -243,20 +290,33 @@ fn reap_all(shared: &Shared) {
     }
 }
 
-fn exit_of(pid: Pid, status: i32) -> Exit {
+fn exit_of(pid: Pid, start: u64, status: i32, signal: Option<i32>) -> Exit {
     Exit {
         pid: pid.as_raw(),
+        start,
         status,
+        signal,
         at: SystemTime::now(),
     }
 }
 
 fn publish(shared: &Shared, exit: Exit) {
     tracing::debug!(pid = exit.pid, status = exit.status, "reaped");
-    // An exit nobody subscribed to (an orphan re-parented to berthd) is dropped: nothing
-    // may learn of a process's exit after the fact by its pid alone.
+    // An exit nobody subscribed to (an orphan re-parented to berthd) is kept for a while
+    // by identity, pid *and* start time, never by pid alone: see [`Reaper::claim`].
     let mut state = lock(&shared.state);
     state.subscribers.retain(|_, tx| tx.send(exit).is_ok());
+    match state.claims.remove(&(exit.pid, exit.start)) {
+        Some(claim) => {
+            let _ = claim.send(exit);
+        }
+        None => {
+            state.recent.push_back(exit);
+            if state.recent.len() > RECENT_CAPACITY {
+                state.recent.pop_front();
+            }
+        }
+    }
 }
 
 /// Drops every sender when the reaping task ends, so waiters get
@@ -268,6 +328,7 @@ impl Drop for StopOnDrop {
         let mut state = lock(&self.0.state);
         state.stopped = true;
         state.subscribers.clear();
+        state.claims.clear();
     }
 }
 
@@ -333,5 +394,33 @@ pub(crate) mod tests {
         };
         let statuses = tokio::time::timeout(Duration::from_secs(10), wait).await;
         assert_eq!(statuses.expect("in time"), (6, 5));
+    }
+
+    #[tokio::test]
+    async fn a_claim_gets_the_exit_of_that_identity_before_or_after_it_is_reaped() {
+        let reaper = shared_reaper();
+        let late = reaper.spawn(&mut sh("sleep 0.3; exit 7")).expect("spawn");
+        let early = reaper.spawn(&mut sh("kill -TERM $$")).expect("spawn");
+        let late_start = crate::keeper::proto::start_time(late.pid).expect("alive");
+        let claim = reaper.claim(late.pid, late_start);
+        let mut early_sub = early.subscription;
+        let early_exit = early_sub.wait_for(early.pid).await.expect("early exit");
+        // Claimed after it was reaped: kept by identity, with its signal.
+        let got = reaper
+            .claim(early.pid, early_exit.start)
+            .await
+            .expect("kept");
+        assert_eq!((got.status, got.signal), (143, Some(15)));
+        // A claim of the right pid with another start time gets nothing.
+        let wrong = reaper.claim(late.pid, late_start + 1);
+        let got = tokio::time::timeout(Duration::from_secs(10), claim).await;
+        let got = got.expect("in time").expect("claimed");
+        assert_eq!((got.pid, got.status, got.signal), (late.pid, 7, None));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), wrong)
+                .await
+                .is_err(),
+            "another start time is another process"
+        );
     }
 }

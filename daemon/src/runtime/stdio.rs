@@ -72,6 +72,21 @@ pub struct StdioKeepers {
 }
 
 impl StdioKeepers {
+    /// The ends a keeper handed back (after a berthd restart); a terminal's master is
+    /// not a FIFO end and is left out.
+    pub fn from_held(held: Vec<(crate::keeper::Held, OwnedFd)>) -> StdioKeepers {
+        use crate::keeper::Held;
+        let mut keepers = StdioKeepers::default();
+        for (h, fd) in held {
+            match h {
+                Held::StdinWriter => keepers.stdin_writer = Some(fd),
+                Held::StdoutReader | Held::StderrReader => keepers.output_readers.push((h, fd)),
+                Held::PtyMaster => {}
+            }
+        }
+        keepers
+    }
+
     /// Lets the container read EOF once the client closes its end of the stdin FIFO.
     pub fn close_stdin(&mut self) {
         self.stdin_writer = None;

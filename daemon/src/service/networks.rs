@@ -26,7 +26,10 @@ use super::{check_id, check_labels, Error, Result};
 use crate::runtime::cni::{self, Cni, NetConf};
 use crate::store::{self, networks::Attachment, Store};
 
+mod ipam;
+mod owner;
 mod subnet;
+use owner::Owner;
 use subnet::{overlaps, parse_cidr};
 
 /// The subnets networks get when they name none: 10.90.N.0/24.
@@ -55,6 +58,8 @@ pub struct Networks {
     store: Store,
     cni: Cni,
     state: PathBuf,
+    /// berthd's root: the marker on its bridges names it (see [`owner`]).
+    root: PathBuf,
     /// `berth0`'s subnet and bridge (config `network_subnet`, `network_bridge`).
     default_subnet: String,
     default_bridge: String,
@@ -95,12 +100,13 @@ impl Networks {
     pub fn new(
         store: Store,
         cni: Cni,
-        state: &Path,
+        (root, state): (&Path, &Path),
         (default_subnet, default_bridge): (String, String),
     ) -> Networks {
         Networks {
             store,
             cni,
+            root: root.to_owned(),
             state: state.to_owned(),
             default_subnet,
             default_bridge,
@@ -137,13 +143,21 @@ impl Networks {
             .filter_map(|n| parse_cidr(&n.subnet).ok())
             .collect();
         // The host's own routes (not through berth's bridges): a bridge on one of those
-        // subnets would cut the host off from it.
+        // subnets would cut the host off from it. A bridge berth left over is not the
+        // host's: it is taken over below.
         let bridges: HashSet<&str> = networks.iter().map(|n| n.bridge.as_str()).collect();
         let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
-        let host: Vec<(String, (Ipv4Addr, u8))> = host_routes(&routes)
-            .into_iter()
-            .filter(|(iface, _)| !bridges.contains(iface.as_str()))
-            .collect();
+        let mut host: Vec<(String, (Ipv4Addr, u8), Owner)> = Vec::new();
+        let mut left_over: Vec<(String, (Ipv4Addr, u8))> = Vec::new();
+        for (iface, route) in host_routes(&routes) {
+            if bridges.contains(iface.as_str()) {
+                continue;
+            }
+            match owner::owner_of(&iface, &self.root) {
+                Owner::LeftOver => left_over.push((iface, route)),
+                other => host.push((iface, route, other)),
+            }
+        }
         let subnet = match subnet {
             Some(s) => {
                 let cidr = parse_cidr(s)?;
@@ -152,10 +166,13 @@ impl Networks {
                         "subnet {s} overlaps another network's"
                     )));
                 }
-                if let Some((iface, (net, len))) = host.iter().find(|(_, r)| overlaps(*r, cidr)) {
+                if let Some((iface, (net, len), who)) =
+                    host.iter().find(|(_, r, _)| overlaps(*r, cidr))
+                {
                     return Err(Error::FailedPrecondition(format!(
-                        "subnet {s} overlaps this host's route to {net}/{len} on {iface}; \
-                         choose another (for berth0: network_subnet in berthd's config)"
+                        "subnet {s} overlaps this host's route to {net}/{len} on {iface} {}; \
+                         choose another (for berth0: network_subnet in berthd's config)",
+                        owner::describe(who)
                     )));
                 }
                 cidr
@@ -167,19 +184,40 @@ impl Networks {
                 })
                 .find(|c| {
                     !taken.iter().any(|t| overlaps(*t, *c))
-                        && !host.iter().any(|(_, r)| overlaps(*r, *c))
+                        && !host.iter().any(|(_, r, _)| overlaps(*r, *c))
                 })
                 .ok_or_else(|| {
                     Error::ResourceExhausted("every 10.90.N.0/24 subnet is taken".into())
                 })?,
         };
+        let bridge = match name {
+            DEFAULT_NETWORK => self.default_bridge.clone(),
+            other => bridge_name(other),
+        };
+        // The bridge plugin would use an existing interface of that name as it is.
+        if !bridges.contains(bridge.as_str()) && owner::exists(&bridge) {
+            match owner::owner_of(&bridge, &self.root) {
+                Owner::LeftOver => left_over.push((bridge.clone(), subnet)),
+                who => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "interface {bridge} exists {}; network \"{name}\" needs it as its \
+                         bridge (for berth0: network_bridge in berthd's config)",
+                        owner::describe(&who)
+                    )))
+                }
+            }
+        }
+        for (iface, _) in left_over
+            .iter()
+            .filter(|(iface, r)| *iface == bridge || overlaps(*r, subnet))
+        {
+            tracing::info!(bridge = %iface, network = name, "taking over a bridge berth left over");
+            self.cni.remove_link(iface).await;
+        }
         let gateway = subnet::gateway(subnet, gateway)?;
         let n = Network {
             name: name.to_owned(),
-            bridge: match name {
-                DEFAULT_NETWORK => self.default_bridge.clone(),
-                other => bridge_name(other),
-            },
+            bridge,
             subnet: format!("{}/{}", subnet.0, subnet.1),
             gateway: gateway.to_string(),
             labels,
@@ -336,6 +374,11 @@ impl Networks {
                 });
             }
         };
+        if !owner::is_marked(&n.bridge, &self.root) {
+            self.cni
+                .set_alias(&n.bridge, &owner::marker(&self.root))
+                .await;
+        }
         let ip = cni::first_ip(&result).unwrap_or_default();
         let (ns2, id2, ip2, text) = (ns.to_owned(), id.to_owned(), ip.clone(), result.to_string());
         self.store
@@ -412,7 +455,17 @@ impl Networks {
         let pin = PathBuf::from(&a.netns);
         match self.store.read(|c| store::networks::find(c, &a.network)) {
             Ok(Some(n)) => {
-                let prev = serde_json::from_str(&a.result).ok();
+                // A crash between ADD and storing its result leaves none: rebuilt from the
+                // addresses reserved for the task, which the firewall plugin needs.
+                let stored = serde_json::from_str::<serde_json::Value>(&a.result).ok();
+                let prev = stored.filter(|v| !v.is_null()).or_else(|| {
+                    ipam::result_from_reservations(
+                        &self.state.join("cni/ipam").join(&n.name),
+                        &cni_id(ns, id),
+                        (&n.subnet, &n.gateway),
+                        &a.netns,
+                    )
+                });
                 let netns = pin.exists().then_some(pin.as_path());
                 if let Err(e) = self
                     .cni

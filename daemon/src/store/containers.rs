@@ -134,13 +134,15 @@ pub fn update(
         c.updated_at,
     ])?;
     write_labels(conn, pk, &c)?;
+    let (labels, labels_truncated) = schema::events::event_labels(&c.labels);
     tx.emit(
         ns,
         &ev::ContainerUpdate {
             id: c.id.clone(),
             image: c.image.clone(),
-            labels: c.labels.clone(),
+            labels,
             snapshot_key: c.snapshot_key.clone(),
+            labels_truncated,
         },
     )?;
     Ok(c)

@@ -82,11 +82,26 @@ pub fn put(tx: &mut Tx<'_>, ns: &str, image: &Image) -> Result<Image> {
     for (k, v) in &image.labels {
         ins.execute(params![pk, k, v])?;
     }
-    let (name, labels) = (image.name.clone(), image.labels.clone());
+    let name = image.name.clone();
+    let (labels, labels_truncated) = schema::events::event_labels(&image.labels);
     if created {
-        tx.emit(ns, &ev::ImageCreate { name, labels })?;
+        tx.emit(
+            ns,
+            &ev::ImageCreate {
+                name,
+                labels,
+                labels_truncated,
+            },
+        )?;
     } else {
-        tx.emit(ns, &ev::ImageUpdate { name, labels })?;
+        tx.emit(
+            ns,
+            &ev::ImageUpdate {
+                name,
+                labels,
+                labels_truncated,
+            },
+        )?;
     }
     Ok(stored)
 }

@@ -312,8 +312,11 @@ impl Store {
 
     /// Whether the disk is full: the reserve is given back and writes other than deletes
     /// are refused. Callers about to fill the disk outside SQLite (imports, pulls) check it.
+    /// Asking takes the reserve back if space was freed since (the writer does so too, but
+    /// only when it writes or idles after a checkpoint), so an import after `gc.run` is not
+    /// refused for a disk that has room again.
     pub fn disk_full(&self) -> bool {
-        self.inner.space.is_released()
+        !self.inner.space.restore()
     }
 
     async fn submit<R, F>(&self, reclaims: bool, f: F) -> Result<R>
@@ -489,6 +492,7 @@ fn writer_loop(
         let first = match jobs.recv_timeout(IDLE) {
             Ok(job) => job,
             Err(mpsc::RecvTimeoutError::Timeout) => {
+                recover_space(&conn, &space);
                 if may_vacuum {
                     may_vacuum = vacuum_step(&conn);
                     last_vacuum = std::time::Instant::now();
@@ -509,7 +513,7 @@ fn writer_loop(
         if reclaims && space.is_low() {
             space.release();
         }
-        if !space.restore() && space.keep_for_deletes() {
+        if !recover_space(&conn, &space) && space.keep_for_deletes() {
             batch = refuse_unless_reclaiming(batch);
             if batch.is_empty() {
                 if may_vacuum && last_vacuum.elapsed() >= IDLE {
@@ -532,6 +536,24 @@ fn writer_loop(
             last_vacuum = std::time::Instant::now();
         }
     }
+}
+
+/// After a full-disk episode (the reserve given back), checkpoints the WAL and truncates it
+/// to nothing, so the pages it grew to during the deletes go back to the disk, then takes
+/// the reserve back if there is room. Returns whether the reserve is held. While the
+/// reserve is held this costs one atomic load.
+fn recover_space(conn: &Connection, space: &Space) -> bool {
+    if !space.is_released() {
+        return true;
+    }
+    // Busy (a reader holds an old snapshot) or full: retried at the next batch or idle tick.
+    let checkpoint = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    });
+    if let Err(e) = &checkpoint {
+        tracing::debug!(error = %e, "checkpointing the WAL on a full disk failed");
+    }
+    space.restore()
 }
 
 /// Answers every job of `batch` that does not free space with a disk-full error; returns

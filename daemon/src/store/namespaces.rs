@@ -20,11 +20,13 @@ pub fn create(tx: &mut Tx<'_>, name: &str, labels: &Labels) -> Result<Namespace>
         }
         other => other?,
     };
+    let (event_labels, labels_truncated) = schema::events::event_labels(labels);
     tx.emit(
         name,
         &schema::events::NamespaceCreate {
             name: name.to_owned(),
-            labels: labels.clone(),
+            labels: event_labels,
+            labels_truncated,
         },
     )?;
     Ok(Namespace {

@@ -7,6 +7,12 @@
 //! with a disk-full error, so the rest is kept for deletes. Once enough space is free
 //! again the reserve is allocated anew.
 //!
+//! The two marks are apart so the reserve does not flap on a small disk (issue 31): it is
+//! given back when less than half of it is free ([`Space::is_low`]) and taken back only
+//! when twice its size is free, so at least its size is left after it is taken. A start-up
+//! takes it by the same rule, so a restart on a nearly full disk does not allocate it only
+//! to give it back at the first delete.
+//!
 //! It guards the metadata only: files written outside SQLite (blobs, layers) fail with
 //! ENOSPC on their own and the services map that to `resource_exhausted`.
 
@@ -14,6 +20,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use nix::fcntl::{fallocate, FallocateFlags};
 
@@ -26,19 +33,29 @@ pub struct Space {
     reserve: PathBuf,
     bytes: u64,
     released: AtomicBool,
+    /// Held while the reserve is given back or taken: the writer releases it, and any
+    /// thread asking [`Space::restore`] may take it back.
+    turn: Mutex<()>,
 }
 
 impl Space {
     /// Allocates `<dir>/reserve` (`bytes` long) unless it is already whole. On a disk too
-    /// full for it the reserve starts released.
+    /// full for it (less than twice its size free) the reserve starts released.
     pub fn open(dir: &Path, bytes: u64) -> Space {
         let space = Space {
             dir: dir.to_owned(),
             reserve: dir.join("reserve"),
             bytes,
             released: AtomicBool::new(true),
+            turn: Mutex::new(()),
         };
-        match space.allocate() {
+        let whole = std::fs::metadata(&space.reserve).is_ok_and(|m| m.len() >= bytes);
+        let allocated = if whole || space.has_room_to_restore() {
+            space.allocate()
+        } else {
+            Err(io::Error::from_raw_os_error(libc::ENOSPC))
+        };
+        match allocated {
             Ok(()) => space.released.store(false, Ordering::Relaxed),
             Err(e) => tracing::warn!(
                 reserve = %space.reserve.display(),
@@ -79,9 +96,17 @@ impl Space {
         Some(st.blocks_available().saturating_mul(st.fragment_size()))
     }
 
-    /// Whether the disk is so full that a delete may not find room for its WAL.
+    /// Whether the disk is so full that a delete may not find room for its WAL: less than
+    /// half of the reserve's size is free.
     pub fn is_low(&self) -> bool {
-        self.available().is_some_and(|free| free < self.bytes)
+        self.available().is_some_and(|free| free < self.bytes / 2)
+    }
+
+    /// Whether the reserve may be taken (back): twice its size is free, so its size is
+    /// left after it is taken, well above [`Space::is_low`].
+    fn has_room_to_restore(&self) -> bool {
+        self.available()
+            .is_some_and(|free| free >= self.bytes.saturating_mul(2))
     }
 
     /// Whether writes that do not free space must wait: the reserve is given back and less
@@ -97,6 +122,7 @@ impl Space {
 
     /// Gives the reserve's space back to the filesystem.
     pub fn release(&self) {
+        let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
         if self.released.swap(true, Ordering::Relaxed) {
             return;
         }
@@ -116,13 +142,17 @@ impl Space {
     }
 
     /// Takes the reserve back when the disk has room for it and a margin as large again;
-    /// returns whether it is held.
+    /// returns whether it is held. Cheap when it is held (one atomic load) or the disk is
+    /// still full (one `statvfs`), so callers may ask before every write that needs room.
     pub fn restore(&self) -> bool {
         if !self.is_released() {
             return true;
         }
-        let room = self.bytes.saturating_mul(2);
-        if self.available().is_none_or(|free| free < room) {
+        let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.is_released() {
+            return true;
+        }
+        if !self.has_room_to_restore() {
             return false;
         }
         match self.allocate() {

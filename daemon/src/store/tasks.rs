@@ -157,22 +157,31 @@ pub fn insert(tx: &mut Tx<'_>, p: &ProcessRow) -> Result<()> {
     )
 }
 
-/// creating -> created once `runc create` returned, with the init's identity; records
-/// `/tasks/create`.
+/// creating -> created once `runc create` returned, with the init's identity and whether
+/// the task is `auto_remove` (while `creating`, the column says whether a create cut off
+/// by a crash takes its container with it); records `/tasks/create`.
 pub fn set_created(
     tx: &mut Tx<'_>,
     ns: &str,
     container_id: &str,
     pid: i64,
     start_time: u64,
+    auto_remove: bool,
 ) -> Result<ProcessRow> {
     tx.conn()
         .prepare_cached(
-            "UPDATE processes SET pid = ?3, start_time = ?4, status = 'created' \
+            "UPDATE processes SET pid = ?3, start_time = ?4, status = 'created', \
+             auto_remove = ?5 \
              WHERE namespace = ?1 AND container_id = ?2 AND exec_id = '' \
              AND status = 'creating'",
         )?
-        .execute(params![ns, container_id, pid, start_time as i64])?;
+        .execute(params![
+            ns,
+            container_id,
+            pid,
+            start_time as i64,
+            auto_remove
+        ])?;
     let p = get_any(tx.conn(), ns, container_id, "")?;
     tx.emit(
         ns,

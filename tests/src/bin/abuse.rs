@@ -1,4 +1,4 @@
-//! `make abuse`: replays issue #9's hostile clients against a fresh berthd (its own temp
+//! `make abuse`: replays the hostile clients of issues #9 and #30 against a fresh berthd (its own temp
 //! root and socket, default limits) while a well-behaved client calls `system.version`
 //! every 20 ms, then prints berthd's peak RSS, the slowest well-behaved reply and how many
 //! `-32603` (internal) answers the probes got. Usage: `berth-abuse` (root; release build).
@@ -22,6 +22,11 @@ use berth_tests::abuse::{
 };
 use berth_tests::{container, TestDaemon};
 use serde_json::{json, Value};
+
+#[path = "../images.rs"]
+mod images;
+#[path = "abuse/more.rs"]
+mod more;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -128,7 +133,7 @@ fn main() -> Result<()> {
     let slowest_us = Arc::new(AtomicU64::new(0));
     // The probe running now, and the slowest well-behaved reply seen during each.
     let phase = Arc::new(AtomicUsize::new(0));
-    let per_phase: Arc<[AtomicU64; 7]> = Arc::new(Default::default());
+    let per_phase: Arc<[AtomicU64; 12]> = Arc::new(Default::default());
     let failures = Arc::new(AtomicU64::new(0));
     let calls = Arc::new(AtomicU64::new(0));
     let client = {
@@ -146,7 +151,7 @@ fn main() -> Result<()> {
                     Ok(t) => {
                         let us = t.as_micros() as u64;
                         slowest.fetch_max(us, Ordering::Relaxed);
-                        per_phase[phase.load(Ordering::Relaxed).min(6)]
+                        per_phase[phase.load(Ordering::Relaxed).min(11)]
                             .fetch_max(us, Ordering::Relaxed);
                     }
                     Err(_) => {
@@ -262,6 +267,22 @@ fn main() -> Result<()> {
     phase.store(6, Ordering::Relaxed);
     println!("probe 6: 1,050 silent connections that reconnect as soon as they are dropped");
     let churn_failures = churn_probe(&socket);
+
+    phase.store(7, Ordering::Relaxed);
+    println!("probe 7: 3 connections each start 300 images.export and never read");
+    more::unread_exports(&d);
+    phase.store(8, Ordering::Relaxed);
+    println!("probe 8: an upload sends half an archive and stalls");
+    more::trickling_upload(&d);
+    phase.store(9, Ordering::Relaxed);
+    println!("probe 9: 200 event subscribers that never read, 200 updates of ~390 KB");
+    more::stalled_subscribers(&d);
+    phase.store(10, Ordering::Relaxed);
+    println!("probe 10: the event log under large updates");
+    more::event_log_growth(&d);
+    phase.store(11, Ordering::Relaxed);
+    println!("probe 11: protocol laxity");
+    more::protocol(&d);
 
     stop.store(true, Ordering::Relaxed);
     let _ = client.join();

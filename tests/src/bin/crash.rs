@@ -5,6 +5,8 @@
 //! imports a busybox image built from /bin/busybox, then for each round runs C client
 //! threads of mixed writes for a random 200..=M ms, `kill -9`s the daemon, keeps it down
 //! a random 0..=500 ms, restarts it and checks what survived (see `berth_tests::crash`).
+//! Half of the `berth run`s publish a port on berth0 (a bridge and subnet of the run's own),
+//! so kills land in CNI ADD and DEL too; the CNI plugins are required.
 //! Prints a line per round and a closing table; exits 1 unless every figure is 0 / exact.
 //! Needs root, runc and busybox-static.
 
@@ -23,6 +25,7 @@ use berth_tests::crash::api::Api;
 use berth_tests::crash::check::{self, Baseline, History};
 use berth_tests::crash::figures::Figures;
 use berth_tests::crash::ledger::Ledger;
+use berth_tests::crash::netscan::remove_network;
 use berth_tests::crash::orphans::{kill_runc_leftovers, remove_namespace_cgroups};
 use berth_tests::crash::rng::Rng;
 use berth_tests::crash::workload::{Client, Setup};
@@ -105,17 +108,31 @@ fn parse_args() -> Result<Args> {
 
 /// Deletes the runc containers of a daemon's state dir when dropped (before the daemon's
 /// own guard removes that dir), so a failed run leaves no task behind, then the harness
-/// namespace's empty cgroup directories.
+/// namespace's empty cgroup directories, and its berth0 bridge and the rules naming its
+/// subnet.
 struct RuncSweep {
     state: PathBuf,
     namespace: String,
+    bridge: String,
+    subnet: String,
 }
 
 impl Drop for RuncSweep {
     fn drop(&mut self) {
         kill_runc_leftovers(&self.state);
         remove_namespace_cgroups(&self.namespace);
+        remove_network(&self.bridge, &self.subnet);
     }
+}
+
+/// berth0's bridge and subnet for this run: its own, so runs side by side (and the
+/// integration tests, on 10.211.*) never share one.
+fn network() -> (String, String) {
+    let pid = std::process::id();
+    (
+        format!("bcr{}", pid % 1_000_000),
+        format!("10.212.{}.0/24", pid % 250),
+    )
 }
 
 fn main() -> ExitCode {
@@ -144,11 +161,23 @@ fn run(args: &Args) -> Result<bool> {
         "crash: {} rounds, seed {}, {} clients, rounds of {MIN_ROUND_MS}..={} ms",
         args.rounds, args.seed, args.clients, args.max_round_ms
     );
-    let mut daemon = TestDaemon::start();
+    anyhow::ensure!(
+        ["/usr/lib/cni/bridge", "/opt/cni/bin/bridge"]
+            .iter()
+            .any(|p| Path::new(p).is_file()),
+        "the CNI plugins are missing (networked runs need them): make deps installs \
+         containernetworking-plugins"
+    );
+    let (bridge, subnet) = network();
+    let mut daemon = TestDaemon::start_with(&format!(
+        "network_subnet = \"{subnet}\"\nnetwork_bridge = \"{bridge}\"\n"
+    ));
     let namespace = format!("crash{}", std::process::id());
     let _sweep = RuncSweep {
         state: daemon.state().to_path_buf(),
         namespace: namespace.clone(),
+        bridge,
+        subnet,
     };
     let berth = TestDaemon::binary().with_file_name("berth");
     anyhow::ensure!(

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 /// Orphan kinds, in report order. A "row without" kind is the reverse fault: a row whose
 /// object is gone.
-pub const ORPHAN_KINDS: [&str; 11] = [
+pub const ORPHAN_KINDS: [&str; 15] = [
     "runc container",
     "mount",
     "cgroup",
@@ -18,6 +18,10 @@ pub const ORPHAN_KINDS: [&str; 11] = [
     "ingest file",
     "snapshot row without dir",
     "blob row without file",
+    "ipam entry",
+    "netns pin",
+    "veth",
+    "iptables rule",
     "scan error",
 ];
 

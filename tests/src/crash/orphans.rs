@@ -1,6 +1,7 @@
 //! What berthd left on disk and in the OS, set against the rows in its SQLite file: runc
 //! containers, mounts, cgroups, bundles, client FIFO dirs, snapshot directories, blobs and
-//! ingest files with no row, and rows whose object is gone. Reads `meta.db` read-only
+//! ingest files with no row, and rows whose object is gone; networking through
+//! [`super::netscan`]. Reads `meta.db` read-only
 //! while the daemon runs (WAL lets a reader in); never writes anything of the daemon's.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -188,6 +189,7 @@ pub fn scan(
     for name in names(&d.root().join("content/ingest")) {
         add("ingest file", name);
     }
+    super::netscan::scan(d, &rows.tasks, &mut add)?;
     Ok(found)
 }
 

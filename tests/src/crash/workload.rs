@@ -1,6 +1,7 @@
 //! One client thread of the mixed workload: container CRUD with labels, image imports,
 //! task lifecycles (create, start, kill, wait, delete) on image containers, and
-//! `berth run --rm` through the real client binary. It runs until the daemon dies under it
+//! `berth run --rm` through the real client binary, half of them on berth0 with a port
+//! published on 127.0.0.1. It runs until the daemon dies under it
 //! and returns its [`Ledger`]. It owns every id it writes, so its log alone decides what
 //! must survive.
 
@@ -106,9 +107,10 @@ impl Client {
             let roll = self.rng.range(0, 99);
             let done = match roll {
                 0..=19 => self.new_pipeline(),
-                20..=54 => self.advance_pipeline(),
-                55..=79 => self.plain_container(),
-                80..=89 => self.image(),
+                20..=49 => self.advance_pipeline(),
+                50..=69 => self.plain_container(),
+                70..=79 => self.image(),
+                // A fifth: half of them networked, so kills land in CNI ADD and DEL.
                 _ => self.berth_run(),
             };
             if done.is_err() || self.crashing.load(Ordering::SeqCst) {
@@ -391,6 +393,10 @@ impl Client {
         let code = self.rng.range(10, 99) as i64;
         let ms = self.rng.range(0, 600);
         let script = format!("sleep {}.{:03}; exit {code}", ms / 1000, ms % 1000);
+        // Half of them on berth0 with a published port: a kill -9 during CNI ADD or DEL.
+        let publish = self.rng.chance(50);
+        let port_flag = if publish { free_port() } else { None }
+            .map(|port| ["-p".to_owned(), format!("127.0.0.1:{port}:80")]);
         self.ledger.send_unknown(Kind::Container, &id);
         self.ledger.send_unknown(Kind::Task, &id);
         let plan = ExitPlan {
@@ -402,15 +408,9 @@ impl Client {
             .arg("--socket")
             .arg(&self.setup.socket)
             .args(["--namespace", &self.setup.namespace])
-            .args([
-                "run",
-                "--rm",
-                &self.setup.base_image,
-                &id,
-                "sh",
-                "-c",
-                &script,
-            ])
+            .args(["run", "--rm"])
+            .args(port_flag.iter().flatten())
+            .args([&self.setup.base_image, &id, "sh", "-c", &script])
             .env("TMPDIR", &self.setup.fifo_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -435,9 +435,10 @@ impl Client {
         let code_got = status.and_then(|s| s.code()).map(i64::from);
         if self.setup.trace {
             eprintln!(
-                "{} {} berth run {id} {script:?} -> {status:?} {stderr}",
+                "{} {} berth run {} {id} {script:?} -> {status:?} {stderr}",
                 now(),
-                self.prefix
+                self.prefix,
+                port_flag.as_ref().map(|f| f.join(" ")).unwrap_or_default()
             );
         }
         if code_got == Some(code) {
@@ -462,6 +463,12 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// A TCP port free on 127.0.0.1 just now, for a published port.
+fn free_port() -> Option<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+    Some(l.local_addr().ok()?.port())
 }
 
 /// The wall clock as the daemon writes it, for trace lines.

@@ -127,7 +127,7 @@ pub fn run(ctx: &Ctx, command: Command) -> anyhow::Result<i32> {
         }
         Command::Start { detach, tty, id } => {
             let detach = detach.then_some(super::run::Detached { auto_remove: false });
-            return super::run::run_task(ctx, &mut client, &id, tty, detach);
+            return super::run::run_task(ctx, &mut client, &id, tty, detach, false);
         }
         Command::Attach(args) => {
             drop(client);

@@ -9,6 +9,7 @@ use schema::ExportChunk;
 use super::events::subscription_error;
 use super::stream::{encode, open, Queued, Unsent};
 use super::Module;
+use crate::service::images::export::EXPORT_PATIENCE;
 use crate::service::{self, images::ExportFormat};
 
 pub(super) fn register(m: &mut Module) {
@@ -21,6 +22,7 @@ pub(super) fn register(m: &mut Module) {
                 let format = ExportFormat::parse(p.format.as_deref())?;
                 app.images
                     .export(&p.namespace, &p.names, format, p.all_platforms)
+                    .await
             })
             .await;
             let Some((sink, mut chunks)) = started else {
@@ -38,7 +40,7 @@ pub(super) fn register(m: &mut Module) {
                     end: false,
                     size: None,
                 })?;
-                match queued.send(&sink, msg, None).await {
+                match queued.send(&sink, msg, Some(EXPORT_PATIENCE)).await {
                     Ok(()) => {}
                     Err(Unsent::Closed | Unsent::Stuck(_)) => return Ok(()),
                 }
@@ -48,7 +50,7 @@ pub(super) fn register(m: &mut Module) {
                 end: true,
                 size: Some(size),
             })?;
-            let _ = queued.send(&sink, end, None).await;
+            let _ = queued.send(&sink, end, Some(EXPORT_PATIENCE)).await;
             Ok(())
         },
     );

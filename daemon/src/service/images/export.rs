@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -19,6 +20,12 @@ use crate::service::{check_id, Error, Result};
 
 /// Bytes of tar per chunk handed to the sender.
 pub const CHUNK: usize = 48 << 10;
+/// Exports producing at once, all clients together.
+pub const MAX_EXPORTS: usize = 4;
+/// How long an export waits for a producer slot.
+pub const EXPORT_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// An export whose reader takes nothing for this long is ended, freeing its slot.
+pub const EXPORT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 /// Chunks queued between the tar writer and the sender: the export's memory bound.
 const QUEUED: usize = 8;
 
@@ -57,7 +64,10 @@ impl Images {
     /// sent), then starts writing; the receiver yields the tar in chunks, then closes (an
     /// `Err` chunk if writing failed midway). With `all_platforms` an image goes out as its
     /// whole target (an index and every platform's blobs); otherwise as the host's manifest.
-    pub fn export(
+    /// Starts an export once one of the [`MAX_EXPORTS`] producer slots is free (waiting at
+    /// most [`EXPORT_SLOT_WAIT`], without a thread): a producer writes on a blocking thread,
+    /// so without the bound every export a client starts and never reads held a thread.
+    pub async fn export(
         &self,
         ns: &str,
         names: &[String],
@@ -92,9 +102,20 @@ impl Images {
                 layers,
             });
         }
+        let slot =
+            tokio::time::timeout(EXPORT_SLOT_WAIT, Arc::clone(&self.exports).acquire_owned()).await;
+        let Ok(Ok(slot)) = slot else {
+            return Err(Error::ResourceExhausted(format!(
+                "{MAX_EXPORTS} exports are being produced and none ended within {}s; retry \
+                 later (an export whose reader stops for {}s is ended)",
+                EXPORT_SLOT_WAIT.as_secs(),
+                EXPORT_PATIENCE.as_secs()
+            )));
+        };
         let (tx, rx) = mpsc::channel(QUEUED);
         let content = self.content.clone();
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let sink = ChunkWriter {
                 tx: tx.clone(),
                 buf: Vec::with_capacity(CHUNK),

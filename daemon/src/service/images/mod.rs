@@ -5,7 +5,7 @@
 
 mod archive;
 mod closure;
-mod export;
+pub mod export;
 pub use export::Format as ExportFormat;
 mod import;
 pub use import::ImportOptions;
@@ -47,6 +47,8 @@ pub struct Images {
     /// The HTTP client for registries, built on the first pull.
     http: Arc<OnceLock<reqwest::Client>>,
     uploads: Arc<upload::Uploads>,
+    /// Exports producing at once (each holds a blocking thread while it writes).
+    exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl From<ContentError> for Error {
@@ -108,6 +110,7 @@ impl Images {
             credentials: Arc::new(credentials),
             http: Arc::new(OnceLock::new()),
             uploads: Arc::new(uploads),
+            exports: Arc::new(tokio::sync::Semaphore::new(export::MAX_EXPORTS)),
         }
     }
 

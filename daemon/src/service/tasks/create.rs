@@ -95,7 +95,9 @@ pub(super) async fn create(inner: &Arc<Inner>, p: TaskCreateParams) -> Result<Pr
         runtime: container.runtime.name.clone(),
         spec: Value::Null,
         created_at: store::now(),
-        auto_remove: p.auto_remove,
+        // While `creating`, whether start-up removes the container if the create is cut
+        // off; `set_created` leaves it only to an `auto_remove` task.
+        auto_remove: p.auto_remove || p.remove_if_cut_off,
         started_at: None,
     };
     let inserted = inner
@@ -211,12 +213,12 @@ async fn create_in_bundle(
         // The exit monitor stores the exit only once this create lets go of the task lock,
         // so a `start` task that is already gone is recorded running first, then stopped.
         monitor::spawn(inner, task, "", who, started.exit);
-        let (ns2, id2, start) = (ns.to_owned(), id.to_owned(), p.start);
+        let (ns2, id2, start, auto_remove) = (ns.to_owned(), id.to_owned(), p.start, p.auto_remove);
         let row = inner
             .store
             .write(move |tx| {
                 let pid = (i64::from(who.pid), who.start);
-                let row = store::tasks::set_created(tx, &ns2, &id2, pid.0, pid.1)?;
+                let row = store::tasks::set_created(tx, &ns2, &id2, pid.0, pid.1, auto_remove)?;
                 if !start {
                     return Ok(row);
                 }

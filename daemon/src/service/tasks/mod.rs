@@ -13,6 +13,7 @@
 mod create;
 mod delete;
 mod exec;
+mod handover;
 mod live;
 mod monitor;
 mod pty;
@@ -49,6 +50,9 @@ pub struct Removal {
     pub namespace: String,
     pub container_id: String,
     pub task_created_at: Option<String>,
+    /// The `auto_remove` task's create was cut off by a crash (start-up undid it): no
+    /// exit was ever stored, and the container goes unless a task exists again.
+    pub create_cut_off: bool,
 }
 
 /// Most bytes one `tasks.write_stdin` call carries.
@@ -133,6 +137,12 @@ impl Tasks {
     /// started since), then says whether the container is to go as well.
     pub async fn auto_remove(&self, r: &Removal) -> Result<bool> {
         let (ns, id) = (r.namespace.as_str(), r.container_id.as_str());
+        if r.create_cut_off {
+            return Ok(!self
+                .inner
+                .store
+                .read(|c| store::tasks::task_exists(c, ns, id))?);
+        }
         if let Some(created) = &r.task_created_at {
             match self.inner.row(ns, id, "") {
                 Ok(row) if &row.created_at == created && row.exit_status.is_some() => {

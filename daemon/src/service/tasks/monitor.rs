@@ -9,7 +9,7 @@ use schema::ExitReason;
 
 use super::live::LiveTask;
 use super::{Inner, UNKNOWN_EXIT_STATUS};
-use crate::keeper::{ExitRecord, ExitWait, Identity};
+use crate::keeper::{ExitRecord, ExitWait, Identity, Watched};
 use crate::runtime::pidfd;
 use crate::store::{self, tasks::Exited};
 
@@ -48,22 +48,57 @@ pub(super) fn spawn(
 ) {
     let (inner, task, exec_id) = (Arc::clone(inner), Arc::clone(task), exec_id.to_owned());
     tokio::spawn(async move {
-        let (exit, ack) = match exit.await {
-            Ok(rec) => (exit_of(&task, &exec_id, &rec), true),
+        let exit = match exit.await {
+            Ok(rec) => exit_of(&task, &exec_id, &rec),
             Err(_) => {
-                // The keeper died: nobody can reap this process any more. Wait until it is
-                // gone, then say its status is lost (never a silent 255).
                 tracing::warn!(task = %task.id, exec_id, pid = who.pid,
-                    "the keeper died before the process exited; its status is lost");
-                wait_gone(who).await;
-                (unknown(ExitReason::Lost), false)
+                    "the keeper died before the process exited; berthd reaps it");
+                orphan_exit(&inner, &task, &exec_id, who).await
             }
         };
         drain_output(&task, &exec_id).await;
-        if record(&inner, &task, &exec_id, exit).await && ack {
+        // Also after the keeper died: its successor may hold the process's output pipes
+        // (see `handover`) and lets them go on this ack.
+        if record(&inner, &task, &exec_id, exit).await {
             inner.keeper.ack(who).await;
         }
     });
+}
+
+/// How long berthd's reaper may take to reap a process it saw end.
+const REAP_GRACE: Duration = Duration::from_secs(2);
+
+/// The exit of `who` once its keeper died. The process was re-parented to berthd (the
+/// keeper's parent and a subreaper too) when berthd started that keeper, and berthd's
+/// reaper has its real status; else (a keeper started by an earlier berthd, whose orphans
+/// went elsewhere) nobody here can learn it and it is recorded `lost`, never a silent 255.
+/// An exit the dead keeper had stored comes back from its successor's replay.
+pub(super) async fn orphan_exit(
+    inner: &Inner,
+    task: &LiveTask,
+    exec_id: &str,
+    who: Identity,
+) -> Exited {
+    let mut claim = inner.reaper.claim(who.pid, who.start);
+    let reaped = tokio::select! {
+        Ok(exit) = &mut claim => Some(exit),
+        () = wait_gone(who) => tokio::time::timeout(REAP_GRACE, claim).await.ok().and_then(Result::ok),
+    };
+    if let Some(exit) = reaped {
+        let rec = ExitRecord {
+            who,
+            status: exit.status,
+            signal: exit.signal,
+            at: humantime::format_rfc3339_nanos(exit.at).to_string(),
+        };
+        return exit_of(task, exec_id, &rec);
+    }
+    if let Ok(Watched::Exited(rec)) = inner.keeper.watch(who).await {
+        return exit_of(task, exec_id, &rec);
+    }
+    tracing::warn!(task = %task.id, exec_id, pid = who.pid,
+        "the process was not reaped by berthd; its exit status is lost");
+    unknown(ExitReason::Lost)
 }
 
 /// Waiters read the output once told of the exit: lets the terminal and log copies catch
@@ -139,6 +174,7 @@ pub(super) async fn record(
                     namespace: task.ns.clone(),
                     container_id: task.id.clone(),
                     task_created_at: Some(row.created_at.clone()),
+                    create_cut_off: false,
                 });
             }
             true

@@ -21,7 +21,7 @@ use std::time::Duration;
 use schema::{ExitReason, TaskStatus};
 
 use super::live::LiveTask;
-use super::{create, delete, identity, monitor, Inner};
+use super::{create, delete, handover, identity, monitor, Inner};
 use crate::keeper::{ExitRecord, Held, Identity, Watched};
 use crate::runtime::logfile::{self, Stream};
 use crate::runtime::runc::ContainerStatus;
@@ -39,6 +39,8 @@ pub(super) async fn recover(inner: &Arc<Inner>, host_restarted: bool) -> Result<
         std::fs::create_dir_all(inner.state.join(dir))
             .map_err(|e| Error::failure(format!("creating {dir} under the state dir"), &e))?;
     }
+    // Taken before the keeper is reached: a death during recovery is acted on after it.
+    let deaths = inner.keeper.deaths();
     let stored = inner
         .keeper
         .connect()
@@ -69,6 +71,16 @@ pub(super) async fn recover(inner: &Arc<Inner>, host_restarted: bool) -> Result<
                         store::tasks::remove_intent(tx, &ns2, &id2, TaskStatus::Creating)
                     })
                     .await?;
+                if row.auto_remove {
+                    // `run --rm -d`: the intent to remove came with the create, and nobody
+                    // is left to act on it but start-up.
+                    let _ = inner.removals.send(super::Removal {
+                        namespace: ns.to_owned(),
+                        container_id: id.to_owned(),
+                        task_created_at: None,
+                        create_cut_off: true,
+                    });
+                }
                 counts.1 += 1;
                 continue;
             }
@@ -99,6 +111,7 @@ pub(super) async fn recover(inner: &Arc<Inner>, host_restarted: bool) -> Result<
                 namespace: ns.to_owned(),
                 container_id: id.to_owned(),
                 task_created_at: Some(row.created_at.clone()),
+                create_cut_off: false,
             });
         }
         for process in std::iter::once(row).chain(execs) {
@@ -137,11 +150,13 @@ pub(super) async fn recover(inner: &Arc<Inner>, host_restarted: bool) -> Result<
             namespace,
             container_id,
             task_created_at: None,
+            create_cut_off: false,
         });
     }
     if let Some(orphans) = inner.keeper.orphans() {
         tokio::spawn(record_orphans(Arc::clone(inner), orphans));
     }
+    handover::start(inner, deaths);
     Ok(())
 }
 
@@ -185,14 +200,20 @@ async fn adopt(
             monitor::spawn(inner, task, exec_id, who, exit);
         }
         Watched::Unknown => {
-            // Not the keeper's child: the keeper that parented it died. Its status is
-            // gone; record that once the process is gone too.
+            // Not the keeper's child: the keeper that parented it died, and its orphans went
+            // to a berthd that is gone too. Its status is gone; record that once the process
+            // is gone too. Its output goes on: the keeper may hold its pipes (`handover`).
             tracing::warn!(task = %task.id, exec_id, pid = who.pid,
-                "the keeper does not know this process; its exit status is lost");
+                "the keeper does not parent this process; its exit status will be lost");
+            restore_stdio(inner, task, process, who).await;
             let (inner, task, exec_id) = (Arc::clone(inner), Arc::clone(task), exec_id.to_owned());
             tokio::spawn(async move {
                 monitor::wait_gone(who).await;
-                monitor::record(&inner, &task, &exec_id, monitor::unknown(ExitReason::Lost)).await;
+                monitor::drain_output(&task, &exec_id).await;
+                let lost = monitor::unknown(ExitReason::Lost);
+                if monitor::record(&inner, &task, &exec_id, lost).await {
+                    inner.keeper.ack(who).await;
+                }
             });
         }
     }
@@ -255,6 +276,14 @@ async fn restore_stdio(inner: &Inner, task: &LiveTask, row: &ProcessRow, who: Id
         return;
     };
     if !row.terminal {
+        // berthd keeps duplicates too, for a successor of a keeper that dies (`handover`).
+        let dups = held
+            .iter()
+            .filter_map(|(h, fd)| fd.try_clone().ok().map(|d| (*h, d)))
+            .collect();
+        task.with_process(&row.exec_id, |p| {
+            p.keepers = Some(stdio::StdioKeepers::from_held(dups));
+        });
         let sources: Vec<_> = held
             .into_iter()
             .filter_map(|(h, fd)| match h {
