@@ -42,6 +42,8 @@ pub struct Setup {
     pub fifo_dir: PathBuf,
     /// Print every call and its outcome to stderr (`--trace`).
     pub trace: bool,
+    /// Half the `berth run --rm`s publish a port on berth0 (off with `--no-network`).
+    pub networked: bool,
 }
 
 /// The daemon stopped answering (it was killed): the client stops.
@@ -394,7 +396,7 @@ impl Client {
         let ms = self.rng.range(0, 600);
         let script = format!("sleep {}.{:03}; exit {code}", ms / 1000, ms % 1000);
         // Half of them on berth0 with a published port: a kill -9 during CNI ADD or DEL.
-        let publish = self.rng.chance(50);
+        let publish = self.rng.chance(50) && self.setup.networked;
         let port_flag = if publish { free_port() } else { None }
             .map(|port| ["-p".to_owned(), format!("127.0.0.1:{port}:80")]);
         self.ledger.send_unknown(Kind::Container, &id);
