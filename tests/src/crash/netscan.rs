@@ -202,10 +202,20 @@ pub fn remove_orphan_rules(d: &TestDaemon, tasks: &BTreeSet<(String, String)>) {
         }
     }
     for (table, rule) in orphan_rules(&nets, &held).unwrap_or_default() {
-        let mut args = vec!["-t".to_owned(), table.to_owned(), "-D".to_owned()];
-        args.extend(rule.split_whitespace().skip(1).map(str::to_owned));
-        let _ = Command::new("iptables").args(&args).output();
+        delete_rule(table, &rule);
     }
+}
+
+/// Deletes `rule` (a line of `iptables -S`) from `table`. `-S` quotes as a shell does (the
+/// plugins' comments hold spaces and quotes), so the line is handed to `sh` as it is.
+fn delete_rule(table: &str, rule: &str) {
+    let Some(spec) = rule.strip_prefix("-A ") else {
+        return;
+    };
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!("iptables -t {table} -D {spec}"))
+        .output();
 }
 
 /// Removes the iptables rules naming an address of `subnet` and deletes `bridge`: the
@@ -222,9 +232,7 @@ pub fn remove_network(bridge: &str, subnet: &str) {
                 t.parse().is_ok_and(|ip| contains(cidr, ip))
             });
             if names_subnet {
-                let mut args = vec!["-t".to_owned(), table.to_owned(), "-D".to_owned()];
-                args.extend(rule.split_whitespace().skip(1).map(str::to_owned));
-                let _ = Command::new("iptables").args(&args).output();
+                delete_rule(table, &rule);
             }
         }
     }
