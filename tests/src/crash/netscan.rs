@@ -151,21 +151,71 @@ pub fn scan(
             );
         }
     }
+    for (table, rule) in orphan_rules(&nets, &held)? {
+        add("iptables rule", format!("{table}: {rule}"));
+    }
+    Ok(())
+}
+
+/// Rules (table, rule) naming an address of a network's subnet that is not `held`.
+fn orphan_rules(
+    nets: &[Net],
+    held: &BTreeMap<String, BTreeSet<Ipv4Addr>>,
+) -> Result<Vec<(&'static str, String)>> {
+    let mut out = Vec::new();
     for table in ["filter", "nat"] {
         for rule in rules(table)? {
-            for ip in addresses(&rule) {
-                let Some(net) = nets.iter().find(|n| contains(n.subnet, ip)) else {
-                    continue;
-                };
-                let is_held = held.get(&net.name).is_some_and(|h| h.contains(&ip));
-                if ip != net.subnet.0 && !is_held {
-                    add("iptables rule", format!("{table}: {rule}"));
-                    break;
-                }
+            let orphan = addresses(&rule).into_iter().any(|ip| {
+                nets.iter()
+                    .find(|n| contains(n.subnet, ip))
+                    .is_some_and(|net| {
+                        ip != net.subnet.0 && !held.get(&net.name).is_some_and(|h| h.contains(&ip))
+                    })
+            });
+            if orphan {
+                out.push((table, rule));
             }
         }
     }
-    Ok(())
+    Ok(out)
+}
+
+/// Deletes the rules [`scan`] reports (already counted), so a leak is counted in the round
+/// that made it and not again in every later one. Errors are ignored.
+pub fn remove_orphan_rules(d: &TestDaemon, tasks: &BTreeSet<(String, String)>) {
+    let mut live = BTreeSet::new();
+    let mut held: BTreeMap<String, BTreeSet<Ipv4Addr>> = BTreeMap::new();
+    let Ok(nets) = networks(&d.root().join("meta.db")) else {
+        return;
+    };
+    for (ns, id) in tasks {
+        live.insert(format!("berth-{ns}-{id}"));
+    }
+    for net in &nets {
+        let dir = d.state().join("cni/ipam").join(&net.name);
+        for name in names(&dir) {
+            let text = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+            let owner = text.lines().next().unwrap_or_default().trim().to_owned();
+            if let (Ok(ip), true) = (name.parse::<Ipv4Addr>(), live.contains(&owner)) {
+                held.entry(net.name.clone()).or_default().insert(ip);
+            }
+        }
+    }
+    for (table, rule) in orphan_rules(&nets, &held).unwrap_or_default() {
+        delete_rule(table, &rule);
+    }
+}
+
+/// Deletes `rule` (a line of `iptables -S`) from `table`. `-S` quotes as a shell does (the
+/// plugins' comments hold spaces and quotes), so the line is handed to `sh` as it is.
+fn delete_rule(table: &str, rule: &str) {
+    let Some(spec) = rule.strip_prefix("-A ") else {
+        return;
+    };
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!("iptables -t {table} -D {spec}"))
+        .output();
 }
 
 /// Removes the iptables rules naming an address of `subnet` and deletes `bridge`: the
@@ -182,9 +232,7 @@ pub fn remove_network(bridge: &str, subnet: &str) {
                 t.parse().is_ok_and(|ip| contains(cidr, ip))
             });
             if names_subnet {
-                let mut args = vec!["-t".to_owned(), table.to_owned(), "-D".to_owned()];
-                args.extend(rule.split_whitespace().skip(1).map(str::to_owned));
-                let _ = Command::new("iptables").args(&args).output();
+                delete_rule(table, &rule);
             }
         }
     }

@@ -270,10 +270,14 @@ pub fn kill_runc_leftovers(state: &Path) {
 }
 
 /// Removes by force what cleanup through the API could not (everything here is already
-/// counted): runc containers, mounts and bundles under the state dir, the namespace's task
-/// cgroups, and client FIFO dirs. Errors are ignored; the next scan reports what stays.
+/// counted): runc containers, iptables rules of dead tasks, mounts and bundles under the
+/// state dir, the namespace's task cgroups, and client FIFO dirs. Errors are ignored; the
+/// next scan reports what stays.
 pub fn sweep(d: &TestDaemon, namespace: &str, fifo_dir: &Path) {
     kill_runc_leftovers(d.state());
+    if let Ok(rows) = rows(&d.root().join("meta.db")) {
+        super::netscan::remove_orphan_rules(d, &rows.tasks);
+    }
     let tasks_dir = d.state().join("tasks");
     crate::mounts::unmount_below(&tasks_dir);
     for ns in names(&tasks_dir) {
