@@ -84,19 +84,18 @@ impl Uploads {
     fn get(&self, ns: &str, id: &str, peer: Peer) -> Result<Arc<Upload>> {
         self.lock()
             .get(id)
-            .filter(|u| u.ns == ns && u.owner.uid == peer.uid)
+            .filter(|u| u.answers(ns, peer))
             .cloned()
             .ok_or_else(|| not_found(id))
     }
 
+    /// [`Uploads::get`], removing it from the open uploads.
     fn take(&self, ns: &str, id: &str, peer: Peer) -> Result<Arc<Upload>> {
         let mut open = self.lock();
-        match open.get(id) {
-            Some(u) if u.ns == ns && u.owner.uid == peer.uid => {
-                Ok(open.remove(id).expect("present"))
-            }
-            _ => Err(not_found(id)),
+        if !open.get(id).is_some_and(|u| u.answers(ns, peer)) {
+            return Err(not_found(id));
         }
+        open.remove(id).ok_or_else(|| not_found(id))
     }
 }
 
@@ -123,6 +122,11 @@ fn random_id() -> Result<String> {
 }
 
 impl Upload {
+    /// Whether a call from `peer` in namespace `ns` may use this upload.
+    fn answers(&self, ns: &str, peer: Peer) -> bool {
+        self.ns == ns && self.owner.uid == peer.uid
+    }
+
     fn touch(&self) {
         *self.touched.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
     }
